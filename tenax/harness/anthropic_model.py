@@ -1,0 +1,196 @@
+"""Anthropic Messages API provider (streaming, our retries, our cache breakpoints)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anthropic
+
+from tenax.harness._serialize import sorted_json
+from tenax.harness.cache_layout import CacheTTL, apply_cache_layout
+from tenax.harness.messages import (
+    Message,
+    ModelResponse,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    ToolSpec,
+    Usage,
+)
+from tenax.harness.retry import RetryPolicy, call_with_retries
+
+STOP_REASONS = {
+    "end_turn": "end_turn",
+    "tool_use": "tool_use",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "pause_turn": "pause_turn",
+    "refusal": "refusal",
+    "model_context_window_exceeded": "max_tokens",
+}
+
+REDACTED_KEY = "anthropic_redacted_thinking"
+
+
+def tool_to_anthropic(tool: ToolSpec) -> dict[str, Any]:
+    return {"name": tool.name, "description": tool.description, "input_schema": sorted_json(tool.parameters)}
+
+
+def part_to_block(part: Any) -> dict[str, Any] | None:
+    """One neutral part as an Anthropic content block (``None``: not sendable here)."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ToolCallPart):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": sorted_json(part.arguments)}
+    if isinstance(part, ToolResultPart):
+        return {
+            "type": "tool_result",
+            "tool_use_id": part.tool_call_id,
+            "content": part.content,
+            "is_error": part.is_error,
+        }
+    if isinstance(part, ReasoningPart):
+        if part.data and REDACTED_KEY in part.data:
+            return {"type": "redacted_thinking", "data": part.data[REDACTED_KEY]}
+        if part.signature:  # unsigned reasoning (e.g. from another provider) cannot be replayed
+            return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+        return None
+    raise TypeError(f"unknown message part {type(part).__name__}")
+
+
+def messages_to_anthropic(messages: list[Message]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        blocks = [b for b in (part_to_block(p) for p in m.parts) if b is not None]
+        if not blocks:
+            # The API rejects empty content; keep the turn (roles must alternate).
+            blocks = [{"type": "text", "text": "(empty)"}]
+        out.append({"role": m.role, "content": blocks})
+    return out
+
+
+def build_request(
+    model: str,
+    system: str,
+    tools: list[ToolSpec],
+    messages: list[Message],
+    *,
+    max_tokens: int,
+    cache: bool = True,
+    cache_ttl: CacheTTL | None = None,
+    thinking: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments for ``messages.stream``; deterministic for equal inputs."""
+    a_tools = [tool_to_anthropic(t) for t in tools]
+    a_system = [{"type": "text", "text": system}] if system else []
+    a_messages = messages_to_anthropic(messages)
+    if cache:
+        a_tools, a_system, a_messages = apply_cache_layout(a_tools, a_system, a_messages, ttl=cache_ttl)
+    kwargs: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": a_messages}
+    if a_system:
+        kwargs["system"] = a_system
+    if a_tools:
+        kwargs["tools"] = a_tools
+    if thinking:
+        kwargs["thinking"] = thinking
+    return kwargs
+
+
+def response_to_neutral(msg: Any) -> tuple[Message, Usage, str]:
+    parts: list[Any] = []
+    for block in msg.content:
+        btype = getattr(block, "type", None)
+        if btype == "text":
+            if block.text:
+                parts.append(TextPart(text=block.text))
+        elif btype == "tool_use":
+            args = block.input if isinstance(block.input, dict) else {"__invalid_json__": str(block.input)}
+            parts.append(ToolCallPart(id=block.id, name=block.name, arguments=args))
+        elif btype == "thinking":
+            parts.append(ReasoningPart(text=block.thinking, signature=block.signature))
+        elif btype == "redacted_thinking":
+            parts.append(ReasoningPart(data={REDACTED_KEY: block.data}))
+    u = msg.usage
+    usage = Usage(
+        input_tokens=u.input_tokens or 0,
+        output_tokens=u.output_tokens or 0,
+        cache_read_tokens=u.cache_read_input_tokens or 0,
+        cache_write_tokens=u.cache_creation_input_tokens or 0,
+    )
+    stop = STOP_REASONS.get(msg.stop_reason or "end_turn", str(msg.stop_reason))
+    return Message(role="assistant", parts=parts), usage, stop
+
+
+class AnthropicModel:
+    """``tenax.protocols.Model`` over the Anthropic Messages API."""
+
+    provider = "anthropic"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout: float = 600,
+        retry: RetryPolicy | None = None,
+        cache_ttl: CacheTTL | None = None,
+        thinking: dict[str, Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ):
+        self.name = name
+        self.base_url = base_url
+        self.retry = retry or RetryPolicy()
+        self.cache_ttl = cache_ttl
+        self.thinking = thinking
+        self.sleep = sleep
+        self.rng = rng
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+
+    def build_request(
+        self, system: str, tools: list[ToolSpec], messages: list[Message], *, max_tokens: int = 8192
+    ) -> dict[str, Any]:
+        return build_request(
+            self.name,
+            system,
+            tools,
+            messages,
+            max_tokens=max_tokens,
+            cache_ttl=self.cache_ttl,
+            thinking=self.thinking,
+        )
+
+    def complete(
+        self,
+        system: str,
+        tools: list[ToolSpec],
+        messages: list[Message],
+        *,
+        session_id: str,
+        max_tokens: int = 8192,
+    ) -> ModelResponse:
+        kwargs = self.build_request(system, tools, messages, max_tokens=max_tokens)
+
+        def attempt() -> tuple[Any, str | None]:
+            with self.client.messages.stream(**kwargs) as stream:
+                for _ in stream:
+                    pass
+                return stream.get_final_message(), stream.request_id
+
+        (final, request_id), attempts = call_with_retries(
+            attempt, self.retry, provider=self.provider, model=self.name, sleep=self.sleep, rng=self.rng
+        )
+        message, usage, stop = response_to_neutral(final)
+        return ModelResponse(
+            message=message,
+            usage=usage,
+            stop_reason=stop,
+            model=getattr(final, "model", self.name) or self.name,
+            attempts=attempts,
+            request_id=request_id,
+        )

@@ -1,0 +1,121 @@
+"""Anthropic prompt-cache breakpoints.
+
+Anthropic caches the prefix up to each block marked ``cache_control`` and, on lookup, walks
+back at most 20 blocks from a breakpoint to find an earlier cache entry.  We place (at most
+4, the API's limit):
+
+1. the last tool definition           - tools are frozen for a session;
+2. the last system block              - so is the system prompt;
+3. the last block of the last message - the rolling breakpoint that writes this turn;
+4. the last block of the previous request's last message (the newest user message before
+   the last assistant message)        - the entry written by the previous call; reading it
+   directly means a turn that adds many tool-result blocks never falls outside the lookback.
+
+``apply_cache_layout`` is pure: it returns new lists and never mutates its input.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+MAX_BREAKPOINTS = 4
+# Blocks that the API refuses to carry cache_control.
+_UNMARKABLE = frozenset({"thinking", "redacted_thinking"})
+
+CacheTTL = Literal["5m", "1h"]
+
+
+def cache_control(ttl: CacheTTL | None = None) -> dict[str, str]:
+    if ttl is None or ttl == "5m":
+        return {"type": "ephemeral"}
+    if ttl == "1h":
+        return {"type": "ephemeral", "ttl": "1h"}
+    raise ValueError(f"unknown cache ttl {ttl!r}; use '5m' or '1h'")
+
+
+def _markable_index(blocks: list[dict[str, Any]]) -> int | None:
+    for i in range(len(blocks) - 1, -1, -1):
+        block = blocks[i]
+        if block.get("type") in _UNMARKABLE:
+            continue
+        if block.get("type") == "text" and not block.get("text"):
+            continue
+        return i
+    return None
+
+
+def _strip(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in b.items() if k != "cache_control"} for b in blocks]
+
+
+def previous_turn_index(messages: list[dict[str, Any]]) -> int | None:
+    """Index of the previous request's last message: the newest user message that
+    precedes the last assistant message (``None`` when there is none)."""
+    last_assistant = None
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "assistant":
+            last_assistant = i
+            break
+    if last_assistant is None:
+        return None
+    for i in range(last_assistant - 1, -1, -1):
+        if messages[i].get("role") == "user":
+            return i
+    return None
+
+
+def apply_cache_layout(
+    tools: list[dict[str, Any]],
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    *,
+    ttl: CacheTTL | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return copies of (tools, system blocks, messages) with cache breakpoints placed.
+
+    Any ``cache_control`` already present is removed first so the count is exact.
+    Messages whose ``content`` is a string are turned into one text block.
+    """
+    mark = cache_control(ttl)
+    new_tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in tools]
+    new_system = _strip(system)
+    new_messages: list[dict[str, Any]] = []
+    for m in messages:
+        content = m.get("content", [])
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        new_messages.append({**m, "content": _strip(copy.deepcopy(content))})
+
+    placed = 0
+    if new_tools:
+        new_tools[-1]["cache_control"] = dict(mark)
+        placed += 1
+    idx = _markable_index(new_system)
+    if idx is not None:
+        new_system[idx]["cache_control"] = dict(mark)
+        placed += 1
+    targets: list[int] = []
+    if new_messages:
+        targets.append(len(new_messages) - 1)
+    prev = previous_turn_index(new_messages)
+    if prev is not None and prev not in targets:
+        targets.append(prev)
+    for mi in targets:
+        blocks = new_messages[mi]["content"]
+        bi = _markable_index(blocks)
+        if bi is None:
+            continue
+        blocks[bi]["cache_control"] = dict(mark)
+        placed += 1
+    assert placed <= MAX_BREAKPOINTS, f"{placed} cache breakpoints placed; the API allows {MAX_BREAKPOINTS}"
+    return new_tools, new_system, new_messages
+
+
+def count_breakpoints(tools: list[dict], system: list[dict], messages: list[dict]) -> int:
+    n = sum(1 for t in tools if "cache_control" in t) + sum(1 for b in system if "cache_control" in b)
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            n += sum(1 for b in content if isinstance(b, dict) and "cache_control" in b)
+    return n

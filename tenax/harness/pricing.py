@@ -1,0 +1,175 @@
+"""Model prices (USD per million tokens) and cost arithmetic.
+
+Lookups match the longest model-name prefix for the provider (``openai-chat`` falls back
+to the ``openai`` table).  Unknown models get a conservative default with
+``estimated=True``.  A pricing file (TOML, JSON or YAML) overrides or extends the table::
+
+    ["anthropic:claude-sonnet-4"]        # provider:model-prefix
+    input = 3.0
+    output = 15.0
+    # cache_read / cache_write_5m / cache_write_1h / context_window are optional
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from tenax.errors import ConfigError
+from tenax.harness.messages import Usage
+
+PER_MILLION = 1_000_000
+
+
+class Price(BaseModel):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float = Field(ge=0)
+    cache_write_5m: float = Field(ge=0)
+    cache_write_1h: float = Field(ge=0)
+    context_window: int = Field(default=200_000, gt=0)
+    estimated: bool = False
+
+
+def anthropic_price(inp: float, out: float, context_window: int = 200_000) -> Price:
+    return Price(
+        input=inp,
+        output=out,
+        cache_read=round(inp * 0.1, 6),
+        cache_write_5m=round(inp * 1.25, 6),
+        cache_write_1h=round(inp * 2.0, 6),
+        context_window=context_window,
+    )
+
+
+def openai_price(inp: float, out: float, cached: float, context_window: int) -> Price:
+    # OpenAI charges nothing extra to write its cache.
+    return Price(
+        input=inp, output=out, cache_read=cached, cache_write_5m=inp, cache_write_1h=inp, context_window=context_window
+    )
+
+
+BUILTIN: dict[str, dict[str, Price]] = {
+    "anthropic": {
+        "claude-opus-4": anthropic_price(5.0, 25.0),
+        "claude-sonnet-4": anthropic_price(3.0, 15.0),
+        "claude-haiku-4": anthropic_price(1.0, 5.0),
+    },
+    "openai": {
+        "gpt-5": openai_price(1.25, 10.0, 0.125, 400_000),
+        "gpt-5-mini": openai_price(0.25, 2.0, 0.025, 400_000),
+        "gpt-4.1": openai_price(2.0, 8.0, 0.5, 1_047_576),
+    },
+}
+
+# Conservative: priced like a frontier model so budgets stop early rather than late.
+DEFAULT_PRICE = Price(
+    input=5.0,
+    output=25.0,
+    cache_read=0.5,
+    cache_write_5m=6.25,
+    cache_write_1h=10.0,
+    context_window=128_000,
+    estimated=True,
+)
+
+_FALLBACK_PROVIDER = {"openai-chat": "openai"}
+
+
+class PriceTable:
+    def __init__(self, entries: dict[str, dict[str, Price]] | None = None):
+        self.entries: dict[str, dict[str, Price]] = {
+            p: dict(models) for p, models in (entries if entries is not None else BUILTIN).items()
+        }
+
+    def set(self, provider: str, prefix: str, price: Price) -> None:
+        self.entries.setdefault(provider, {})[prefix] = price
+
+    def _match(self, provider: str, model: str) -> Price | None:
+        table = self.entries.get(provider, {})
+        best = None
+        for prefix in table:
+            if model.startswith(prefix) and (best is None or len(prefix) > len(best)):
+                best = prefix
+        return table[best] if best is not None else None
+
+    def lookup(self, provider: str, model: str) -> Price:
+        price = self._match(provider, model)
+        if price is None and provider in _FALLBACK_PROVIDER:
+            price = self._match(_FALLBACK_PROVIDER[provider], model)
+        return price if price is not None else DEFAULT_PRICE
+
+
+def default_pricing() -> PriceTable:
+    return PriceTable()
+
+
+def lookup_price(provider: str, model: str, table: PriceTable | None = None) -> Price:
+    return (table or default_pricing()).lookup(provider, model)
+
+
+def _read_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read pricing file {path}: {exc.strerror or exc}") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text)
+        if suffix == ".json":
+            return json.loads(text)
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"pricing file {path} is not valid {suffix[1:].upper()}: {exc}") from None
+    raise ConfigError(f"pricing file {path}: unsupported extension {suffix!r}; use .toml, .json, .yaml or .yml")
+
+
+def load_pricing(path: str | Path, base: PriceTable | None = None) -> PriceTable:
+    """The built-in table (or ``base``) overridden by the entries of a pricing file."""
+    path = Path(path)
+    data = _read_file(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"pricing file {path}: expected a table of 'provider:model-prefix' entries")
+    table = PriceTable((base or default_pricing()).entries)
+    for key, fields in data.items():
+        provider, sep, prefix = str(key).partition(":")
+        if not sep or not prefix:
+            raise ConfigError(
+                f"pricing file {path}: bad key {key!r}; write 'provider:model-prefix', e.g. 'anthropic:claude-sonnet-4'"
+            )
+        if not isinstance(fields, dict) or "input" not in fields or "output" not in fields:
+            raise ConfigError(f"pricing file {path}: entry {key!r} needs at least 'input' and 'output' (USD per Mtok)")
+        try:
+            inp = float(fields["input"])
+            if provider == "anthropic":
+                defaults = anthropic_price(inp, float(fields["output"])).model_dump()
+            else:
+                defaults = {"cache_read": inp, "cache_write_5m": inp, "cache_write_1h": inp}
+            price = Price(**{**defaults, **fields, "estimated": bool(fields.get("estimated", False))})
+        except (ValidationError, TypeError, ValueError) as exc:
+            raise ConfigError(f"pricing file {path}: entry {key!r} is invalid: {exc}") from None
+        table.set(provider, prefix, price)
+    return table
+
+
+def cost_usd(price: Price, usage: Usage, cache_ttl: Literal["5m", "1h"] = "5m") -> float:
+    """What a call with ``usage`` costs at ``price``."""
+    write = price.cache_write_1h if cache_ttl == "1h" else price.cache_write_5m
+    return (
+        usage.input_tokens * price.input
+        + usage.output_tokens * price.output
+        + usage.cache_read_tokens * price.cache_read
+        + usage.cache_write_tokens * write
+    ) / PER_MILLION
+
+
+def uncached_cost_usd(price: Price, usage: Usage) -> float:
+    """What the same call would cost with no prompt caching at all."""
+    return (usage.total_input * price.input + usage.output_tokens * price.output) / PER_MILLION
