@@ -1,0 +1,38 @@
+# tenax: `make demo` and `make test` work on a fresh Debian machine (run as root, or with sudo
+# available for the Docker engine install).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+IMAGE ?= tenax-sandbox:default
+
+.PHONY: setup venv engine image test demo bench clean-containers
+
+setup: venv engine image
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+engine:
+	@bash scripts/ensure-docker.sh
+
+image: venv engine
+	$(BIN)/tenax sandbox build --if-missing --tag $(IMAGE)
+
+test: setup
+	@set +e; $(BIN)/pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+demo: setup
+	$(BIN)/tenax demo
+
+bench: setup
+	$(BIN)/python bench/cache_economics.py
+
+clean-containers: venv
+	$(BIN)/tenax sandbox cleanup

@@ -1,0 +1,330 @@
+"""tenax command line. Thin: parse, call the library, render with rich."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tenax.errors import TenaxError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="tenax: drive a coding agent to a verified goal inside a hardened Docker sandbox.",
+)
+sandbox_app = typer.Typer(no_args_is_help=True, help="Build and clean up the sandbox.")
+app.add_typer(sandbox_app, name="sandbox")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _store() -> Any:
+    from tenax.store import open_store
+
+    return open_store()
+
+
+def _fail(e: Exception, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(code)
+
+
+# -- rendering --------------------------------------------------------------------------------
+def _short(v: Any, n: int = 100) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    s = s.replace("\n", "⏎ ")
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def render_event(kind: str, p: dict[str, Any]) -> None:
+    if kind == "assistant":
+        for part in p["message"]["parts"]:
+            if part["type"] == "text" and part["text"].strip():
+                console.print(f"[cyan]model[/] {_short(part['text'], 160)}")
+            elif part["type"] == "tool_call":
+                console.print(f"  [magenta]→ {part['name']}[/] {_short(part['arguments'])}")
+    elif kind == "tool_result":
+        style = "red" if p.get("is_error") else "dim"
+        console.print(f"  [{style}]← {_short(p['content'], 140)}[/]")
+    elif kind == "user" and p.get("why") in ("continuation", "wrap_up"):
+        console.print(f"[yellow]runtime[/] {p['why']}: {_short(p['text'], 120)}")
+    elif kind == "event":
+        t = p.get("type")
+        if t == "check":
+            mark = "[green]passed[/]" if p["passed"] else f"[red]failed (exit {p['exit_code']})[/]"
+            console.print(f"[bold]check[/] `{p['command']}` {mark}")
+        elif t == "judge":
+            console.print(f"[bold]judge[/] {'[green]passed[/]' if p['passed'] else '[red]rejected[/]'}")
+        elif t == "budget_exhausted":
+            console.print(f"[red]budget exhausted[/]: {p['budget']}")
+        elif t == "status" and p["status"] != "running":
+            pass
+        elif t not in ("status",):
+            console.print(f"[dim]event {t}[/]")
+
+
+def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Optional[int], max_minutes: Optional[float], base: Any = None) -> Any:
+    from tenax.goal.budget import Budgets
+
+    values = dict(base or {})
+    for k, v in (("max_turns", max_turns), ("max_usd", max_usd), ("max_tokens", max_tokens), ("max_minutes", max_minutes)):
+        if v is not None:
+            values[k] = v
+    return Budgets.parse(**values)
+
+
+def _final(store: Any, goal_id: str, status: str) -> None:
+    goal = store.get_goal(goal_id)
+    color = {"succeeded": "green", "budget_exhausted": "yellow", "stopped": "yellow"}.get(status, "red")
+    console.print(f"\n[bold {color}]{status}[/] goal {goal.id} after {goal.turns} turns, ${goal.cost_usd:.4f}")
+    if goal.error:
+        console.print(f"[red]{goal.error}[/]")
+    if status == "stopped":
+        console.print(f"resume with: tenax resume {goal.id}")
+
+
+# -- commands ---------------------------------------------------------------------------------
+@app.command("goal")
+def goal_cmd(
+    objective: str = typer.Argument(..., help="What to achieve, in plain words."),
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="Repository to work in (mounted at /workspace)."),
+    check: Optional[str] = typer.Option(None, "--check", "-c", help="Command that must exit 0 in the sandbox for success."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="provider:model, e.g. anthropic:claude-sonnet-4-6, openai:gpt-5.5, openai-chat:qwen3@http://localhost:8000/v1"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Override the provider's API base URL (OpenAI-compatible servers, proxies)."),
+    network: str = typer.Option("none", "--network", help="Docker network for the sandbox; 'none' (default) cuts it off."),
+    max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Stop after N model turns (default 200)."),
+    max_usd: Optional[float] = typer.Option(None, "--max-usd", help="Stop after spending this many USD."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Stop after N uncached input + output tokens."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much wall time."),
+) -> None:
+    """Run a goal until its check passes or a budget runs out."""
+    from tenax.goal.api import GoalRequest, create_goal, run_goal
+
+    try:
+        store = _store()
+        budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes)
+        req = GoalRequest(objective=objective, workspace=str(workspace), check=check, model=model, base_url=base_url,
+                          network=network, budgets=budgets)
+        goal_id = create_goal(store, req)
+        console.print(f"goal [bold]{goal_id}[/] started; model {store.get_goal(goal_id).model}")
+        status = run_goal(store, goal_id, on_event=render_event)
+        _final(store, goal_id, status)
+    except TenaxError as e:
+        _fail(e)
+    raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+@app.command("resume")
+def resume_cmd(
+    goal_id: str = typer.Argument(..., help="Goal id (or a unique prefix)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Must match the goal's model (switching is refused)."),
+    max_turns: Optional[int] = typer.Option(None, "--max-turns"),
+    max_usd: Optional[float] = typer.Option(None, "--max-usd"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
+) -> None:
+    """Continue an interrupted goal from its journal (raise budgets with --max-*)."""
+    from tenax.goal.api import run_goal
+
+    try:
+        store = _store()
+        goal = store.get_goal(goal_id)
+        changed = any(v is not None for v in (max_turns, max_usd, max_tokens, max_minutes))
+        budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes, base=goal.budgets) if changed else None
+        console.print(f"resuming goal [bold]{goal.id}[/] ({goal.status}, {goal.turns} turns so far)")
+        status = run_goal(store, goal.id, model_override=model, budgets=budgets, on_event=render_event)
+        _final(store, goal.id, status)
+    except TenaxError as e:
+        _fail(e)
+    raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+@app.command("ls")
+def ls_cmd(
+    status: Optional[str] = typer.Option(None, "--status", help="Only goals with this status."),
+    limit: int = typer.Option(30, "--limit", "-n"),
+) -> None:
+    """List goals, newest first."""
+    try:
+        goals = _store().list_goals(limit=limit, status=status)
+    except TenaxError as e:
+        _fail(e)
+    if not goals:
+        console.print("no goals yet; start one with: tenax goal \"...\" --workspace DIR --check \"...\"")
+        return
+    t = Table("id", "status", "turns", "cost", "model", "objective", box=None)
+    for g in goals:
+        t.add_row(g.id, g.status, str(g.turns), f"${g.cost_usd:.4f}", g.model, _short(g.objective, 60))
+    console.print(t)
+
+
+@app.command("show")
+def show_cmd(
+    goal_id: str = typer.Argument(..., help="Goal id (or a unique prefix)."),
+    events: int = typer.Option(15, "--events", "-e", help="How many recent journal steps to show."),
+) -> None:
+    """Status, turns, tokens, cost, cache savings and the last events of a goal."""
+    try:
+        store = _store()
+        g = store.get_goal(goal_id)
+        sessions = store.sessions_for_goal(g.id)
+        recent = store.recent_steps(g.id, limit=events)
+    except TenaxError as e:
+        _fail(e)
+    total_in = g.input_tokens + g.cache_read_tokens + g.cache_write_tokens
+    share = (g.cache_read_tokens / total_in) if total_in else 0.0
+    t = Table(box=None, show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    rows = [
+        ("goal", g.id),
+        ("status", g.status + (f"  ({g.error})" if g.error else "")),
+        ("objective", g.objective),
+        ("check", g.check_cmd or "(independent judge)"),
+        ("model", g.model),
+        ("workspace", g.workspace),
+        ("turns", str(g.turns)),
+        ("tokens", f"input {g.input_tokens:,} uncached + {g.cache_read_tokens:,} cache read + "
+                   f"{g.cache_write_tokens:,} cache write; output {g.output_tokens:,}"),
+        ("cached input", f"{share:.1%} of {total_in:,} input tokens"),
+        ("cost", f"${g.cost_usd:.4f}  (uncached would be ${g.uncached_cost_usd:.4f}; "
+                 f"saved ${max(g.uncached_cost_usd - g.cost_usd, 0):.4f})"),
+        ("time", f"{g.elapsed_s / 60:.1f} min"),
+        ("budgets", ", ".join(f"{k}={v}" for k, v in (g.budgets or {}).items() if v is not None)),
+    ]
+    if g.summary:
+        rows.append(("summary", g.summary))
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    subs = [s for s in sessions if s.role != "main"]
+    if subs:
+        st = Table("session", "role", "model", "status", box=None, title="sub-sessions")
+        for s in subs:
+            st.add_row(s.id, s.role, s.model, s.status or "")
+        console.print(st)
+    console.print("\n[bold]last events[/]")
+    for step in recent:
+        render_event(step.kind, step.payload)
+
+
+@app.command("export")
+def export_cmd(
+    goal_id: str = typer.Argument(...),
+    fmt: str = typer.Option("md", "--format", "-f", help="md or jsonl"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: stdout)."),
+) -> None:
+    """Export a goal's transcript."""
+    from tenax.export.transcript import to_jsonl, to_markdown
+
+    if fmt not in ("md", "jsonl"):
+        _fail(TenaxError(f"unknown format {fmt!r}; use md or jsonl"))
+    try:
+        store = _store()
+        text = to_markdown(store, goal_id) if fmt == "md" else "\n".join(to_jsonl(store, goal_id)) + "\n"
+    except TenaxError as e:
+        _fail(e)
+    if out:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+@sandbox_app.command("build")
+def sandbox_build(
+    tag: Optional[str] = typer.Option(None, "--tag", help="Image tag (default tenax-sandbox:default or TENAX_IMAGE)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if the image exists."),
+    if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if the image exists (for make setup)."),
+) -> None:
+    """Build the sandbox image offline (debootstrap + docker import)."""
+    from tenax.config import load_settings
+    from tenax.sandbox import build_image, ensure_docker, image_exists
+
+    try:
+        tag = tag or load_settings().image
+        ensure_docker()
+        if image_exists(tag) and not force:
+            console.print(f"image {tag} exists" + ("" if if_missing else "; use --force to rebuild"))
+            return
+        build_image(tag, force=force, log=lambda m: console.print(f"[dim]{m}[/]"))
+        console.print(f"[green]built {tag}[/]")
+    except TenaxError as e:
+        _fail(e, 1)
+
+
+@sandbox_app.command("cleanup")
+def sandbox_cleanup(goal_id: Optional[str] = typer.Option(None, "--goal", help="Only this goal's container.")) -> None:
+    """Remove tenax containers (by label)."""
+    from tenax.sandbox import cleanup_by_label, ensure_docker
+
+    try:
+        n = cleanup_by_label(ensure_docker(), goal_id=goal_id)
+    except TenaxError as e:
+        _fail(e, 1)
+    console.print(f"removed {n} container(s)")
+
+
+@app.command("demo")
+def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the demo workspace afterwards.")) -> None:
+    """Fix a small failing repo end to end, with a SIMULATED model (no API key needed)."""
+    from tenax.goal.api import GoalRequest, create_goal, run_goal
+    from tenax.goal.budget import Budgets
+    from tenax.testing import Script, Simulator
+
+    demo_pkg = resources.files("tenax") / "demo"
+    root = Path(tempfile.mkdtemp(prefix="tenax-demo-"))
+    workspace = root / "repo"
+    with resources.as_file(demo_pkg / "sample_repo") as src:
+        shutil.copytree(src, workspace)
+    script = Script.from_yaml((demo_pkg / "script.yaml").read_text())
+    console.print(
+        "[bold yellow]Demo: the model is SIMULATED.[/] A local simulator speaking the real Anthropic API "
+        "replays a scripted agent; everything else is real: the Docker sandbox, the check, the SQLite journal."
+    )
+    console.print(f"workspace: {workspace}")
+    api_key = "sim-demo-key"
+    status = "failed"
+    try:
+        with Simulator(script) as sim:
+            store = _store()
+            req = GoalRequest(
+                objective="Make the test suite pass: fix the bugs in calc.py.",
+                workspace=str(workspace), check="python3 -m unittest -q", model="anthropic:claude-sonnet-4-6",
+                base_url=sim.url, budgets=Budgets(max_turns=20),
+            )
+            goal_id = create_goal(store, req, api_key=api_key)
+            console.print(f"goal [bold]{goal_id}[/] (check: python3 -m unittest -q)\n")
+            status = run_goal(store, goal_id, api_key=api_key, on_event=render_event)
+            _final(store, goal_id, status)
+            from tenax.export.transcript import to_markdown
+
+            transcript = root / "transcript.md"
+            transcript.write_text(to_markdown(store, goal_id))
+    except TenaxError as e:
+        _fail(e, 1)
+    console.print("\n[bold]calc.py now:[/]")
+    console.print((workspace / "calc.py").read_text())
+    console.print(f"transcript: {transcript}")
+    console.print(f"journal:    {store.url}  (tenax show {goal_id})")
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""End-to-end goal runs: real SDKs over HTTP to the simulator, a real Docker sandbox, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tenax.goal.api import GoalRequest, create_goal, run_goal
+from tenax.goal.budget import Budgets
+from tenax.goal.journal import fold
+from tenax.harness.messages import ToolResultPart
+from tenax.store import open_store
+from tenax.testing import Reply, Script, Simulator, ToolCall
+
+pytestmark = pytest.mark.docker
+
+KEY = "sim-test-key"
+CHECK = "grep -qx fixed status.txt"
+
+
+def call(name: str, **arguments) -> ToolCall:
+    return ToolCall(name=name, arguments=arguments)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "status.txt").write_text("broken\n")
+    return ws
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = open_store(f"sqlite:///{tmp_path / 'tenax.db'}")
+    yield s
+    s.close()
+
+
+def start(store, sim, workspace, *, provider="anthropic", check=CHECK, budgets=None) -> str:
+    names = {"anthropic": "anthropic:claude-sonnet-4-6", "openai": "openai:gpt-5.5", "openai-chat": "openai-chat:qwen3"}
+    base = sim.url if provider == "anthropic" else sim.url + "/v1"
+    req = GoalRequest(objective="Make status.txt say fixed.", workspace=str(workspace), check=check,
+                      model=names[provider], base_url=base, budgets=budgets or Budgets(max_turns=15))
+    return create_goal(store, req, api_key=KEY)
+
+
+def assert_pairing(store, goal_id):
+    main = [s for s in store.sessions_for_goal(goal_id) if s.role == "main"][0]
+    msgs = fold(store.steps(main.id))
+    for i, m in enumerate(msgs):
+        if m.role == "assistant" and m.tool_calls:
+            nxt = msgs[i + 1]
+            ids = [p.tool_call_id for p in nxt.parts[: len(m.tool_calls)] if isinstance(p, ToolResultPart)]
+            assert ids == [c.id for c in m.tool_calls]
+    return main, msgs
+
+
+FIX = [
+    Reply(text="Reading.", tool_calls=[call("read_file", path="status.txt")]),
+    Reply(text="Fixing.", tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+    Reply(text="Done.", tool_calls=[call("complete_goal", summary="wrote fixed")]),
+]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai", "openai-chat"])
+def test_goal_succeeds_through_each_provider(provider, store, workspace):
+    with Simulator(Script(list(FIX))) as sim:
+        gid = start(store, sim, workspace, provider=provider)
+        status = run_goal(store, gid, api_key=KEY)
+    assert status == "succeeded"
+    assert (workspace / "status.txt").read_text() == "fixed\n"
+    goal = store.get_goal(gid)
+    assert goal.turns == 3 and goal.status == "succeeded" and goal.summary == "wrote fixed"
+    paths = {r.path for r in sim.requests}
+    expected = {"anthropic": "/v1/messages", "openai": "/v1/responses", "openai-chat": "/v1/chat/completions"}[provider]
+    assert paths == {expected}
+    assert all(r.status == 200 for r in sim.requests)
+    usage = store.usage_for_goal(gid)
+    assert len(usage) == 3 and all(u.output_tokens > 0 for u in usage)
+    assert goal.input_tokens + goal.cache_read_tokens + goal.cache_write_tokens > 0
+    main, msgs = assert_pairing(store, gid)
+    # the read_file result really came from the container
+    assert "broken" in msgs[2].parts[0].content
+
+
+def test_failing_check_keeps_the_loop_going(store, workspace):
+    script = Script([
+        Reply(text="I think it's done.", tool_calls=[call("complete_goal", summary="nothing")]),
+        Reply(tool_calls=[call("bash", command="echo fixed > status.txt")]),
+        Reply(tool_calls=[call("complete_goal", summary="fixed it")]),
+    ])
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    # the 2nd request carried the failed check back as an error tool result
+    second = json.dumps(sim.requests[1].body)
+    assert "NOT complete" in second and '"is_error": true' in second
+    main = [s for s in store.sessions_for_goal(gid) if s.role == "main"][0]
+    checks = [s.payload for s in store.steps(main.id) if s.kind == "event" and s.payload["type"] == "check"]
+    assert [c["passed"] for c in checks] == [False, True]
+    assert store.get_goal(gid).turns == 3
+
+
+def test_giving_up_gets_a_continuation_not_an_exit(store, workspace):
+    script = Script([
+        Reply(text="This is impossible, I can't do it. Should I stop?"),
+        Reply(text="Still impossible."),
+        Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+        Reply(tool_calls=[call("complete_goal", summary="ok")]),
+    ])
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    second = sim.requests[1].body["messages"][-1]
+    text = json.dumps(second)
+    assert second["role"] == "user"
+    assert "do not ask the user; decide and proceed" in text
+    assert "Make status.txt say fixed." in text and "turns: 1 used" in text
+    third = json.dumps(sim.requests[2].body["messages"][-1])
+    assert "2 in a row" in third  # the stuck policy gets firmer
+
+
+def test_turn_budget_stops_with_budget_exhausted(store, workspace):
+    script = Script([Reply(tool_calls=[call("bash", command=f"echo {i}")]) for i in range(20)])
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace, budgets=Budgets(max_turns=4))
+        assert run_goal(store, gid, api_key=KEY) == "budget_exhausted"
+    goal = store.get_goal(gid)
+    assert goal.turns == 4 and len(sim.requests) == 4
+    wrap = [r for r in sim.requests if "Wrap up now" in json.dumps(r.body["messages"][-1])]
+    assert len(wrap) == 1  # told once, near the end
+
+
+def test_token_budget_stops_with_budget_exhausted(store, workspace):
+    script = Script([Reply(text="x" * 4000, tool_calls=[call("bash", command="true")]) for _ in range(20)])
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace, budgets=Budgets(max_tokens=2500))
+        assert run_goal(store, gid, api_key=KEY) == "budget_exhausted"
+    goal = store.get_goal(gid)
+    assert goal.input_tokens + goal.output_tokens >= 2500
+    assert goal.turns < 20
+
+
+def test_model_switch_on_resume_is_refused(store, workspace):
+    from tenax.errors import ModelSwitchRefused
+
+    with Simulator(Script([])) as sim:
+        gid = start(store, sim, workspace)
+        with pytest.raises(ModelSwitchRefused, match="sub-agent"):
+            run_goal(store, gid, api_key=KEY, model_override="anthropic:claude-haiku-4-5")
+
+
+def _wait_for(pred, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_kill_9_mid_tool_then_resume_repeats_nothing(tmp_path, workspace):
+    """A tenax process is SIGKILLed while a tool runs; resume settles that call without running it
+    again and finishes the goal."""
+    db = tmp_path / "tenax.db"
+    script = Script([
+        Reply(tool_calls=[call("bash", command="echo run >> runs.txt; sleep 60")]),
+        Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+        Reply(tool_calls=[call("complete_goal", summary="done after resume")]),
+    ])
+    with Simulator(script) as sim:
+        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
+             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            assert _wait_for(lambda: (workspace / "runs.txt").exists()), proc.stdout.read1().decode() if proc.poll() is not None else "no progress"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        store = open_store(f"sqlite:///{db}")
+        gid = store.list_goals()[0].id
+        assert store.get_goal(gid).status == "running"  # nothing had a chance to clean up
+        status = run_goal(store, gid, api_key=KEY)
+    assert status == "succeeded"
+    assert (workspace / "runs.txt").read_text() == "run\n"  # the interrupted command was not repeated
+    main, msgs = assert_pairing(store, gid)
+    interrupted = msgs[2].parts[0]
+    assert interrupted.is_error and "interrupted" in interrupted.content
+    assert len(sim.requests) == 3  # no model call was repeated either
+    store.close()
