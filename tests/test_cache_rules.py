@@ -147,6 +147,45 @@ def test_anthropic_ttl_refreshed_on_hit(clock):
     assert cache.process(MODEL, req).cache_read_input_tokens == 0
 
 
+def test_anthropic_hit_found_by_lookback_refreshes_that_entry(clock):
+    """The entry read through the lookback (not at any breakpoint of the request) is refreshed."""
+    cache = AnthropicCache(clock)
+    cache.process(MODEL, [blk("big-system", 1100, "5m")])
+    clock.advance(250)
+    req_a = [blk("big-system", 1100)] + [blk(f"a{i}", 10) for i in range(4)] + [blk("a4", 10, "5m")]
+    assert cache.process(MODEL, req_a) == AnthropicUsage(0, 50, 1100, ephemeral_5m_input_tokens=50)
+    clock.advance(250)  # 500 s after the write, 250 s after the hit
+    req_b = [blk("big-system", 1100)] + [blk(f"b{i}", 10) for i in range(4)] + [blk("b4", 10, "5m")]
+    assert cache.process(MODEL, req_b) == AnthropicUsage(0, 50, 1100, ephemeral_5m_input_tokens=50)
+
+
+class ManualClock:
+    """A clock that only moves when told, to pin exact TTL boundaries."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+def test_ttl_boundaries_are_exact():
+    mc = ManualClock()
+    anthropic, openai_ = AnthropicCache(mc), OpenAICache(mc)
+    req = agent_request()
+    oreq = [blk("sys", 1300), blk("u", 10)]
+    anthropic.process(MODEL, req)
+    openai_.process(GPT, None, oreq)
+    mc.t += 299.999
+    assert anthropic.process(MODEL, req).cache_read_input_tokens == 1200
+    mc.t += 300  # exactly 300 s since the last use: expired
+    assert anthropic.process(MODEL, req).cache_read_input_tokens == 0
+    # OpenAI: 599.999 s since its request -> hit (and refresh); then exactly 600 s idle -> miss
+    assert openai_.process(GPT, None, oreq) == 1280
+    mc.t += 600
+    assert openai_.process(GPT, None, oreq) == 0
+
+
 def test_anthropic_one_hour_ttl(clock):
     cache = AnthropicCache(clock)
     req = agent_request(bp="1h")
@@ -316,7 +355,9 @@ def test_anthropic_accounting_always_sums_to_total(clock):
         if rng.random() < 0.8:
             chosen.add(n - 1)
         chosen = set(sorted(chosen)[-4:])
-        blocks = [Block(b.key, b.tokens, rng.choice(["5m", "5m", "1h"]) if i in chosen else None) for i, b in enumerate(convo)]
+        blocks = [
+            Block(b.key, b.tokens, rng.choice(["5m", "5m", "1h"]) if i in chosen else None) for i, b in enumerate(convo)
+        ]
         usage = cache.process(rng.choice([MODEL, MODEL, "claude-other"]), blocks)
         parts = (usage.input_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens)
         assert sum(parts) == total(blocks)
@@ -419,3 +460,27 @@ def test_openai_custom_ttl_and_grid(clock):
     assert cache.process(GPT, None, req) == 0
     with pytest.raises(ValueError):
         OpenAICache(clock, step=0)
+
+
+def test_engines_are_consistent_under_concurrent_requests(clock):
+    """Eight threads send the same request at once: exactly one writes the cache, all others read it."""
+    anthropic, openai_ = AnthropicCache(clock), OpenAICache(clock)
+    req, oreq = agent_request(), [blk("sys", 1300), blk("u", 10)]
+    results: list[tuple[AnthropicUsage, int]] = []
+    barrier = threading.Barrier(8)
+
+    def worker():
+        barrier.wait()
+        for _ in range(50):
+            results.append((anthropic.process(MODEL, req), openai_.process(GPT, "k", oreq)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    usages = [u for u, _ in results]
+    assert len(results) == 400
+    assert sum(u.cache_creation_input_tokens == 1200 for u in usages) == 1
+    assert sum(u == AnthropicUsage(100, 0, 1200) for u in usages) == 399
+    assert sorted(c for _, c in results) == [0] + [1280] * 399
