@@ -1,0 +1,270 @@
+"""Providers, retries, cache layout, pricing and model specs.
+
+Provider tests drive the real anthropic/openai SDKs over real HTTP against
+``tenax.testing.Simulator``; nothing of the SDKs is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tenax.errors import ConfigError, ContextTooLong, ModelSwitchRefused, ProviderError
+from tenax.harness.anthropic_model import AnthropicModel
+from tenax.harness.cache_layout import apply_cache_layout, count_breakpoints, previous_turn_index
+from tenax.harness.messages import (
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    ToolSpec,
+    Usage,
+)
+from tenax.harness.openai_models import OpenAIChatModel, OpenAIResponsesModel
+from tenax.harness.pricing import (
+    DEFAULT_PRICE,
+    Price,
+    cost_usd,
+    default_pricing,
+    load_pricing,
+    lookup_price,
+    uncached_cost_usd,
+)
+from tenax.harness.registry import check_model_switch, make_model, parse_model_spec
+from tenax.harness.retry import RetryPolicy, parse_retry_after
+
+# --------------------------------------------------------------------------- helpers
+
+TOOLS = [
+    ToolSpec(
+        name="bash",
+        description="Run a shell command in the sandbox.",
+        parameters={"type": "object", "required": ["command"], "properties": {"command": {"type": "string"}}},
+    ),
+    ToolSpec(
+        name="read_file",
+        description="Read a file.",
+        parameters={"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+    ),
+]
+
+
+def user(text: str) -> Message:
+    return Message(role="user", parts=[TextPart(text=text)])
+
+
+def a_block(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def conversation(turns: int) -> list[dict]:
+    """Anthropic-shaped history: user, then (assistant tool_use, user tool_result) * turns."""
+    msgs = [{"role": "user", "content": [a_block("start")]}]
+    for i in range(turns):
+        msgs.append({"role": "assistant", "content": [{"type": "tool_use", "id": f"t{i}", "name": "bash", "input": {}}]})
+        msgs.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "x"}]})
+    return msgs
+
+
+# --------------------------------------------------------------------------- cache layout
+
+
+def test_layout_places_four_breakpoints_at_the_right_blocks():
+    tools = [{"name": "a"}, {"name": "b"}]
+    system = [a_block("sys")]
+    msgs = conversation(3)
+    new_tools, new_system, new_msgs = apply_cache_layout(tools, system, msgs)
+    assert "cache_control" not in new_tools[0] and new_tools[1]["cache_control"] == {"type": "ephemeral"}
+    assert new_system[0]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" in new_msgs[-1]["content"][-1]
+    # previous request ended with the user message just before the last assistant message
+    assert previous_turn_index(msgs) == len(msgs) - 3
+    assert "cache_control" in new_msgs[-3]["content"][-1]
+    assert count_breakpoints(new_tools, new_system, new_msgs) == 4
+    # pure: the inputs are untouched
+    assert count_breakpoints(tools, system, msgs) == 0
+
+
+def test_layout_never_exceeds_four_and_strips_stale_marks():
+    rng = random.Random(7)
+    for _ in range(200):
+        turns = rng.randint(0, 6)
+        msgs = conversation(turns)
+        for m in msgs:  # stale marks from an earlier layout must not accumulate
+            for b in m["content"]:
+                if rng.random() < 0.5:
+                    b["cache_control"] = {"type": "ephemeral"}
+        tools = [{"name": f"t{i}", "cache_control": {"type": "ephemeral"}} for i in range(rng.randint(0, 3))]
+        system = [a_block("s")] * rng.randint(0, 2)
+        out = apply_cache_layout(tools, system, msgs, ttl=rng.choice([None, "5m", "1h"]))
+        n = count_breakpoints(*out)
+        assert n <= 4
+        expected = bool(tools) + bool(system) + 1 + (1 if turns else 0)
+        assert n == expected
+
+
+def test_layout_ttl_and_unmarkable_blocks():
+    msgs = [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": [a_block("ok"), {"type": "thinking", "thinking": "t", "signature": "s"}]},
+    ]
+    _, _, out = apply_cache_layout([], [], msgs, ttl="1h")
+    # string content is turned into a block; thinking blocks are skipped for the mark
+    assert out[0]["content"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert out[1]["content"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert "cache_control" not in out[1]["content"][1]
+    with pytest.raises(ValueError):
+        apply_cache_layout([], [], msgs, ttl="2h")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- specs / factory
+
+
+def test_parse_model_spec_forms():
+    assert parse_model_spec("anthropic:claude-sonnet-4-6").model_dump() == {
+        "provider": "anthropic",
+        "name": "claude-sonnet-4-6",
+        "base_url": None,
+    }
+    assert parse_model_spec("openai:gpt-5.5").name == "gpt-5.5"
+    s = parse_model_spec("openai-chat:qwen3@http://localhost:8000/v1")
+    assert (s.provider, s.name, s.base_url) == ("openai-chat", "qwen3", "http://localhost:8000/v1")
+    s = parse_model_spec("openai-chat:qwen3:8b@https://h:9/v1/")
+    assert (s.name, s.base_url) == ("qwen3:8b", "https://h:9/v1")
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("x:y", "unknown model provider 'x' in 'x:y'; use anthropic:, openai: or openai-chat:"),
+        ("anthropic:", "missing model name"),
+        ("claude", "expected provider:model"),
+        ("openai-chat:q@ftp://host/v1", "bad base URL"),
+        ("openai-chat:q@http://", "bad base URL"),
+        ("openai-chat:q@http://host:abc/v1", "port is not a number"),
+    ],
+)
+def test_parse_model_spec_errors(spec, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_model_spec(spec)
+    assert fragment in str(err.value)
+
+
+def test_make_model_keys_and_urls():
+    with pytest.raises(ConfigError) as err:
+        make_model("anthropic:claude-sonnet-4-6", env={})
+    assert str(err.value) == "no API key for provider anthropic: set ANTHROPIC_API_KEY (or pass --api-key)"
+    with pytest.raises(ConfigError, match="set OPENAI_API_KEY"):
+        make_model("openai:gpt-5", env={})
+    with pytest.raises(ConfigError, match="set OPENAI_API_KEY"):
+        make_model("openai-chat:deepseek-chat", env={})  # no URL: would go to OpenAI, needs a key
+    with pytest.raises(ConfigError, match="bad base URL"):
+        make_model("openai:gpt-5", env={"OPENAI_API_KEY": "k"}, base_url="localhost:8000")
+    local = make_model("openai-chat:qwen3@http://127.0.0.1:9/v1", env={})
+    assert isinstance(local, OpenAIChatModel) and local.client.api_key == "not-needed"
+    a = make_model("anthropic:claude-haiku-4-5", env={"ANTHROPIC_API_KEY": "k1"})
+    assert isinstance(a, AnthropicModel) and a.client.api_key == "k1" and a.client.max_retries == 0
+    o = make_model("openai:gpt-5", api_key="k2", env={"OPENAI_API_KEY": "env"}, base_url="http://127.0.0.1:9/v1")
+    assert isinstance(o, OpenAIResponsesModel) and o.client.api_key == "k2" and o.client.max_retries == 0
+    assert str(o.client.base_url).startswith("http://127.0.0.1:9/v1")
+
+
+def test_model_switch_refused():
+    check_model_switch("anthropic:claude-sonnet-4-6", "anthropic:claude-sonnet-4-6")
+    with pytest.raises(ModelSwitchRefused) as err:
+        check_model_switch("anthropic:claude-sonnet-4-6", "openai:gpt-5")
+    assert "discards its prompt cache; spawn a sub-agent on the other model instead" in str(err.value)
+
+
+# --------------------------------------------------------------------------- pricing
+
+
+def test_pricing_lookup_and_math():
+    sonnet = lookup_price("anthropic", "claude-sonnet-4-6")
+    assert (sonnet.input, sonnet.output, sonnet.cache_read, sonnet.cache_write_5m, sonnet.cache_write_1h) == (
+        3.0,
+        15.0,
+        0.3,
+        3.75,
+        6.0,
+    )
+    assert lookup_price("anthropic", "claude-opus-4-1").input == 5.0
+    assert lookup_price("anthropic", "claude-haiku-4-5").output == 5.0
+    assert lookup_price("openai", "gpt-5-mini-2025").input == 0.25  # longest prefix wins over gpt-5
+    assert lookup_price("openai", "gpt-5.5").cache_read == 0.125
+    assert lookup_price("openai-chat", "gpt-4.1").cache_read == 0.5  # chat falls back to the openai table
+    unknown = lookup_price("openai-chat", "qwen3")
+    assert unknown.estimated and unknown == DEFAULT_PRICE
+    assert not sonnet.estimated
+
+    u = Usage(input_tokens=1_000, output_tokens=2_000, cache_read_tokens=100_000, cache_write_tokens=10_000)
+    # 1000*3 + 2000*15 + 100000*0.3 + 10000*3.75 = 3000+30000+30000+37500 = 100500 per 1e6
+    assert cost_usd(sonnet, u) == pytest.approx(0.1005)
+    assert cost_usd(sonnet, u, cache_ttl="1h") == pytest.approx(0.1005 - 10_000 * 3.75 / 1e6 + 10_000 * 6 / 1e6)
+    # uncached: 111000*3 + 2000*15 = 363000
+    assert uncached_cost_usd(sonnet, u) == pytest.approx(0.363)
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json", ".yaml"])
+def test_load_pricing_overrides(tmp_path, suffix):
+    data = {"anthropic:claude-sonnet-4": {"input": 4, "output": 20}, "openai-chat:qwen3": {"input": 0, "output": 0}}
+    path = tmp_path / f"prices{suffix}"
+    if suffix == ".toml":
+        path.write_text(
+            '["anthropic:claude-sonnet-4"]\ninput = 4\noutput = 20\n["openai-chat:qwen3"]\ninput = 0\noutput = 0\n'
+        )
+    elif suffix == ".json":
+        path.write_text(json.dumps(data))
+    else:
+        import yaml
+
+        path.write_text(yaml.safe_dump(data))
+    table = load_pricing(path)
+    p = table.lookup("anthropic", "claude-sonnet-4-6")
+    assert (p.input, p.output, p.cache_read, p.cache_write_5m) == (4, 20, 0.4, 5.0)
+    q = table.lookup("openai-chat", "qwen3-coder")
+    assert q.input == 0 and not q.estimated
+    assert table.lookup("anthropic", "claude-opus-4-5").input == 5.0  # the rest of the table stays
+    assert default_pricing().lookup("anthropic", "claude-sonnet-4-6").input == 3.0  # built-in untouched
+
+
+def test_load_pricing_errors(tmp_path):
+    bad = tmp_path / "p.toml"
+    bad.write_text("not = [valid")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_pricing(bad)
+    key = tmp_path / "k.json"
+    key.write_text(json.dumps({"sonnet": {"input": 1, "output": 2}}))
+    with pytest.raises(ConfigError, match="provider:model-prefix"):
+        load_pricing(key)
+    neg = tmp_path / "n.json"
+    neg.write_text(json.dumps({"openai:x": {"input": -1, "output": 2}}))
+    with pytest.raises(ConfigError, match="is invalid"):
+        load_pricing(neg)
+    with pytest.raises(ConfigError, match="cannot read pricing file"):
+        load_pricing(tmp_path / "missing.toml")
+    assert isinstance(Price(input=1, output=1, cache_read=1, cache_write_5m=1, cache_write_1h=1), Price)
+
+
+# --------------------------------------------------------------------------- retry policy
+
+
+def test_backoff_is_exponential_capped_and_jittered():
+    p = RetryPolicy(base_delay=1.0, max_delay=10.0, jitter=False)
+    assert [p.backoff(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+    assert p.delay(3, retry_after=0.25) == 0.25  # the server's hint wins
+    j = RetryPolicy(base_delay=1.0, max_delay=10.0, jitter=True)
+    rng = random.Random(1)
+    values = [j.backoff(3, rng) for _ in range(50)]
+    assert all(2.0 <= v <= 4.0 for v in values) and len(set(values)) > 1
+
+
+def test_parse_retry_after_headers():
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+    assert 0 <= parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) < 1
