@@ -268,3 +268,69 @@ def test_parse_retry_after_headers():
     assert parse_retry_after({"retry-after": "soon"}) is None
     assert parse_retry_after({}) is None
     assert 0 <= parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) < 1
+
+
+# --------------------------------------------------------------------------- transport failures
+
+
+class _DroppingServer:
+    """A real TCP server that accepts each connection, reads the request and hangs up
+    without answering: what a dying load balancer looks like to the SDK."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.settimeout(2)
+            try:
+                conn.recv(65536)
+            except OSError:
+                pass
+            conn.close()
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
+@pytest.mark.parametrize("spec", ["anthropic:claude-sonnet-4-6", "openai:gpt-5", "openai-chat:qwen3"])
+def test_connection_drops_are_retried_then_reported(spec):
+    server = _DroppingServer()
+    delays: list[float] = []
+    try:
+        suffix = "" if spec.startswith("anthropic") else "/v1"
+        model = make_model(
+            spec,
+            api_key="k",
+            env={},
+            base_url=f"http://127.0.0.1:{server.port}{suffix}",
+            timeout=10,
+            retry=RetryPolicy(max_attempts=3, base_delay=0.5, jitter=False),
+            sleep=delays.append,
+        )
+        with pytest.raises(ProviderError) as err:
+            model.complete("sys", TOOLS, [user("hi")], session_id="s1")
+    finally:
+        server.close()
+    assert not isinstance(err.value, ContextTooLong)
+    assert server.connections == 3
+    assert delays == [0.5, 1.0]
+    attempts = err.value.attempts
+    assert [a.number for a in attempts] == [1, 2, 3] and not any(a.ok for a in attempts)
+    assert "after 3 attempt(s)" in str(err.value) and "try again later" in str(err.value)
