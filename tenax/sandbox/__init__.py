@@ -1,1 +1,16 @@
+"""Hardened Docker sandbox: containers, exec with real timeouts, file tools, offline image build."""
 
+from tenax.sandbox.docker_sandbox import DockerSandbox, cleanup_by_label, ensure_docker
+from tenax.sandbox.image import DEFAULT_IMAGE, ImageBuildError, build_image, image_exists
+from tenax.sandbox.tools import ToolBox
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "DockerSandbox",
+    "ImageBuildError",
+    "ToolBox",
+    "build_image",
+    "cleanup_by_label",
+    "ensure_docker",
+    "image_exists",
+]
