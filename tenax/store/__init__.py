@@ -1,1 +1,14 @@
+"""tenax's durable state: goals, sessions, the step journal and usage, via SQLAlchemy."""
 
+from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
+from tenax.store.sql import NotFound, SqlStore, open_store
+
+__all__ = [
+    "GoalRecord",
+    "NotFound",
+    "SessionRecord",
+    "SqlStore",
+    "StepRecord",
+    "UsageRecord",
+    "open_store",
+]

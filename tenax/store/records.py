@@ -1,0 +1,102 @@
+"""Plain snapshots the store hands out. Never attached to a database session."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenax.harness.messages import Usage
+from tenax.store.models import TERMINAL_GOAL_STATUSES
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class GoalRecord(_Record):
+    id: str
+    objective: str
+    check_cmd: str | None = None
+    model: str
+    workspace: str
+    status: str
+    strategy: str = "continuous"
+    network: str = "none"
+    budgets: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    uncached_cost_usd: float = 0.0
+    elapsed_s: float = 0.0
+    summary: str | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_GOAL_STATUSES
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+        )
+
+
+class SessionRecord(_Record):
+    id: str
+    goal_id: str
+    parent_session_id: str | None = None
+    role: str
+    model: str
+    system: str
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    status: str
+    created_at: datetime
+
+
+class StepRecord(_Record):
+    session_id: str
+    seq: int
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class UsageRecord(_Record):
+    id: str
+    session_id: str
+    goal_id: str
+    step_seq: int | None = None
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    uncached_cost_usd: float = 0.0
+    attempts: int = 1
+    attempts_json: list[dict[str, Any]] = Field(default_factory=list)
+    duration_s: float = 0.0
+    created_at: datetime
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+        )

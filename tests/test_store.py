@@ -1,0 +1,553 @@
+"""tenax.store on real SQLite files: migrations, journal semantics, concurrency, durability."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from tenax.errors import ConfigError, ModelSwitchRefused, TenaxError
+from tenax.harness.messages import Attempt, ToolSpec, Usage
+from tenax.protocols import Store
+from tenax.store import GoalRecord, NotFound, SqlStore, StepRecord, open_store
+from tenax.store.engine import make_engine
+from tenax.store.migrate import HEAD_REVISION, ensure_schema, find_migrations_dir, script_head
+from tenax.store.models import Base
+
+REPO = Path(__file__).resolve().parents[1]
+TABLES = {"goals", "sessions", "steps", "usage", "alembic_version"}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "tenax.db"
+
+
+@pytest.fixture
+def store(db: Path):
+    st = open_store(f"sqlite:///{db}")
+    yield st
+    st.close()
+
+
+def _goal(st: SqlStore, **kw) -> str:
+    args = dict(objective="make the tests pass", model="claude-test", workspace="/tmp/ws")
+    args.update(kw)
+    return st.create_goal(**args)
+
+
+def _session(st: SqlStore, goal_id: str, **kw) -> str:
+    args = dict(model="claude-test", system="you are tenax", tools=[{"name": "bash", "description": "run", "parameters": {"type": "object"}}])
+    args.update(kw)
+    return st.create_session(goal_id, **args)
+
+
+# -- engine, pragmas, migrations --------------------------------------------------------
+
+
+def test_sqlite_pragmas_wal_and_friends(store: SqlStore, db: Path):
+    assert isinstance(store, Store)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+    # WAL is a property of the file, visible to a plain sqlite3 connection too.
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        raw.close()
+
+
+def test_migrations_create_all_tables_and_reopen_is_idempotent(db: Path):
+    st = open_store(str(db))
+    gid = _goal(st)
+    st.close()
+    raw = sqlite3.connect(db)
+    try:
+        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert TABLES <= names
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
+        idx = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "ix_steps_session_seq" in idx
+    finally:
+        raw.close()
+    for _ in range(2):
+        st = open_store(str(db))
+        assert st.get_goal(gid).objective == "make the tests pass"
+        st.close()
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+    finally:
+        raw.close()
+
+
+def _schema_diff(url: str) -> list:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    eng = create_engine(url)
+    try:
+        with eng.connect() as conn:
+            return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    finally:
+        eng.dispose()
+
+
+def test_migration_matches_models_and_head_constant(db: Path):
+    mig = find_migrations_dir()
+    assert mig is not None and mig == REPO / "alembic"
+    assert script_head(mig) == HEAD_REVISION
+    open_store(str(db)).close()
+    assert _schema_diff(f"sqlite:///{db}") == []
+
+
+def test_fallback_without_migrations_creates_and_stamps(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'fallback.db'}"
+    eng = make_engine(url)
+    try:
+        assert ensure_schema(eng, None) == HEAD_REVISION
+        assert ensure_schema(eng, None) == HEAD_REVISION  # idempotent
+        # The migrations then see the stamped head and do nothing.
+        assert ensure_schema(eng) == HEAD_REVISION
+    finally:
+        eng.dispose()
+    assert _schema_diff(url) == []
+    st = open_store(url)
+    sid = _session(st, _goal(st))
+    assert st.append_step(sid, "user", {"text": "hi"}) == 1
+    st.close()
+
+
+def test_alembic_cli_upgrade_head_from_empty_db(tmp_path: Path):
+    alembic_bin = Path(sys.executable).parent / "alembic"
+    target = tmp_path / "cli.db"
+    r = subprocess.run(
+        [str(alembic_bin), "-c", str(REPO / "alembic.ini"), "-x", f"db=sqlite:///{target}", "upgrade", "head"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert _schema_diff(f"sqlite:///{target}") == []
+    # Via TENAX_DB, without -x: "current" reports the head, downgrade drops everything.
+    env = dict(os.environ, TENAX_DB=str(target))
+    r = subprocess.run([str(alembic_bin), "-c", str(REPO / "alembic.ini"), "current"],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert HEAD_REVISION in r.stdout
+    r = subprocess.run([str(alembic_bin), "-c", str(REPO / "alembic.ini"), "downgrade", "base"],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    eng = create_engine(f"sqlite:///{target}")
+    try:
+        assert set(inspect(eng).get_table_names()) == {"alembic_version"}
+    finally:
+        eng.dispose()
+    # open_store upgrades it again.
+    st = open_store(str(target))
+    assert st.list_goals() == []
+    st.close()
+
+
+# -- URLs and TENAX_DB ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "notaurl",
+        "postgres//x",
+        "postgres//user:hunter2@host/db",
+        "postgres://user@127.0.0.1:1/db",
+        "nosuchdb://x/y",
+        "sqlite+nosuchdriver:///x.db",
+        "://x",
+        "sqlite:x.db",
+    ],
+)
+def test_malformed_tenax_db_is_a_config_error(bad: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("TENAX_DB", bad)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as ei:
+        open_store()
+    msg = str(ei.value)
+    assert "TENAX_DB" in msg
+    assert "sqlite:////abs/path/tenax.db" in msg and "postgresql+psycopg://user@host/db" in msg
+    assert "hunter2" not in msg
+    assert list(tmp_path.iterdir()) == []  # nothing got created
+
+
+def test_missing_or_unreachable_postgres_driver_is_a_config_error():
+    # psycopg is not a dependency: either the driver is missing or nothing listens on port 1.
+    with pytest.raises(ConfigError, match="postgresql"):
+        open_store("postgresql+psycopg://user@127.0.0.1:1/db")
+
+
+def test_explicit_empty_url_is_rejected():
+    with pytest.raises(ConfigError, match="empty"):
+        open_store("   ")
+
+
+def test_bare_paths_and_default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TENAX_DB", raising=False)
+    st = open_store()
+    assert (home / ".local/share/tenax/tenax.db").is_file()
+    st.close()
+    st = open_store("relative.db")
+    assert Path(st.url.database) == tmp_path / "relative.db"
+    st.close()
+    monkeypatch.setenv("TENAX_DB", "~/nested/dir/x.db")
+    st = open_store()
+    _goal(st)
+    st.close()
+    assert (home / "nested/dir/x.db").is_file()
+
+
+# -- goals -----------------------------------------------------------------------------
+
+
+def test_goal_crud(store: SqlStore):
+    gid = _goal(store, check_cmd="pytest -q", budgets={"max_turns": 10, "max_usd": 2.5},
+                network="bridge", config={"k": [1, 2]})
+    assert len(gid) == 12 and int(gid, 16) >= 0
+    g = store.get_goal(gid)
+    assert isinstance(g, GoalRecord)
+    assert (g.status, g.strategy, g.network, g.check_cmd) == ("pending", "continuous", "bridge", "pytest -q")
+    assert g.budgets == {"max_turns": 10, "max_usd": 2.5, "max_tokens": None, "max_minutes": None}
+    assert g.config == {"k": [1, 2]}
+    assert g.created_at.tzinfo == timezone.utc and g.finished_at is None
+
+    store.update_goal(gid, status="running")
+    assert store.get_goal(gid).status == "running"
+    store.update_goal(gid, status="succeeded", summary="all green")
+    g2 = store.get_goal(gid)
+    assert g2.status == "succeeded" and g2.summary == "all green" and g2.is_terminal
+    assert g2.finished_at is not None and g2.updated_at >= g.updated_at
+    store.update_goal(gid, status="running")  # resumed
+    assert store.get_goal(gid).finished_at is None
+
+    with pytest.raises(ConfigError, match="invalid goal status 'done'"):
+        store.update_goal(gid, status="done")
+    with pytest.raises(ConfigError, match="cannot update goal field"):
+        store.update_goal(gid, id="x")
+    with pytest.raises(ConfigError, match="bogus"):
+        store.update_goal(gid, bogus=1)
+    with pytest.raises(NotFound):
+        store.update_goal("000000000000", status="failed")
+    with pytest.raises(ConfigError, match="unknown budget"):
+        _goal(store, budgets={"max_dollars": 3})
+    with pytest.raises(ConfigError, match="max_turns"):
+        _goal(store, budgets={"max_turns": -1})
+    with pytest.raises(ConfigError, match="invalid goal status"):
+        _goal(store, status="weird")
+    with pytest.raises(ConfigError, match="objective"):
+        _goal(store, objective="  ")
+    assert store.get_goal(gid).status == "running"  # failed calls changed nothing
+
+
+def test_goal_prefix_lookup_and_ambiguity(store: SqlStore):
+    ids = [_goal(store, objective=f"g{i}") for i in range(17)]
+    # 17 ids over 16 hex digits: some first character is shared (pigeonhole).
+    by_first: dict[str, list[str]] = {}
+    for i in ids:
+        by_first.setdefault(i[0], []).append(i)
+    shared = next(v for v in by_first.values() if len(v) > 1)
+    with pytest.raises(NotFound, match=rf"ambiguous prefix '{shared[0][0]}' matches {len(shared)} goals"):
+        store.get_goal(shared[0][0])
+    for i in ids:
+        assert store.get_goal(i).id == i
+        assert store.get_goal(i[:8]).id == i
+        assert store.get_goal(i.upper()).id == i
+    missing = next(p for p in (f"{a:x}{b:x}{c:x}" for a in range(16) for b in range(16) for c in range(16))
+                   if not any(i.startswith(p) for i in ids))
+    with pytest.raises(NotFound, match=f"no goal matches '{missing}'"):
+        store.get_goal(missing)
+    for weird in ("", "%", "_", "zz", "a%"):
+        with pytest.raises(NotFound, match="no goal matches"):
+            store.get_goal(weird)
+    assert isinstance(NotFound("x"), TenaxError)
+
+
+def test_list_goals_newest_first_and_filters(store: SqlStore):
+    ids = [_goal(store, objective=f"g{i}") for i in range(5)]
+    store.update_goal(ids[1], status="failed")
+    store.update_goal(ids[3], status="failed")
+    assert [g.id for g in store.list_goals()] == ids[::-1]
+    assert [g.id for g in store.list_goals(limit=2)] == [ids[4], ids[3]]
+    assert [g.id for g in store.list_goals(status="failed")] == [ids[3], ids[1]]
+    assert {g.id for g in store.list_goals(status=["failed", "pending"])} == set(ids)
+    with pytest.raises(ConfigError):
+        store.list_goals(status="nope")
+
+
+def test_goal_totals_increment_atomically(store: SqlStore):
+    gid = _goal(store)
+
+    def bump():
+        for _ in range(25):
+            store.add_to_goal_totals(gid, turns=1, input_tokens=10, output_tokens=3, cache_read_tokens=100,
+                                     cache_write_tokens=7, cost_usd=0.25, uncached_cost_usd=0.5, elapsed_s=0.5)
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    g = store.get_goal(gid)
+    assert (g.turns, g.input_tokens, g.output_tokens, g.cache_read_tokens, g.cache_write_tokens) == (100, 1000, 300, 10000, 700)
+    assert (g.cost_usd, g.uncached_cost_usd, g.elapsed_s) == (25.0, 50.0, 50.0)
+    with pytest.raises(NotFound):
+        store.add_to_goal_totals("ffffffffffff", turns=1)
+
+
+# -- sessions and the journal -----------------------------------------------------------
+
+
+def test_sessions(store: SqlStore):
+    gid = _goal(store)
+    spec = ToolSpec(name="bash", description="run a command", parameters={"type": "object", "properties": {}})
+    main = store.create_session(gid, model="claude-test", system="sys", tools=[spec])
+    sub = store.create_session(gid, role="subagent", model="claude-small", system="sub", tools=[], parent_session_id=main)
+    s = store.get_session(main)
+    assert (s.goal_id, s.role, s.status, s.system) == (gid, "main", "active", "sys")
+    assert s.tools == [spec.model_dump()]
+    assert store.get_session(sub).parent_session_id == main
+    assert [x.id for x in store.sessions_for_goal(gid)] == [main, sub]
+
+    store.update_session(sub, status="finished")
+    assert store.get_session(sub).status == "finished"
+    store.update_session(main, model="claude-test")  # same model: fine
+    with pytest.raises(ModelSwitchRefused):
+        store.update_session(main, model="gpt-other")
+    with pytest.raises(ConfigError, match="frozen"):
+        store.update_session(main, system="changed")
+    with pytest.raises(ConfigError, match="cannot update session field"):
+        store.update_session(main, goal_id="x")
+    with pytest.raises(NotFound):
+        store.create_session("000000000000", model="m", system="s", tools=[])
+    with pytest.raises(NotFound):
+        store.get_session("nope")
+    with pytest.raises(NotFound):
+        store.create_session(gid, model="m", system="s", tools=[], parent_session_id="nope")
+
+
+def test_append_and_read_steps(store: SqlStore):
+    gid = _goal(store)
+    a = _session(store, gid)
+    b = _session(store, gid, role="subagent")
+    payloads = [{"text": "héllo ✓", "n": 1}, {"calls": [{"id": "t1", "args": {"cmd": "ls"}}]}, {"ok": True, "x": None}]
+    kinds = ["user", "assistant", "tool_result"]
+    seqs = [store.append_step(a, k, p) for k, p in zip(kinds, payloads)]
+    assert seqs == [1, 2, 3]
+    assert store.append_step(b, "user", {"text": "sub"}) == 1  # seq is per session
+    steps = store.steps(a)
+    assert all(isinstance(s, StepRecord) for s in steps)
+    assert [(s.seq, s.kind, s.payload, s.session_id) for s in steps] == [(i + 1, k, p, a) for i, (k, p) in enumerate(zip(kinds, payloads))]
+    assert [s.seq for s in store.steps(a, after_seq=1)] == [2, 3]
+    assert [s.seq for s in store.steps(a, kinds=["assistant", "tool_result"])] == [2, 3]
+    assert [s.seq for s in store.steps(a, kinds=["user"])] == [1]
+    assert store.steps(a, after_seq=3) == []
+    assert store.last_seq(a) == 3 and store.last_seq(b) == 1
+    assert steps[0].created_at.tzinfo == timezone.utc
+
+    store.append_step(a, "event", {"e": "late"})
+    recent = store.recent_steps(gid, limit=3)
+    assert [(r.session_id, r.seq) for r in recent] == [(a, 3), (b, 1), (a, 4)]  # newest last
+    assert len(store.recent_steps(gid)) == 5
+    assert store.recent_steps(gid, limit=0) == []
+
+    with pytest.raises(NotFound):
+        store.append_step("nope", "user", {})
+    with pytest.raises(ConfigError, match="JSON"):
+        store.append_step(a, "user", {"obj": object()})
+    with pytest.raises(ConfigError):
+        store.append_step(a, "", {})
+    assert store.last_seq(a) == 4  # rejected appends left no trace
+
+
+def test_foreign_keys_are_enforced(store: SqlStore):
+    with store.engine.begin() as conn:
+        with pytest.raises(Exception, match="FOREIGN KEY"):
+            conn.execute(text("INSERT INTO steps (id, session_id, seq, kind, payload, created_at) "
+                              "VALUES ('x', 'nosuchsession', 1, 'user', '{}', '2024-01-01')"))
+
+
+def test_append_step_concurrent_threads(store: SqlStore):
+    sid = _session(store, _goal(store))
+    got: dict[int, list[int]] = {}
+
+    def worker(n: int):
+        got[n] = [store.append_step(sid, "event", {"worker": n, "i": i}) for i in range(25)]
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_seqs = sorted(s for v in got.values() for s in v)
+    assert all_seqs == list(range(1, 201))
+    for v in got.values():
+        assert v == sorted(v)
+    steps = store.steps(sid)
+    assert [s.seq for s in steps] == list(range(1, 201))
+    # each worker's payloads appear in its own order
+    for n in range(8):
+        assert [s.payload["i"] for s in steps if s.payload["worker"] == n] == list(range(25))
+
+
+def _proc_append(url: str, sid: str, n: int, tag: str, out) -> None:
+    st = open_store(url)
+    try:
+        out.put((tag, [st.append_step(sid, "event", {"proc": tag, "i": i}) for i in range(n)]))
+    finally:
+        st.close()
+
+
+def _proc_open_fresh(url: str, tag: str, start, out) -> None:
+    start.wait(30)
+    st = open_store(url)
+    try:
+        out.put((tag, st.create_goal(objective=tag, model="m", workspace="/w")))
+    finally:
+        st.close()
+
+
+def test_two_processes_append_to_one_session(db: Path, store: SqlStore):
+    url = f"sqlite:///{db}"
+    sid = _session(store, _goal(store))
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_proc_append, args=(url, sid, 40, t, out)) for t in ("p1", "p2")]
+    for p in procs:
+        p.start()
+    for _ in range(20):  # the parent writes too
+        store.append_step(sid, "event", {"proc": "parent"})
+    results = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert sorted(results["p1"] + results["p2"] + [s.seq for s in store.steps(sid, kinds=["event"]) if s.payload["proc"] == "parent"]) == list(range(1, 101))
+    assert [s.seq for s in store.steps(sid)] == list(range(1, 101))
+
+
+def test_concurrent_first_open_of_a_fresh_database(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    out, start = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_proc_open_fresh, args=(url, f"p{i}", start, out)) for i in range(3)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    st = open_store(url)
+    try:
+        assert {g.objective for g in st.list_goals()} == {"p0", "p1", "p2"}
+        assert {g.id for g in st.list_goals()} == set(results.values())
+    finally:
+        st.close()
+    raw = sqlite3.connect(tmp_path / "race.db")
+    try:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
+    finally:
+        raw.close()
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys
+    from tenax.store import open_store
+    st = open_store(sys.argv[1])
+    sid = sys.argv[2]
+    i = 0
+    while True:
+        i += 1
+        seq = st.append_step(sid, "tool_result", {"i": i, "blob": "x" * 2000})
+        print(seq, flush=True)
+    """
+)
+
+
+def test_sigkill_mid_journal_loses_no_committed_step(db: Path, store: SqlStore):
+    sid = _session(store, _goal(store))
+    acked: list[int] = []
+    with subprocess.Popen([sys.executable, "-c", _CHILD, f"sqlite:///{db}", sid],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stderr is not None
+            while len(acked) < 60:
+                line = child.stdout.readline()
+                assert line, child.stderr.read() or "child died"
+                acked.append(int(line))
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    assert acked == list(range(1, len(acked) + 1))
+    store.close()
+    st = open_store(f"sqlite:///{db}")  # fresh engine, as after a crash
+    try:
+        steps = st.steps(sid)
+        seqs = [s.seq for s in steps]
+        assert seqs[: len(acked)] == acked  # every acknowledged step survived
+        assert seqs == list(range(1, len(seqs) + 1))  # and nothing half-written or out of order
+        assert all(s.payload == {"i": s.seq, "blob": "x" * 2000} for s in steps)
+        assert st.append_step(sid, "event", {"resumed": True}) == len(seqs) + 1
+        with st.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    finally:
+        st.close()
+
+
+# -- usage ------------------------------------------------------------------------------
+
+
+def test_usage_records_and_totals(store: SqlStore):
+    gid = _goal(store)
+    other = _goal(store)
+    main = _session(store, gid)
+    sub = _session(store, gid, role="subagent", model="claude-small")
+    store.record_usage(main, step_seq=2, provider="anthropic", model="claude-test",
+                       usage=Usage(input_tokens=100, output_tokens=50, cache_read_tokens=1000, cache_write_tokens=200),
+                       cost_usd=0.01, uncached_cost_usd=0.04,
+                       attempts=[Attempt(number=1, ok=False, status=529, error="overloaded", retry_after_s=1.0),
+                                 Attempt(number=2, ok=True, status=200, duration_s=1.5)],
+                       duration_s=2.5)
+    store.record_usage(sub, step_seq=1, provider="anthropic", model="claude-small",
+                       usage=Usage(input_tokens=10, output_tokens=5), cost_usd=0.001, add_to_totals=True)
+    store.record_usage(main, step_seq=4, provider="anthropic", model="claude-test",
+                       usage={"input_tokens": 1, "output_tokens": 2}, cost_usd=0.002)
+    recs = store.usage_for_goal(gid)
+    assert [r.step_seq for r in recs] == [2, 1, 4]
+    assert recs[0].attempts == 2 and recs[0].attempts_json[0]["status"] == 529
+    assert recs[0].usage.total_input == 1300 and recs[0].goal_id == gid
+    assert recs[1].attempts == 1 and recs[1].session_id == sub
+    t = store.goal_usage_totals(gid)
+    assert (t["calls"], t["attempts"], t["input_tokens"], t["output_tokens"]) == (3, 4, 111, 57)
+    assert (t["cache_read_tokens"], t["cache_write_tokens"]) == (1000, 200)
+    assert t["cost_usd"] == pytest.approx(0.013) and t["uncached_cost_usd"] == pytest.approx(0.04)
+    assert t["duration_s"] == pytest.approx(2.5)
+    assert t["by_model"]["claude-small"]["input_tokens"] == 10 and t["by_model"]["claude-test"]["calls"] == 2
+    # only the add_to_totals call reached the goal's running totals
+    g = store.get_goal(gid)
+    assert (g.input_tokens, g.output_tokens, g.cost_usd) == (10, 5, 0.001)
+    assert store.goal_usage_totals(other)["calls"] == 0 and store.usage_for_goal(other) == []
+    with pytest.raises(NotFound):
+        store.record_usage("nope", step_seq=None, provider="p", model="m", usage=Usage(), cost_usd=0.0)
