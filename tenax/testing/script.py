@@ -42,8 +42,12 @@ class Reply(BaseModel):
     output_tokens: int | None = None
 
     def matches(self, req: "SimRequest") -> bool:
-        """``when`` selection: the substring occurs in the system prompt or last user text."""
-        return self.when is None or self.when in req.system or self.when in req.last_user_text
+        """``when`` selection: the substring occurs in the system prompt or in the last user
+        turn (its text, or the content of its tool results)."""
+        if self.when is None:
+            return True
+        return (self.when in req.system or self.when in req.last_user_text
+                or any(self.when in str(r.get("content", "")) for r in req.last_tool_results))
 
 
 @dataclass

@@ -224,6 +224,16 @@ class Simulator:
         return _Outcome(200, body=completion, headers=headers, usage=use)
 
 
+SECRET_HEADERS = {"authorization", "x-api-key", "api-key"}
+
+
+def _redact(name: str, value: str) -> str:
+    """Keep recorded credentials recognisable but never whole."""
+    if name not in SECRET_HEADERS:
+        return value
+    return value[: min(12, len(value) // 2)] + "...(redacted)"
+
+
 def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -273,7 +283,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?")[0]
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
+            headers = {k.lower(): _redact(k.lower(), v) for k, v in self.headers.items()}
             api = ROUTES.get(path)
             if api is None:
                 msg = f"Unknown request URL: POST {path}."
