@@ -479,3 +479,43 @@ def test_cli_serves_until_interrupted(tmp_path) -> None:
         proc.send_signal(__import__("signal").SIGINT)
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "served 1 requests" in out
+
+
+def test_anthropic_growing_conversation_reads_previous_turn_via_lookback() -> None:
+    """The harness's pattern: a breakpoint on the newest block; the next turn reads the old prefix."""
+    with Simulator(Script([Reply(text="noted")] * 3)) as sim:
+        client = a_client(sim)
+        system = [{"type": "text", "text": LONG}]
+        turn1 = [{"role": "user", "content": [{"type": "text", "text": "step one", "cache_control": {"type": "ephemeral"}}]}]
+        u1 = client.messages.create(model="m", max_tokens=50, system=system, messages=turn1).usage
+        written = count_tokens(LONG) + count_tokens("step one")
+        assert (u1.cache_creation_input_tokens, u1.cache_read_input_tokens, u1.input_tokens) == (written, 0, 0)
+        turn2 = [{"role": "user", "content": [{"type": "text", "text": "step one"}]},
+                 {"role": "assistant", "content": "noted"},
+                 {"role": "user", "content": [{"type": "text", "text": "step two", "cache_control": {"type": "ephemeral"}}]}]
+        u2 = client.messages.create(model="m", max_tokens=50, system=system, messages=turn2).usage
+        assert u2.cache_read_input_tokens == written
+        assert u2.cache_creation_input_tokens == count_tokens("noted") + count_tokens("step two")
+        # top-level cache_control marks the last block automatically: same prefix, so it is all read
+        u3 = client.messages.create(model="m", max_tokens=50, system=system, messages=[
+            {"role": "user", "content": "step one"}], cache_control={"type": "ephemeral"}).usage
+        assert (u3.cache_read_input_tokens, u3.input_tokens) == (written, 0)
+        with pytest.raises(anthropic.BadRequestError, match="ttl='1h'"):
+            client.messages.create(model="m", max_tokens=50, messages=[{"role": "user", "content": [
+                {"type": "text", "text": "a", "cache_control": {"type": "ephemeral", "ttl": "5m"}},
+                {"type": "text", "text": "b", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}])
+
+
+def test_concurrent_requests_and_stop_closes_connections() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sim = Simulator(lambda req: Reply(text=f"echo {req.last_user_text}")).start()
+    client = o_client(sim)
+    with ThreadPoolExecutor(8) as pool:
+        texts = list(pool.map(lambda i: client.chat.completions.create(
+            model="g", messages=[{"role": "user", "content": f"n{i}"}]).choices[0].message.content, range(24)))
+    assert texts == [f"echo n{i}" for i in range(24)] and len(sim.requests) == 24
+    sim.stop()
+    with pytest.raises(openai.APIConnectionError):  # the pooled keep-alive connection is not served any more
+        client.chat.completions.create(model="g", messages=[{"role": "user", "content": "late"}])
+    assert len(sim.requests) == 24

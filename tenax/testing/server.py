@@ -13,6 +13,7 @@ answered by the policy, and recorded in ``Simulator.requests``.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import traceback
@@ -89,6 +90,7 @@ class Simulator:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()  # open client connections, closed on stop()
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -116,6 +118,13 @@ class Simulator:
             return
         server.shutdown()
         server.server_close()
+        with self._lock:  # keep-alive connections would otherwise still be answered after stop()
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -241,6 +250,19 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with sim._lock:
+                sim._conns.add(self.connection)
+
+        def finish(self) -> None:
+            with sim._lock:
+                sim._conns.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
 
         def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode("utf-8")
