@@ -551,3 +551,82 @@ def test_usage_records_and_totals(store: SqlStore):
     assert store.goal_usage_totals(other)["calls"] == 0 and store.usage_for_goal(other) == []
     with pytest.raises(NotFound):
         store.record_usage("nope", step_seq=None, provider="p", model="m", usage=Usage(), cost_usd=0.0)
+
+
+def _proc_fork_child(store: SqlStore, sid: str, out) -> None:
+    inherited = store.engine.pool.checkedin()  # connections the child could wrongly reuse
+    out.put((inherited, [store.append_step(sid, "event", {"from": "forked"}) for _ in range(5)]))
+
+
+def test_store_survives_fork(store: SqlStore):
+    """A store opened (with pooled connections) before a fork keeps working in the child."""
+    sid = _session(store, _goal(store))
+    store.append_step(sid, "event", {"from": "parent"})
+    assert store.engine.pool.checkedin() >= 1
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    p = ctx.Process(target=_proc_fork_child, args=(store, sid, out))
+    p.start()
+    assert out.get(timeout=30) == (0, [2, 3, 4, 5, 6])
+    p.join(30)
+    assert p.exitcode == 0
+    assert store.append_step(sid, "event", {"from": "parent"}) == 7
+
+
+# -- PostgreSQL (opt-in: TENAX_TEST_PG_URL names a *disposable* database) -----------------
+
+PG_URL = os.environ.get("TENAX_TEST_PG_URL")
+
+
+@pytest.mark.skipif(not PG_URL, reason="set TENAX_TEST_PG_URL=postgresql+psycopg://... (a disposable database)")
+def test_postgresql_backend():
+    def wipe():
+        eng = create_engine(PG_URL)
+        try:
+            with eng.begin() as conn:
+                Base.metadata.drop_all(conn)
+                conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        finally:
+            eng.dispose()
+
+    wipe()
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        out, start = ctx.Queue(), ctx.Event()
+        procs = [ctx.Process(target=_proc_open_fresh, args=(PG_URL, f"p{i}", start, out)) for i in range(3)]
+        for p in procs:
+            p.start()
+        start.set()
+        results = dict(out.get(timeout=60) for _ in procs)
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+        assert _schema_diff(PG_URL) == []
+        st = open_store(PG_URL)
+        try:
+            assert {g.id for g in st.list_goals()} == set(results.values())
+            gid = results["p0"]
+            assert st.get_goal(gid[:10]).objective == "p0"
+            sid = _session(st, gid)
+            got: list[int] = []
+
+            def worker():
+                got.extend(st.append_step(sid, "event", {"i": i}) for i in range(20))
+
+            threads = [threading.Thread(target=worker) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(got) == list(range(1, 81))
+            assert [s.seq for s in st.steps(sid)] == list(range(1, 81))
+            st.record_usage(sid, step_seq=1, provider="anthropic", model="m", usage=Usage(input_tokens=7),
+                            cost_usd=0.5, add_to_totals=True)
+            st.add_to_goal_totals(gid, turns=1)
+            g = st.get_goal(gid)
+            assert (g.turns, g.input_tokens, g.cost_usd) == (1, 7, 0.5)
+            assert g.created_at.tzinfo == timezone.utc
+        finally:
+            st.close()
+    finally:
+        wipe()
