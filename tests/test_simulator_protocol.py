@@ -434,6 +434,8 @@ replies:
         assert script.replies[2].error.status == 529 and script.replies[2].error.retry_after == 1
     with pytest.raises(ValueError, match="replies"):
         Script.from_yaml("just: nonsense")
+    with pytest.raises(ValueError, match="not found"):
+        Script.from_yaml(str(tmp_path / "missing.yaml"))
     with pytest.raises(ValueError, match="reply #0"):
         Script.from_yaml("replies: [{tool_calls: 3}]")
 

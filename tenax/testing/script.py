@@ -92,6 +92,8 @@ class Script:
             text = path_or_text.read_text(encoding="utf-8")
         elif "\n" not in path_or_text and Path(path_or_text).is_file():
             text = Path(path_or_text).read_text(encoding="utf-8")
+        elif "\n" not in path_or_text and path_or_text.endswith((".yaml", ".yml")):
+            raise ValueError(f"simulator script file not found: {path_or_text}")
         else:
             text = path_or_text
         try:
