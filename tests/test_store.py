@@ -630,3 +630,21 @@ def test_postgresql_backend():
             st.close()
     finally:
         wipe()
+
+
+def test_database_from_a_newer_tenax_is_a_clear_error(db: Path):
+    open_store(str(db)).close()
+    raw = sqlite3.connect(db)
+    try:
+        raw.execute("UPDATE alembic_version SET version_num = '9999'")
+        raw.commit()
+    finally:
+        raw.close()
+    with pytest.raises(ConfigError, match="newer tenax"):
+        open_store(str(db))
+    eng = make_engine(f"sqlite:///{db}")
+    try:
+        with pytest.raises(ConfigError, match="9999"):
+            ensure_schema(eng, None)
+    finally:
+        eng.dispose()
