@@ -334,3 +334,303 @@ def test_connection_drops_are_retried_then_reported(spec):
     attempts = err.value.attempts
     assert [a.number for a in attempts] == [1, 2, 3] and not any(a.ok for a in attempts)
     assert "after 3 attempt(s)" in str(err.value) and "try again later" in str(err.value)
+
+
+# --------------------------------------------------------------------------- through the simulator
+
+sim_mod = pytest.importorskip("tenax.testing")
+Simulator = sim_mod.Simulator
+Script = sim_mod.Script
+Reply = sim_mod.Reply
+SimToolCall = sim_mod.ToolCall
+SimError = sim_mod.SimError
+
+SPECS = {
+    "anthropic": "anthropic:claude-sonnet-4-6",
+    "openai": "openai:gpt-5",
+    "openai-chat": "openai-chat:qwen3",
+}
+API = {"anthropic": "anthropic", "openai": "openai-responses", "openai-chat": "openai-chat"}
+LONG_SYSTEM = "You are a careful coding agent. " * 400  # ~12.8k chars: well past 1024 tokens
+
+
+class Recorder:
+    """A policy that remembers what the simulator showed it, then defers to a Script."""
+
+    def __init__(self, replies):
+        self.script = Script(replies)
+        self.seen = []
+
+    def __call__(self, req):
+        self.seen.append(req)
+        return self.script(req)
+
+
+@pytest.fixture
+def sim_factory():
+    started = []
+
+    def make(policy, **kw):
+        sim = Simulator(policy, **kw).start()
+        started.append(sim)
+        return sim
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+def model_for(kind, sim, *, sleep=None, retry=None, **kw):
+    url = sim.url if kind == "anthropic" else sim.url + "/v1"
+    delays = [] if sleep is None else sleep
+    return make_model(
+        SPECS[kind],
+        api_key="test-key",
+        env={},
+        base_url=url,
+        timeout=30,
+        retry=retry or RetryPolicy(max_attempts=4, base_delay=0.5, jitter=False),
+        sleep=delays.append,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_tool_round_trip_streaming(kind, sim_factory):
+    policy = Recorder(
+        [
+            Reply(text="Listing.", tool_calls=[SimToolCall(name="bash", arguments={"command": "ls -la"})]),
+            Reply(text="All done."),
+        ]
+    )
+    sim = sim_factory(policy)
+    model = model_for(kind, sim)
+    history = [user("list the files")]
+    r1 = model.complete("sys prompt", TOOLS, history, session_id="sess-1")
+    assert r1.stop_reason == "tool_use"
+    (call,) = r1.message.tool_calls
+    assert call.name == "bash" and call.arguments == {"command": "ls -la"}
+    assert call.id.startswith("toolu_sim_" if kind == "anthropic" else "call_sim_")
+    assert r1.message.text == "Listing."
+    assert r1.usage.input_tokens > 0 and r1.usage.output_tokens > 0
+    assert [a.ok for a in r1.attempts] == [True]
+
+    history += [r1.message, Message(role="user", parts=[ToolResultPart(tool_call_id=call.id, content="a.txt", is_error=True)])]
+    r2 = model.complete("sys prompt", TOOLS, history, session_id="sess-1")
+    assert r2.stop_reason == "end_turn" and r2.message.text == "All done." and not r2.message.tool_calls
+
+    assert [r.api for r in sim.requests] == [API[kind]] * 2
+    assert all(r.body.get("stream") is True for r in sim.requests)
+    seen = policy.seen[1]
+    assert seen.system == "sys prompt" and seen.tool_names == ["bash", "read_file"]
+    (result,) = seen.last_tool_results
+    assert result["id"] == call.id and "a.txt" in result["content"]
+    if kind == "anthropic":
+        assert result["is_error"] is True
+    else:
+        assert result["content"].startswith("[tool error] ")
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_usage_mapping_and_cache_read_on_second_call(kind, sim_factory):
+    sim = sim_factory(Script([Reply(text="one"), Reply(text="two")]))
+    model = model_for(kind, sim)
+    history = [user("first question")]
+    r1 = model.complete(LONG_SYSTEM, TOOLS, history, session_id="sess-cache")
+    history += [r1.message, user("second question")]
+    r2 = model.complete(LONG_SYSTEM, TOOLS, history, session_id="sess-cache")
+
+    raw1, raw2 = sim.requests[0].usage, sim.requests[1].usage
+    for resp, raw in ((r1, raw1), (r2, raw2)):
+        if kind == "anthropic":
+            assert resp.usage.input_tokens == raw["input_tokens"]
+            assert resp.usage.cache_read_tokens == (raw.get("cache_read_input_tokens") or 0)
+            assert resp.usage.cache_write_tokens == (raw.get("cache_creation_input_tokens") or 0)
+            assert resp.usage.output_tokens == raw["output_tokens"]
+        elif kind == "openai":
+            cached = raw["input_tokens_details"]["cached_tokens"]
+            assert resp.usage.input_tokens == raw["input_tokens"] - cached
+            assert resp.usage.cache_read_tokens == cached and resp.usage.cache_write_tokens == 0
+            assert resp.usage.output_tokens == raw["output_tokens"]
+        else:
+            cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            assert resp.usage.input_tokens == raw["prompt_tokens"] - cached
+            assert resp.usage.cache_read_tokens == cached
+            assert resp.usage.output_tokens == raw["completion_tokens"]
+    assert r1.usage.cache_read_tokens == 0
+    assert r2.usage.cache_read_tokens >= 1024
+    if kind == "anthropic":
+        assert r1.usage.cache_write_tokens >= 1024  # our breakpoints wrote the prefix
+    assert r2.usage.total_input > r1.usage.total_input
+    # pricing on real usage: caching made the second call cheaper than uncached
+    price = lookup_price(model.provider, model.name)
+    assert cost_usd(price, r2.usage) < uncached_cost_usd(price, r2.usage)
+
+
+def test_anthropic_breakpoints_keep_long_tool_loops_cached(sim_factory):
+    n = 8
+    replies = [
+        Reply(tool_calls=[SimToolCall(name="read_file", arguments={"path": f"f{i}.py"})]) for i in range(n)
+    ]
+    sim = sim_factory(Script(replies + [Reply(text="done")]))
+    model = model_for("anthropic", sim)
+    history = [user("read many files")]
+    reads = []
+    for i in range(n + 1):
+        r = model.complete(LONG_SYSTEM, TOOLS, history, session_id="loop")
+        reads.append(r.usage.cache_read_tokens)
+        if not r.message.tool_calls:
+            break
+        # a turn with many result blocks would push the old breakpoint out of the 20-block lookback
+        parts = [ToolResultPart(tool_call_id=c.id, content="x" * 300) for c in r.message.tool_calls]
+        parts += [TextPart(text=f"note {k}") for k in range(25)]
+        history += [r.message, Message(role="user", parts=parts)]
+    for rec in sim.requests:
+        body = rec.body
+        n_marks = count_breakpoints(body.get("tools", []), body.get("system", []), body["messages"])
+        assert n_marks <= 4
+    assert count_breakpoints(sim.requests[-1].body["tools"], sim.requests[-1].body["system"], sim.requests[-1].body["messages"]) == 4
+    # every call after the first reads the previous call's cache entry
+    assert reads[0] == 0 and all(r > 0 for r in reads[1:])
+    assert all(later > earlier for earlier, later in zip(reads[1:], reads[2:]))
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_identical_inputs_give_byte_identical_bodies(kind, sim_factory):
+    sim = sim_factory(Script([Reply(text="a"), Reply(text="b"), Reply(text="c")]))
+    history = [
+        user("hi"),
+        Message(role="assistant", parts=[ToolCallPart(id="call_1", name="bash", arguments={"z": 1, "a": {"y": 2, "b": 3}})]),
+        Message(role="user", parts=[ToolResultPart(tool_call_id="call_1", content="ok"), TextPart(text="go on")]),
+    ]
+    reordered = [
+        history[0],
+        Message(role="assistant", parts=[ToolCallPart(id="call_1", name="bash", arguments={"a": {"b": 3, "y": 2}, "z": 1})]),
+        history[2],
+    ]
+    model_for(kind, sim).complete("sys", TOOLS, history, session_id="s")
+    model_for(kind, sim).complete("sys", TOOLS, history, session_id="s")  # a fresh client, same inputs
+    model_for(kind, sim).complete("sys", TOOLS, reordered, session_id="s")  # key order does not leak
+    bodies = [json.dumps(r.body, ensure_ascii=False) for r in sim.requests]
+    assert bodies[0] == bodies[1] == bodies[2]
+    body = sim.requests[0].body
+    tools = body["tools"]
+    names = [t.get("name") or t["function"]["name"] for t in tools]
+    assert names == ["bash", "read_file"]  # order as given
+    for t in tools:
+        schema = t.get("input_schema") or t.get("parameters") or t["function"]["parameters"]
+        assert list(schema) == sorted(schema)
+    if kind == "openai":
+        assert body["prompt_cache_key"] == "s" and body["store"] is False and body["instructions"] == "sys"
+    if kind == "openai-chat":
+        assert "prompt_cache_key" not in body  # local base URL: never send unknown params
+        assert body["stream_options"] == {"include_usage": True}
+        assert body["messages"][0] == {"role": "system", "content": "sys"}
+
+
+@pytest.mark.parametrize("kind, status", [("anthropic", 529), ("openai", 503), ("openai-chat", 429)])
+def test_retries_honour_retry_after_and_record_attempts(kind, status, sim_factory):
+    sim = sim_factory(
+        Script(
+            [
+                Reply(error=SimError(status=status, message="busy", retry_after=2)),
+                Reply(error=SimError(status=503, message="down")),
+                Reply(text="finally"),
+            ]
+        )
+    )
+    delays: list[float] = []
+    model = model_for(kind, sim, sleep=delays)
+    r = model.complete("sys", TOOLS, [user("hi")], session_id="s")
+    assert r.message.text == "finally"
+    assert delays == [2.0, 1.0]  # retry-after honoured, then exponential backoff (0.5 * 2)
+    assert [(a.number, a.ok, a.status) for a in r.attempts] == [(1, False, status), (2, False, 503), (3, True, 200)]
+    assert r.attempts[0].retry_after_s == 2.0 and r.attempts[1].retry_after_s is None
+    assert [rec.status for rec in sim.requests] == [status, 503, 200]
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_exhausted_retries_raise_provider_error(kind, sim_factory):
+    sim = sim_factory(Script([Reply(error=SimError(status=500, message="boom"))] * 3))
+    delays: list[float] = []
+    model = model_for(kind, sim, sleep=delays, retry=RetryPolicy(max_attempts=3, base_delay=0.1, jitter=False))
+    with pytest.raises(ProviderError) as err:
+        model.complete("sys", TOOLS, [user("hi")], session_id="s")
+    assert err.value.status == 500 and not err.value.retryable
+    assert len(err.value.attempts) == 3 and delays == [0.1, 0.2]
+    assert "after 3 attempt(s)" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+@pytest.mark.parametrize("status, advice", [(400, "invalid"), (401, "check the API key"), (404, "check the model name")])
+def test_client_errors_are_not_retried(kind, status, advice, sim_factory):
+    sim = sim_factory(Script([Reply(error=SimError(status=status, message="nope")), Reply(text="never")]))
+    delays: list[float] = []
+    model = model_for(kind, sim, sleep=delays)
+    with pytest.raises(ProviderError) as err:
+        model.complete("sys", TOOLS, [user("hi")], session_id="s")
+    assert not isinstance(err.value, ContextTooLong)
+    assert err.value.status == status and advice in str(err.value) and "nope" in str(err.value)
+    assert delays == [] and len(sim.requests) == 1 and len(err.value.attempts) == 1
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_context_too_long(kind, sim_factory):
+    sim = sim_factory(Script([Reply(text="never")]), context_window=500)
+    delays: list[float] = []
+    model = model_for(kind, sim, sleep=delays)
+    with pytest.raises(ContextTooLong) as err:
+        model.complete("sys", TOOLS, [user("word " * 2000)], session_id="s")
+    assert err.value.status == 400 and "context window" in str(err.value)
+    assert delays == [] and len(sim.requests) == 1
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_scripted_context_too_long(kind, sim_factory):
+    sim = sim_factory(Script([Reply(error=SimError(status=400, kind="context_too_long"))]))
+    with pytest.raises(ContextTooLong):
+        model_for(kind, sim).complete("sys", TOOLS, [user("hi")], session_id="s")
+
+
+def test_anthropic_thinking_signature_round_trip(sim_factory):
+    sim = sim_factory(
+        Script(
+            [
+                Reply(reasoning="I should list files.", tool_calls=[SimToolCall(name="bash", arguments={"command": "ls"})]),
+                Reply(text="done"),
+            ]
+        )
+    )
+    model = model_for("anthropic", sim, thinking={"type": "enabled", "budget_tokens": 1024})
+    history = [user("go")]
+    r1 = model.complete("sys", TOOLS, history, session_id="s", max_tokens=4096)
+    reasoning = [p for p in r1.message.parts if isinstance(p, ReasoningPart)]
+    assert reasoning and reasoning[0].text == "I should list files." and reasoning[0].signature
+    history += [r1.message, Message(role="user", parts=[ToolResultPart(tool_call_id=r1.message.tool_calls[0].id, content="a")])]
+    # the simulator rejects a tool loop whose assistant turn lost its signed thinking block
+    r2 = model.complete("sys", TOOLS, history, session_id="s", max_tokens=4096)
+    assert r2.message.text == "done"
+    echoed = sim.requests[1].body["messages"][1]["content"][0]
+    assert echoed["type"] == "thinking" and echoed["signature"] == reasoning[0].signature
+
+
+def test_openai_reasoning_items_are_echoed(sim_factory):
+    sim = sim_factory(
+        Script(
+            [
+                Reply(reasoning="plan first", tool_calls=[SimToolCall(name="bash", arguments={"command": "ls"})]),
+                Reply(text="done"),
+            ]
+        )
+    )
+    model = model_for("openai", sim)
+    history = [user("go")]
+    r1 = model.complete("sys", TOOLS, history, session_id="s")
+    (reasoning,) = [p for p in r1.message.parts if isinstance(p, ReasoningPart)]
+    item = reasoning.data["openai_reasoning"]
+    assert item["type"] == "reasoning" and item["id"]
+    history += [r1.message, Message(role="user", parts=[ToolResultPart(tool_call_id=r1.message.tool_calls[0].id, content="a")])]
+    model.complete("sys", TOOLS, history, session_id="s")
+    sent = sim.requests[1].body["input"]
+    assert [i["type"] for i in sent] == ["message", "reasoning", "function_call", "function_call_output"]
+    assert sent[1]["id"] == item["id"]
