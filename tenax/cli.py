@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(no_args_is_help=True, help="Build and clean up the sandbox.")
 app.add_typer(sandbox_app, name="sandbox")
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -314,7 +314,7 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
     except TenaxError as e:
         _fail(e, 1)
     console.print("\n[bold]calc.py now:[/]")
-    console.print((workspace / "calc.py").read_text())
+    console.print((workspace / "calc.py").read_text(), markup=False)
     console.print(f"transcript: {transcript}")
     console.print(f"journal:    {store.url}  (tenax show {goal_id})")
     if not keep:

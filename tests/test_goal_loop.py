@@ -145,7 +145,7 @@ def test_token_budget_stops_with_budget_exhausted(store, workspace):
         gid = start(store, sim, workspace, budgets=Budgets(max_tokens=2500))
         assert run_goal(store, gid, api_key=KEY) == "budget_exhausted"
     goal = store.get_goal(gid)
-    assert goal.input_tokens + goal.output_tokens >= 2500
+    assert goal.input_tokens + goal.cache_write_tokens + goal.output_tokens >= 2500
     assert goal.turns < 20
 
 

@@ -11,7 +11,7 @@ from tenax.errors import ConfigError
 
 class Budgets(BaseModel):
     max_turns: int | None = Field(default=200)
-    max_tokens: int | None = None  # uncached input + output
+    max_tokens: int | None = None  # uncached input (incl. cache writes) + output
     max_usd: float | None = None
     max_minutes: float | None = None
 
@@ -41,7 +41,8 @@ class Spent(BaseModel):
     def of_goal(cls, goal: Any, extra_seconds: float = 0.0) -> "Spent":
         return cls(
             turns=goal.turns,
-            tokens=goal.input_tokens + goal.output_tokens,
+            # uncached input (cache writes were not served from cache either) + output
+            tokens=goal.input_tokens + goal.cache_write_tokens + goal.output_tokens,
             usd=goal.cost_usd,
             minutes=(goal.elapsed_s + extra_seconds) / 60.0,
         )
@@ -62,6 +63,12 @@ def exhausted(b: Budgets, s: Spent) -> str | None:
 def fraction_used(b: Budgets, s: Spent) -> float:
     fracs = [getattr(s, sn) / getattr(b, ln) for sn, ln in _LIMITS if getattr(b, ln)]
     return max(fracs, default=0.0)
+
+
+def near_end(b: Budgets, s: Spent, at: float = 0.85) -> bool:
+    """Time to tell the model to wrap up: most of a budget is used, or the next turn is the last."""
+    last_turn = b.max_turns is not None and s.turns >= b.max_turns - 1
+    return last_turn or fraction_used(b, s) >= at
 
 
 def describe(b: Budgets, s: Spent) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from tenax.errors import ProviderError, SandboxError
 from tenax.goal import prompts
-from tenax.goal.budget import Budgets, Spent, describe, exhausted, fraction_used
+from tenax.goal.budget import Budgets, Spent, describe, exhausted, near_end
 from tenax.goal.journal import fold, pending_tool_calls
 from tenax.harness.messages import Message, ModelResponse, TextPart, ToolCallPart, ToolResultPart, ToolSpec
 from tenax.protocols import Model, Sandbox, ToolOutcome
@@ -157,7 +157,7 @@ class GoalRunner:
             self._event("budget_exhausted", budget=which, spent=spent.model_dump())
             return "budget_exhausted"
         steps = self.store.steps(self.session_id)
-        if fraction_used(self.budgets, spent) >= WRAP_UP_AT and not any(
+        if near_end(self.budgets, spent, WRAP_UP_AT) and not any(
             s.kind == "user" and s.payload.get("why") == "wrap_up" for s in steps
         ):
             self._journal("user", {"text": prompts.wrap_up_message(describe(self.budgets, spent)), "why": "wrap_up"})

@@ -244,7 +244,12 @@ class DockerSandbox:
             user=self.user,
             working_dir=WORKDIR,
             volumes={self.workspace: {"bind": WORKDIR, "mode": "rw"}},
-            environment={"HOME": "/home/tenax"} if self.user == f"{SANDBOX_UID}:{SANDBOX_GID}" else {"HOME": "/tmp"},
+            environment={
+                "HOME": "/home/tenax" if self.user == f"{SANDBOX_UID}:{SANDBOX_GID}" else "/tmp",
+                # Agents edit and re-run within the same second; a same-size edit would then be
+                # shadowed by a stale .pyc (its mtime check has one-second resolution).
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=self.pids_limit,
