@@ -634,3 +634,106 @@ def test_openai_reasoning_items_are_echoed(sim_factory):
     sent = sim.requests[1].body["input"]
     assert [i["type"] for i in sent] == ["message", "reasoning", "function_call", "function_call_output"]
     assert sent[1]["id"] == item["id"]
+
+
+# --------------------------------------------------------------------------- broken streams
+# The simulator answers errors before the stream starts; real providers also fail *inside*
+# a 200 stream (an `error` event, or a connection cut short).  A small real HTTP server
+# that replays raw SSE bytes covers that.
+
+
+def _sse(event: str | None, data: dict) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return (head + "data: " + json.dumps(data) + "\n\n").encode()
+
+
+ANTHROPIC_OK = [
+    _sse("message_start", {"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 7, "cache_creation_input_tokens": 3}}}),
+    _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "recovered"}}),
+    _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                           "usage": {"output_tokens": 5}}),
+    _sse("message_stop", {"type": "message_stop"}),
+]
+ANTHROPIC_OVERLOADED = ANTHROPIC_OK[:3] + [
+    _sse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+]
+ANTHROPIC_CUT = ANTHROPIC_OK[:3]  # the connection closes after a partial answer
+
+CHAT_OK = [
+    _sse(None, {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "qwen3",
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "recovered"}, "finish_reason": None}]}),
+    _sse(None, {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "qwen3",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    _sse(None, {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "qwen3", "choices": [],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 4, "total_tokens": 24,
+                          "prompt_tokens_details": {"cached_tokens": 16}}}),
+    b"data: [DONE]\n\n",
+]
+CHAT_CUT = CHAT_OK[:1]
+
+
+class _ReplayServer:
+    """Real HTTP on 127.0.0.1: answers request i with scripted raw SSE bytes, then closes."""
+
+    def __init__(self, responses: list[list[bytes]]):
+        import http.server
+        import threading
+
+        self.responses = list(responses)
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", 0))
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                chunks = outer.responses.pop(0)
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                for c in chunks:
+                    self.wfile.write(c)
+                    self.wfile.flush()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    "spec, suffix, broken, ok, expected_usage",
+    [
+        ("anthropic:claude-sonnet-4-6", "", ANTHROPIC_OVERLOADED, ANTHROPIC_OK, (11, 5, 7, 3)),
+        ("anthropic:claude-sonnet-4-6", "", ANTHROPIC_CUT, ANTHROPIC_OK, (11, 5, 7, 3)),
+        ("openai-chat:qwen3", "/v1", CHAT_CUT, CHAT_OK, (4, 4, 16, 0)),
+    ],
+    ids=["anthropic-error-event", "anthropic-cut", "chat-cut"],
+)
+def test_broken_streams_are_retried_not_taken_as_answers(spec, suffix, broken, ok, expected_usage):
+    server = _ReplayServer([broken, ok])
+    delays: list[float] = []
+    try:
+        model = make_model(spec, api_key="k", env={}, base_url=server.url + suffix, timeout=10,
+                           retry=RetryPolicy(max_attempts=3, base_delay=0.25, jitter=False), sleep=delays.append)
+        r = model.complete("sys", TOOLS, [user("hi")], session_id="s")
+    finally:
+        server.close()
+    assert r.message.text == "recovered" and r.stop_reason == "end_turn"
+    u = r.usage
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == expected_usage
+    assert [a.ok for a in r.attempts] == [False, True] and delays == [0.25]
+    assert len(server.bodies) == 2 and server.bodies[0] == server.bodies[1]

@@ -21,7 +21,7 @@ from tenax.harness.messages import (
     ToolSpec,
     Usage,
 )
-from tenax.harness.retry import RetryPolicy, call_with_retries
+from tenax.harness.retry import Failure, RetryPolicy, StreamFailed, call_with_retries
 
 STOP_REASONS = {
     "end_turn": "end_turn",
@@ -180,7 +180,13 @@ class AnthropicModel:
             with self.client.messages.stream(**kwargs) as stream:
                 for _ in stream:
                     pass
-                return stream.get_final_message(), stream.request_id
+                try:
+                    final = stream.get_final_message()
+                except AssertionError:  # the SDK saw no message_start at all
+                    final = None
+                if final is None or final.stop_reason is None:  # the stream ended before message_delta/message_stop
+                    raise StreamFailed(Failure(message="stream ended before the message was complete", retryable=True))
+                return final, stream.request_id
 
         (final, request_id), attempts = call_with_retries(
             attempt, self.retry, provider=self.provider, model=self.name, sleep=self.sleep, rng=self.rng

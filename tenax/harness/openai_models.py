@@ -375,7 +375,7 @@ class OpenAIChatModel(_OpenAIBase):
                                         slot["arguments"] += tc.function.arguments
                         if choice.finish_reason:
                             finish = choice.finish_reason
-            if finish is None and not text and not calls:
+            if finish is None:  # cut off before the final chunk: never take a partial answer
                 raise StreamFailed(Failure(message="stream ended without a finish_reason", retryable=True))
             return {
                 "text": "".join(text),
