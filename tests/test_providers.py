@@ -737,3 +737,13 @@ def test_broken_streams_are_retried_not_taken_as_answers(spec, suffix, broken, o
     assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == expected_usage
     assert [a.ok for a in r.attempts] == [False, True] and delays == [0.25]
     assert len(server.bodies) == 2 and server.bodies[0] == server.bodies[1]
+
+
+def test_default_base_urls_ignore_process_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")
+    o = make_model("openai-chat:gpt-4.1", env={"OPENAI_API_KEY": "k"})
+    assert str(o.client.base_url).startswith("https://api.openai.com/v1")
+    assert "prompt_cache_key" in o.build_request("s", TOOLS, [user("x")], session_id="sid")["extra_body"]
+    a = make_model("anthropic:claude-sonnet-4-6", env={"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://h:2"})
+    assert str(a.client.base_url).startswith("http://h:2")

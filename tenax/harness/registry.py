@@ -16,6 +16,11 @@ from tenax.protocols import Model
 PROVIDERS = ("anthropic", "openai", "openai-chat")
 API_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openai-chat": "OPENAI_API_KEY"}
 BASE_URL_ENV = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL", "openai-chat": "OPENAI_BASE_URL"}
+DEFAULT_BASE_URL = {
+    "anthropic": "https://api.anthropic.com",
+    "openai": "https://api.openai.com/v1",
+    "openai-chat": "https://api.openai.com/v1",
+}
 NO_KEY = "not-needed"
 
 
@@ -90,12 +95,12 @@ def make_model(
     Extra ``options`` go to the provider (e.g. ``sleep=``, ``cache_ttl=``, ``reasoning=``).
     """
     ms = parse_model_spec(spec)
-    url = base_url or ms.base_url or env.get(BASE_URL_ENV[ms.provider]) or None
-    if url is not None:
-        url = validate_base_url(url, spec=spec)
+    explicit_url = base_url or ms.base_url or env.get(BASE_URL_ENV[ms.provider]) or None
+    # Always pass a URL so the SDKs never fall back to os.environ behind ``env``'s back.
+    url = validate_base_url(explicit_url or DEFAULT_BASE_URL[ms.provider], spec=spec)
     key = api_key or env.get(API_KEY_ENV[ms.provider]) or None
     if not key:
-        if ms.provider == "openai-chat" and url is not None:
+        if ms.provider == "openai-chat" and explicit_url is not None:
             key = NO_KEY  # local OpenAI-compatible servers usually need none
         else:
             raise ConfigError(
