@@ -37,6 +37,7 @@ from tenax.store.models import (
     utcnow,
 )
 from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
+from tenax.store.agents import AgentLedger
 
 __all__ = ["NotFound", "SqlStore", "open_store"]
 
@@ -122,7 +123,7 @@ def _usage(row: UsageRow) -> UsageRecord:
     return UsageRecord.model_validate(row, from_attributes=True)
 
 
-class SqlStore:
+class SqlStore(AgentLedger):
     """The reference ``tenax.protocols.Store``. Thread-safe; many processes may share one
     SQLite file (WAL; writers queue on the busy timeout)."""
 
