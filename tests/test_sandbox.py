@@ -100,7 +100,7 @@ def test_implements_protocol_and_hardening_is_applied(sandbox):
     assert set(mounts) == {"/workspace"} and mounts["/workspace"]["RW"] is True
     assert not any("docker.sock" in (m.get("Source") or "") for m in attrs["Mounts"])
     env_keys = {e.split("=", 1)[0] for e in cfg["Env"]}
-    assert env_keys <= {"PATH", "LANG", "HOME"}, env_keys  # nothing from the host
+    assert env_keys <= {"PATH", "LANG", "HOME", "PYTHONDONTWRITEBYTECODE"}, env_keys  # nothing from the host
 
 
 @needs_docker
