@@ -13,7 +13,6 @@ from typing import Any, Callable
 from tenax.config import Settings, load_settings
 from tenax.errors import ConfigError, ModelSwitchRefused
 from tenax.goal.budget import Budgets
-from tenax.goal.judge import Judge
 from tenax.goal.loop import FINAL_STATUSES, EventHook, GoalRunner
 from tenax.harness import pricing
 from tenax.harness.registry import make_model, parse_model_spec
@@ -119,18 +118,20 @@ def run_goal(
     sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, network=goal.network or "none")
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)
-    judge = None
-    if not goal.check_cmd:
-        judge_model = build_model(settings.judge_model, None, None) if settings.judge_model else model
-        judge = Judge(store, goal.id, judge_model, sandbox, toolbox, costs=cost_function(judge_model, settings))
+    from tenax.subagents import setup_subagents
+
+    # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent
+    agents, judge = setup_subagents(store, goal, model, toolbox, settings=settings, api_key=api_key, image=image)
     runner = GoalRunner(
         store, goal.id, model, sandbox, toolbox, costs=costs, judge=judge, on_event=on_event,
-        check_timeout=settings.check_timeout,
+        check_timeout=settings.check_timeout, extra_tools=agents.main_tools(),
     )
     status = "failed"
     try:
+        agents.resume_unfinished()  # crashed sub-agents continue from their journal, never re-spawned
         status = runner.run()
     finally:
+        agents.shutdown(final=status in FINAL_STATUSES and status != "stopped")
         if status in FINAL_STATUSES and status != "stopped":
             sandbox.stop()
     return status

@@ -1,0 +1,459 @@
+"""Spawning, waiting for and listing sub-agents; the main model's tools; resume.
+
+``AgentManager`` owns the sub-agents of one goal in this process. Every agent is first written to
+the ledger (``store.create_agent``, status ``pending``), then gets its session row (system and
+tools frozen), then runs - in the caller's thread (foreground) or a thread of its own
+(background). The ledger is updated as it progresses (running -> done/failed/stopped, summary,
+cost). ``resume_unfinished()`` picks ledger agents left pending/running by a crash and continues
+them from their journal; they are never spawned again.
+
+Limits (clear tool errors, the run goes on): at most ``max_concurrent`` (4) running agents, at
+most ``max_depth`` (2) levels of nesting, and no spawn once the goal's budget is nearly used
+(each agent may spend at most ``share`` of what was left of the goal's USD/token budget when it
+started; its usage counts toward the goal's totals).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tenax.errors import ConfigError, TenaxError
+from tenax.goal.budget import Budgets, Spent, exhausted, fraction_used
+from tenax.harness.messages import ToolSpec, Usage
+from tenax.protocols import Model, ToolOutcome
+from tenax.store.agents import UNFINISHED_AGENT_STATUSES, AgentRecord
+from tenax.subagents.roles import SANDBOX_TOOLS, SPAWN_TOOLS, Role, load_roles
+from tenax.subagents.runner import Halted, SubAgentRun, render_summary, report_spec
+
+MAX_CONCURRENT = 4
+MAX_DEPTH = 2
+SPAWN_REFUSE_AT = 0.85  # fraction of a goal budget used after which spawning is refused
+SHARE = 0.5  # a sub-agent may spend at most this share of the goal budget left when it starts
+WAIT_DEFAULT_S = 600.0
+WAIT_MAX_S = 3600.0
+
+CostFn = Callable[[Any], tuple[float, float]]
+
+SPAWN_AGENT = ToolSpec(
+    name="spawn_agent",
+    description=(
+        "Delegate a task to a sub-agent with a fresh, isolated context (it sees only the task you write, "
+        "not this conversation) and get back only its structured summary. Use it for exploration, long "
+        "investigations, reviews and risky experiments, so this conversation stays small. Roles: explorer "
+        "(read-only), worker (all tools), reviewer (read-only, judges a change), or a project role from "
+        ".tenax/agents. With background=true it returns an agent id at once (collect it with wait_agents); "
+        "otherwise it waits and returns the summary. Limits: 4 running at once, nesting depth 2."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {
+            "task": {"type": "string", "description": "A self-contained task: what to do, where, what to report."},
+            "role": {"type": "string", "description": "explorer | worker | reviewer | a project role (default worker)."},
+            "model": {"type": "string", "description": "Model spec, e.g. anthropic:claude-haiku-4-5 (default: the role's, else yours)."},
+            "tools": {"type": "array", "items": {"type": "string"}, "description": "Override the role's tool allowlist."},
+            "background": {"type": "boolean", "description": "Return the agent id immediately (default false)."},
+            "isolation": {"type": "string", "enum": ["shared", "copy"],
+                          "description": "shared (default): your workspace; copy: a copy of it in a second container."},
+        },
+        "required": ["task"],
+        "additionalProperties": False,
+    },
+)
+
+WAIT_AGENTS = ToolSpec(
+    name="wait_agents",
+    description="Wait for sub-agents to finish and get their summaries. With no ids, waits for all your unfinished ones.",
+    parameters={
+        "type": "object",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}, "description": "Agent ids (default: all yours)."},
+            "timeout": {"type": "number", "description": "Seconds to wait at most (default 600).", "exclusiveMinimum": 0},
+        },
+        "additionalProperties": False,
+    },
+)
+
+LIST_AGENTS = ToolSpec(
+    name="list_agents",
+    description="List your sub-agents from the durable ledger: id, role, model, status, cost, task and outcome.",
+    parameters={"type": "object", "properties": {}, "additionalProperties": False},
+)
+
+TOOL_SPECS = {"spawn_agent": SPAWN_AGENT, "wait_agents": WAIT_AGENTS, "list_agents": LIST_AGENTS}
+
+
+@dataclass
+class _Live:
+    """In-process state of one running agent."""
+
+    agent: AgentRecord
+    session_id: str
+    model: Model
+    costs: CostFn
+    system: str
+    tools: list[ToolSpec]
+    toolbox: Any
+    first_message: str
+    max_turns: int
+    with_verdict: bool
+    usd_cap: float | None = None
+    token_cap: int | None = None
+    spent_usd: float = 0.0
+    spent_tokens: int = 0
+    sandbox: Any = None  # a private sandbox (isolation copy), stopped when the agent ends
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def add_spent(self, usage: Usage, cost: float) -> None:
+        self.spent_usd += cost
+        self.spent_tokens += usage.input_tokens + usage.cache_write_tokens + usage.output_tokens
+
+
+class AgentManager:
+    def __init__(
+        self,
+        store: Any,
+        goal_id: str,
+        *,
+        toolbox: Any,
+        model_factory: Callable[[str], Model],
+        costs_for: Callable[[Model], CostFn],
+        default_model: str,
+        sandbox_factory: Callable[[str, str], tuple[Any, Any]] | None = None,
+        copy_root: str | Path | None = None,
+        workspace: str | None = None,
+        max_concurrent: int = MAX_CONCURRENT,
+        max_depth: int = MAX_DEPTH,
+    ):
+        self.store = store
+        self.goal_id = goal_id
+        self.toolbox = toolbox
+        self.model_factory = model_factory
+        self.costs_for = costs_for
+        self.default_model = default_model
+        self.sandbox_factory = sandbox_factory
+        self.copy_root = Path(copy_root) if copy_root else None
+        self.workspace = workspace or store.get_goal(goal_id).workspace
+        self.max_concurrent = max_concurrent
+        self.max_depth = max_depth
+        self.roles: dict[str, Role] = load_roles(self.workspace)  # bad role files fail here, clearly
+        self.stopping = threading.Event()
+        self.final = False  # set by shutdown(final=True): unfinished agents end as "stopped"
+        self._lock = threading.Lock()
+        self._active: dict[str, _Live] = {}
+        self._threads: dict[str, threading.Thread] = {}
+
+    # -- the main session's tools --------------------------------------------------------------
+    def main_tools(self) -> dict[str, tuple[ToolSpec, Callable[[dict[str, Any]], ToolOutcome]]]:
+        """``extra_tools`` for GoalRunner. The main session is found lazily (GoalRunner creates it)."""
+        return {
+            "spawn_agent": (SPAWN_AGENT, lambda a: self.spawn(a, parent_session_id=self._main_sid(), depth=0,
+                                                              call_id=self._last_started("spawn_agent"))),
+            "wait_agents": (WAIT_AGENTS, lambda a: self.wait(a, parent_session_id=self._main_sid())),
+            "list_agents": (LIST_AGENTS, lambda a: self.list(parent_session_id=self._main_sid(), depth=0)),
+        }
+
+    def _main_sid(self) -> str:
+        for s in self.store.sessions_for_goal(self.goal_id):
+            if s.role == "main":
+                return s.id
+        raise TenaxError(f"goal {self.goal_id} has no main session yet")
+
+    def _last_started(self, name: str) -> str | None:
+        """The id of the tool call being run (GoalRunner journals tool_started just before)."""
+        steps = self.store.steps(self._main_sid(), kinds=["tool_started"])
+        for s in reversed(steps):
+            if s.payload.get("name") == name:
+                return s.payload.get("id")
+        return None
+
+    # -- spawn ---------------------------------------------------------------------------------
+    def spawn(self, args: dict[str, Any], *, parent_session_id: str, depth: int, call_id: str | None = None,
+              judge: bool = False) -> ToolOutcome:
+        err = _check_spawn_args(args)
+        if err:
+            return ToolOutcome(is_error=True, content=err)
+        task = args["task"].strip()
+        role_name = args.get("role") or "worker"
+        role = self.roles.get(role_name)
+        if role is None:
+            return ToolOutcome(is_error=True, content=f"unknown role {role_name!r}; available roles: "
+                               + ", ".join(f"{r.name} ({r.description})" for r in self.roles.values()))
+        if depth + 1 > self.max_depth:
+            return ToolOutcome(is_error=True, content=(
+                f"depth limit reached: sub-agents nest at most {self.max_depth} levels deep and this agent is at "
+                f"depth {depth}, so it cannot spawn. Do this task yourself with your own tools."))
+        if not judge:
+            dup = self._duplicate(task, role_name, parent_session_id, depth)
+            if dup is not None:
+                return ToolOutcome(content=(
+                    f"Not spawned: agent {dup.id} is already {dup.status} on this exact task (role {dup.role}, "
+                    f"model {dup.model}). No duplicate was started. Call wait_agents with ids [\"{dup.id}\"] "
+                    "to get its summary, or list_agents to see all your agents."))
+            refusal = self._budget_refusal()
+            if refusal:
+                return ToolOutcome(is_error=True, content=refusal)
+        spec = args.get("model") or role.model or self.default_model
+        try:
+            model = self.model_factory(spec)
+        except TenaxError as e:
+            return ToolOutcome(is_error=True, content=f"cannot use model {spec!r} for the sub-agent: {e}")
+        tool_names = list(args["tools"]) if args.get("tools") is not None else list(role.tools)
+        with self._lock:
+            if not judge and len(self._active) >= self.max_concurrent:
+                running = ", ".join(sorted(self._active))
+                return ToolOutcome(is_error=True, content=(
+                    f"concurrency limit reached: {len(self._active)} sub-agents are already running ({running}); "
+                    f"at most {self.max_concurrent} run at once. Call wait_agents for one of them first."))
+            agent_id = self.store.create_agent(  # journal-before-act: the ledger row exists first
+                self.goal_id, task=task, role=role_name, model=spec, parent_session_id=parent_session_id,
+                depth=depth + 1, background=bool(args.get("background")), isolation=args.get("isolation") or "shared",
+                tools=tool_names, max_turns=role.max_turns, spawn_call_id=call_id,
+            )
+            live = self._prepare(self.store.get_agent(agent_id), role, model)
+            self._active[agent_id] = live
+        if args.get("background") and not judge:
+            self._start_thread(live)
+            return ToolOutcome(content=(
+                f"Started agent {agent_id} (role {role_name}, model {spec}) in the background. "
+                f"Collect its summary with wait_agents([\"{agent_id}\"])."))
+        self._execute(live)
+        rec = self.store.get_agent(agent_id)
+        return ToolOutcome(content=render_summary(rec, rec.summary), is_error=rec.status == "failed")
+
+    def _duplicate(self, task: str, role: str, parent_session_id: str, depth: int) -> AgentRecord | None:
+        for a in self._visible(parent_session_id, depth):
+            if a.status in UNFINISHED_AGENT_STATUSES and a.task.strip() == task and a.role == role:
+                return a
+        return None
+
+    def _budget_refusal(self) -> str | None:
+        goal = self.store.get_goal(self.goal_id)
+        budgets, spent = Budgets(**(goal.budgets or {})), Spent.of_goal(goal)
+        which = exhausted(budgets, spent)
+        if which is not None or fraction_used(budgets, spent) >= SPAWN_REFUSE_AT:
+            return (f"the goal's budget is nearly used up ({which or f'{fraction_used(budgets, spent):.0%} used'}); "
+                    "no sub-agent was spawned. Finish the remaining work yourself.")
+        return None
+
+    def _caps(self) -> tuple[float | None, int | None]:
+        goal = self.store.get_goal(self.goal_id)
+        b, s = Budgets(**(goal.budgets or {})), Spent.of_goal(goal)
+        usd = SHARE * max(b.max_usd - s.usd, 0.0) if b.max_usd else None
+        tok = int(SHARE * max(b.max_tokens - s.tokens, 0)) if b.max_tokens else None
+        return usd, tok
+
+    # -- preparing and running one agent -------------------------------------------------------
+    def _prepare(self, agent: AgentRecord, role: Role, model: Model) -> _Live:
+        """Build the agent's tools, session (created once, then reused verbatim) and sandbox."""
+        with_verdict = agent.role == "reviewer"
+        toolbox, sandbox = self.toolbox, None
+        if agent.isolation == "copy":
+            sandbox, toolbox = self._copy_sandbox(agent)
+        names = [n for n in SANDBOX_TOOLS if n in agent.tools] + [n for n in SPAWN_TOOLS if n in agent.tools]
+        specs = {t.name: t for t in toolbox.specs()}
+        tools = [specs[n] for n in names if n in specs] + [TOOL_SPECS[n] for n in names if n in TOOL_SPECS]
+        tools.append(report_spec(with_verdict))
+        if agent.session_id:
+            sess = self.store.get_session(agent.session_id)
+            system, tools = sess.system, [ToolSpec.model_validate(t) for t in sess.tools]
+        else:
+            system = role.system
+            sid = self.store.create_session(self.goal_id, role="subagent", model=agent.model, system=system,
+                                            tools=[t.model_dump() for t in tools],
+                                            parent_session_id=agent.parent_session_id)
+            self.store.update_agent(agent.id, session_id=sid)
+            agent = self.store.get_agent(agent.id)
+        usd_cap, token_cap = self._caps()
+        live = _Live(agent=agent, session_id=agent.session_id or "", model=model, costs=self.costs_for(model),
+                     system=system, tools=tools, toolbox=toolbox, first_message=_first_message(agent),
+                     max_turns=agent.max_turns or role.max_turns, with_verdict=with_verdict,
+                     usd_cap=usd_cap, token_cap=token_cap, sandbox=sandbox)
+        for st in self.store.steps(live.session_id, kinds=["assistant"]):  # resumed: count what it spent
+            u = Usage.model_validate(st.payload.get("usage") or {})
+            live.add_spent(u, 0.0)
+        live.spent_usd = agent.cost_usd
+        return live
+
+    def _copy_sandbox(self, agent: AgentRecord) -> tuple[Any, Any]:
+        if self.sandbox_factory is None or self.copy_root is None:
+            raise ConfigError("isolation 'copy' is not available here (no sandbox factory configured)")
+        dest = self.copy_root / self.goal_id / agent.id
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(self.workspace, dest, symlinks=True)
+        return self.sandbox_factory(agent.id, str(dest))
+
+    def _start_thread(self, live: _Live) -> None:
+        t = threading.Thread(target=self._execute, args=(live,), name=f"tenax-agent-{live.agent.id}", daemon=True)
+        self._threads[live.agent.id] = t
+        t.start()
+
+    def _execute(self, live: _Live) -> None:
+        aid = live.agent.id
+        try:
+            self.store.update_agent(aid, status="running")
+            summary = SubAgentRun(self, live).run()
+            if live.sandbox is not None:
+                summary["workspace_copy"] = str(self.copy_root / self.goal_id / aid) if self.copy_root else None
+            status = "stopped" if summary.get("outcome") == "stopped" else "done"
+            self.store.update_agent(aid, status=status, summary=summary)
+            self.store.update_session(live.session_id, status=status)
+        except Halted:
+            pass  # left pending/running in the ledger on purpose: resume continues it
+        except Exception as e:  # noqa: BLE001 - a failed sub-agent is reported to its parent, not fatal
+            msg = f"{type(e).__name__}: {e}"
+            steps = self.store.steps(live.session_id) if live.session_id else []
+            from tenax.subagents.runner import summary_from_journal
+
+            summary = summary_from_journal(steps, outcome="failed", with_verdict=live.with_verdict,
+                                           note=f"the sub-agent failed: {msg}")
+            try:
+                self.store.update_agent(aid, status="failed", summary=summary, error=msg)
+                if live.session_id:
+                    self.store.update_session(live.session_id, status="failed")
+            except Exception:  # noqa: BLE001 - the store itself is gone; resume will find it running
+                pass
+        finally:
+            if live.sandbox is not None:
+                try:
+                    live.sandbox.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+            with self._lock:
+                self._active.pop(aid, None)
+            live.done.set()
+
+    # -- wait / list ---------------------------------------------------------------------------
+    def _visible(self, parent_session_id: str, depth: int) -> list[AgentRecord]:
+        """The main session sees every agent of the goal (so nothing is lost if its session
+        changes); a sub-agent sees the agents it spawned."""
+        if depth == 0:
+            return [a for a in self.store.agents_for_goal(self.goal_id) if a.depth == 1]
+        return self.store.agents_for_session(parent_session_id)
+
+    def wait(self, args: dict[str, Any], *, parent_session_id: str) -> ToolOutcome:
+        if not isinstance(args, dict):
+            return ToolOutcome(is_error=True, content="wait_agents arguments must be a JSON object")
+        ids, timeout = args.get("ids"), args.get("timeout", WAIT_DEFAULT_S)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            return ToolOutcome(is_error=True, content=f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout = min(float(timeout), WAIT_MAX_S)
+        known = {a.id: a for a in self.store.agents_for_goal(self.goal_id)}
+        if ids is None or ids == []:
+            depth = 0 if self._is_main(parent_session_id) else 1
+            ids = [a.id for a in self._visible(parent_session_id, depth) if a.status in UNFINISHED_AGENT_STATUSES]
+            if not ids:
+                return ToolOutcome(content="You have no unfinished sub-agents. list_agents shows all of them.")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return ToolOutcome(is_error=True, content="ids must be a list of agent id strings")
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            return ToolOutcome(is_error=True, content=f"unknown agent id(s) {', '.join(unknown)}; known: "
+                               + (", ".join(known) or "none (spawn one with spawn_agent)"))
+        deadline = time.monotonic() + timeout
+        while True:
+            recs = [self.store.get_agent(i) for i in ids]
+            if all(r.finished for r in recs) or time.monotonic() >= deadline or self.stopping.is_set():
+                break
+            for r in recs:
+                live = self._active.get(r.id)
+                if live is not None and not r.finished:
+                    live.done.wait(min(0.5, max(deadline - time.monotonic(), 0.01)))
+                    break
+            else:
+                time.sleep(0.2)  # running elsewhere (another process): poll the ledger
+        parts = [render_summary(r, r.summary) if r.finished else
+                 json.dumps({"agent_id": r.id, "status": r.status, "note": f"still running after {timeout:g}s; wait again later"})
+                 for r in recs]
+        return ToolOutcome(content="\n".join(parts))
+
+    def _is_main(self, session_id: str) -> bool:
+        try:
+            return self.store.get_session(session_id).role == "main"
+        except TenaxError:
+            return False
+
+    def list(self, *, parent_session_id: str, depth: int) -> ToolOutcome:
+        agents = self._visible(parent_session_id, depth)
+        if not agents:
+            return ToolOutcome(content="No sub-agents yet.")
+        rows = [{"agent_id": a.id, "role": a.role, "model": a.model, "status": a.status, "depth": a.depth,
+                 "background": a.background, "cost_usd": round(a.cost_usd, 6), "task": a.task[:200],
+                 "outcome": (a.summary or {}).get("outcome")} for a in agents]
+        return ToolOutcome(content=json.dumps(rows, ensure_ascii=False, indent=1))
+
+    # -- resume / shutdown ---------------------------------------------------------------------
+    def resume_unfinished(self) -> list[str]:
+        """Continue every ledger agent a crash left pending/running, in background threads, from
+        its journal. Returns their ids. Nothing is spawned anew."""
+        resumed = []
+        for a in self.store.agents_for_goal(self.goal_id):
+            if a.status not in UNFINISHED_AGENT_STATUSES or a.id in self._active:
+                continue
+            role = self.roles.get(a.role)
+            if role is None:
+                self.store.update_agent(a.id, status="failed", error=f"role {a.role!r} no longer exists")
+                continue
+            try:
+                model = self.model_factory(a.model)
+            except TenaxError as e:
+                self.store.update_agent(a.id, status="failed", error=f"cannot build model {a.model!r}: {e}")
+                continue
+            with self._lock:
+                live = self._prepare(a, role, model)
+                self._active[a.id] = live
+            self._start_thread(live)
+            resumed.append(a.id)
+        return resumed
+
+    def shutdown(self, *, final: bool, timeout: float = 30.0) -> None:
+        """Ask running agents to stop at their next turn and wait for them. ``final`` (the goal
+        ended) marks unfinished ones ``stopped``; otherwise they stay unfinished for resume."""
+        self.final = final
+        self.stopping.set()
+        end = time.monotonic() + timeout
+        for t in list(self._threads.values()):
+            t.join(max(end - time.monotonic(), 0.1))
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for background agents to finish on their own (tests, clean exits)."""
+        for t in list(self._threads.values()):
+            t.join(timeout)
+
+
+def _check_spawn_args(args: Any) -> str | None:
+    if not isinstance(args, dict):
+        return "spawn_agent arguments must be a JSON object"
+    unknown = sorted(set(args) - set(SPAWN_AGENT.parameters["properties"]))
+    if unknown:
+        return f"spawn_agent got unknown argument(s) {', '.join(unknown)}; it accepts: task, role, model, tools, background, isolation"
+    if not isinstance(args.get("task"), str) or not args["task"].strip():
+        return "spawn_agent needs 'task': a non-empty, self-contained description of the work"
+    for k in ("role", "model"):
+        if args.get(k) is not None and (not isinstance(args[k], str) or not args[k].strip()):
+            return f"'{k}' must be a non-empty string"
+    if args.get("background") is not None and not isinstance(args["background"], bool):
+        return "'background' must be true or false"
+    if args.get("isolation") not in (None, "shared", "copy"):
+        return f"'isolation' must be 'shared' or 'copy', got {args.get('isolation')!r}"
+    tools = args.get("tools")
+    if tools is not None:
+        known = set(SANDBOX_TOOLS + SPAWN_TOOLS)
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            return "'tools' must be a list of tool names"
+        bad = sorted(set(tools) - known)
+        if bad:
+            return f"unknown tool(s) {', '.join(bad)}; known: {', '.join(sorted(known))}"
+    return None
+
+
+def _first_message(agent: AgentRecord) -> str:
+    where = ("a private copy of the workspace at /workspace (your changes do not touch the lead's)"
+             if agent.isolation == "copy" else "the shared workspace at /workspace")
+    return f"TASK:\n{agent.task}\n\nYou work in {where}. When done, call report."
