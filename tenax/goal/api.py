@@ -19,6 +19,9 @@ from tenax.harness.registry import make_model, parse_model_spec
 from tenax.protocols import Model
 
 
+STRATEGIES = ("continuous", "ralph")
+
+
 @dataclass
 class GoalRequest:
     objective: str
@@ -29,6 +32,7 @@ class GoalRequest:
     network: str = "none"
     budgets: Budgets | None = None
     strategy: str = "continuous"
+    compaction: dict[str, Any] | None = None  # tenax.compaction.CompactionConfig fields
 
 
 def validate_workspace(workspace: str) -> str:
@@ -46,6 +50,18 @@ def cost_function(model: Model, settings: Settings) -> Callable[[Any], tuple[flo
     return lambda usage: (pricing.cost_usd(price, usage), pricing.uncached_cost_usd(price, usage))
 
 
+def memory_wiring(store: Any, goal: Any, model: Model, settings: Settings) -> tuple[Any, dict[str, Any]]:
+    """The compactor (window from the pricing/model table, overridable per goal in
+    ``config["compaction"]``) and the memory tools (update_plan, note, recall)."""
+    from tenax.compaction import CompactionConfig, Compactor, memory_tools
+
+    table = pricing.load_pricing(settings.pricing_file) if settings.pricing_file else None
+    window = pricing.lookup_price(model.provider, model.name, table=table).context_window
+    compactor = Compactor(store, goal.id, window=window, config=CompactionConfig.from_goal(goal),
+                          strategy=goal.strategy or "continuous")
+    return compactor, memory_tools(store, goal.id)
+
+
 def build_model(spec: str, base_url: str | None, api_key: str | None = None) -> Model:
     return make_model(spec, base_url=base_url, api_key=api_key)
 
@@ -60,6 +76,8 @@ def create_goal(store: Any, req: GoalRequest, *, settings: Settings | None = Non
     build_model(spec, req.base_url, api_key)  # fails early on a missing API key
     _sandbox_preflight(settings)
     budgets = req.budgets or Budgets()
+    if req.strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {req.strategy!r}; use one of: {', '.join(STRATEGIES)}")
     return store.create_goal(
         objective=req.objective.strip(),
         check_cmd=req.check or None,
@@ -68,7 +86,8 @@ def create_goal(store: Any, req: GoalRequest, *, settings: Settings | None = Non
         budgets=budgets.model_dump(),
         network=req.network,
         strategy=req.strategy,
-        config={"base_url": req.base_url, "image": settings.image},
+        config={"base_url": req.base_url, "image": settings.image,
+                **({"compaction": dict(req.compaction)} if req.compaction else {})},
     )
 
 
@@ -122,9 +141,10 @@ def run_goal(
 
     # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent
     agents, judge = setup_subagents(store, goal, model, toolbox, settings=settings, api_key=api_key, image=image)
+    compactor, memory_extra = memory_wiring(store, goal, model, settings)
     runner = GoalRunner(
         store, goal.id, model, sandbox, toolbox, costs=costs, judge=judge, on_event=on_event,
-        check_timeout=settings.check_timeout, extra_tools=agents.main_tools(),
+        check_timeout=settings.check_timeout, extra_tools={**memory_extra, **agents.main_tools()}, compactor=compactor,
     )
     status = "failed"
     try:

@@ -8,10 +8,17 @@ Journal step kinds of a session (payloads are JSON):
 - ``tool_result``  ToolResultPart                    written when it finished
 - ``request``      {"turn": int, "messages": int}    written before each model call
 - ``event``        {"type": str, ...}                status changes, checks, budget warnings...
+- ``compaction``   {"ledger": str, "summary": str, "kept_from": int, "archived": [first, last], ...}
+                   written by ``tenax.compaction``: the context restarts from here (see below)
 
 ``fold`` turns the journal into provider-neutral messages: user text and tool results that
 follow an assistant message merge into one user message, tool results first, so every
 tool_use gets exactly one tool_result, next and first.
+
+With a ``compaction`` step in the journal, ``fold`` starts from the latest one: a user message
+holding the rendered ledger and the handoff summary, then the steps from ``kept_from`` on (a turn
+boundary: an assistant step, so every kept tool_use keeps its tool_result). Earlier steps stay in
+the journal (archived), they are just no longer folded.
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ CONTEXT_KINDS = ("user", "assistant", "tool_result")
 
 
 def fold(steps: Iterable[Any]) -> list[Message]:
+    steps = list(steps)
     messages: list[Message] = []
+    marker = next((s for s in reversed(steps) if s.kind == "compaction"), None)
+    if marker is not None:
+        head = [TextPart(text=t) for t in (marker.payload.get("ledger"), marker.payload.get("summary")) if t]
+        messages.append(Message(role="user", parts=head or [TextPart(text="(context compacted)")]))
+        kept_from = int(marker.payload["kept_from"])
+        steps = [s for s in steps if s.seq >= kept_from]
     for step in steps:
         if step.kind == "assistant":
             messages.append(Message.model_validate(step.payload["message"]))

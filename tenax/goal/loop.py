@@ -51,6 +51,7 @@ class GoalRunner:
         extra_tools: dict[str, tuple[ToolSpec, Callable[[dict[str, Any]], ToolOutcome]]] | None = None,
         on_event: EventHook | None = None,
         check_timeout: float = CHECK_TIMEOUT_S,
+        compactor: Any | None = None,
     ):
         self.store = store
         self.goal_id = goal_id
@@ -62,6 +63,7 @@ class GoalRunner:
         self.extra_tools = extra_tools or {}
         self.on_event = on_event or (lambda kind, payload: None)
         self.check_timeout = check_timeout
+        self.compactor = compactor  # tenax.compaction.Compactor: steering, thresholds, Ralph, too-long retry
         goal = store.get_goal(goal_id)
         self.goal_id = goal.id
         self.budgets = Budgets(**(goal.budgets or {}))
@@ -157,6 +159,8 @@ class GoalRunner:
             self._event("budget_exhausted", budget=which, spent=spent.model_dump())
             return "budget_exhausted"
         steps = self.store.steps(self.session_id)
+        if self.compactor is not None:
+            steps = self.compactor.before_call(self, steps)
         if near_end(self.budgets, spent, WRAP_UP_AT) and not any(
             s.kind == "user" and s.payload.get("why") == "wrap_up" for s in steps
         ):
@@ -167,7 +171,10 @@ class GoalRunner:
         turn = self.store.get_goal(self.goal_id).turns + 1
         self._journal("request", {"turn": turn, "messages": len(messages)})
         started = time.monotonic()
-        response = self.model.complete(self.system, self.tools, messages, session_id=self.session_id)
+        if self.compactor is not None:  # compacts and retries on ContextTooLong
+            response = self.compactor.complete(self, messages)
+        else:
+            response = self.model.complete(self.system, self.tools, messages, session_id=self.session_id)
         self._record(response, time.monotonic() - started)
 
         calls = response.message.tool_calls
