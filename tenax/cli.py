@@ -34,6 +34,16 @@ def _store() -> Any:
     return open_store()
 
 
+def _stop_on_sigterm() -> None:
+    """`kill PID` ends a running goal the way Ctrl-C does: status `stopped`, resumable."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _fail(e: Exception, code: int = 2) -> None:
     err_console.print(f"[bold red]error:[/] {e}")
     raise typer.Exit(code)
@@ -116,6 +126,7 @@ def goal_cmd(
         req = GoalRequest(objective=objective, workspace=str(workspace), check=check, model=model, base_url=base_url,
                           network=network, budgets=budgets)
         goal_id = create_goal(store, req)
+        _stop_on_sigterm()
         console.print(f"goal [bold]{goal_id}[/] started; model {store.get_goal(goal_id).model}")
         status = run_goal(store, goal_id, on_event=render_event)
         _final(store, goal_id, status)
@@ -142,6 +153,7 @@ def resume_cmd(
         changed = any(v is not None for v in (max_turns, max_usd, max_tokens, max_minutes))
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes, base=goal.budgets) if changed else None
         console.print(f"resuming goal [bold]{goal.id}[/] ({goal.status}, {goal.turns} turns so far)")
+        _stop_on_sigterm()
         status = run_goal(store, goal.id, model_override=model, budgets=budgets, on_event=render_event)
         _final(store, goal.id, status)
     except TenaxError as e:

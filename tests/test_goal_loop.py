@@ -199,3 +199,29 @@ def test_kill_9_mid_tool_then_resume_repeats_nothing(tmp_path, workspace):
     assert interrupted.is_error and "interrupted" in interrupted.content
     assert len(sim.requests) == 3  # no model call was repeated either
     store.close()
+
+
+def test_sigterm_stops_the_goal_resumably(tmp_path, workspace):
+    db = tmp_path / "tenax.db"
+    script = Script([
+        Reply(tool_calls=[call("bash", command="touch started; sleep 60")]),
+        Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+        Reply(tool_calls=[call("complete_goal", summary="ok")]),
+    ])
+    with Simulator(script) as sim:
+        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
+             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert _wait_for(lambda: (workspace / "started").exists())
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 1, out
+        assert "stopped" in out and "tenax resume" in out
+        store = open_store(f"sqlite:///{db}")
+        gid = store.list_goals()[0].id
+        assert store.get_goal(gid).status == "stopped"
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+        store.close()
