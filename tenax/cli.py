@@ -68,6 +68,13 @@ def render_event(kind: str, p: dict[str, Any]) -> None:
         console.print(f"  [{style}]← {_short(p['content'], 140)}[/]")
     elif kind == "user" and p.get("why") in ("continuation", "wrap_up"):
         console.print(f"[yellow]runtime[/] {p['why']}: {_short(p['text'], 120)}")
+    elif kind == "user" and p.get("why") == "steering":
+        console.print(f"[yellow]steering[/] {_short(p.get('verbatim', p['text']), 140)}")
+    elif kind == "compaction":
+        rng = p.get("archived")
+        arch = f"archived steps {rng[0]}-{rng[1]}" if rng else "nothing archived"
+        console.print(f"[bold blue]compaction[/] ({p.get('mode')}, {p.get('reason')}): ~{p.get('tokens_before', 0):,} -> "
+                      f"~{p.get('tokens_after', 0):,} tokens, {arch}, kept {p.get('kept_turns', 0)} turn(s)")
     elif kind == "event":
         t = p.get("type")
         if t == "check":
@@ -116,6 +123,8 @@ def goal_cmd(
     max_usd: Optional[float] = typer.Option(None, "--max-usd", help="Stop after spending this many USD."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Stop after N uncached input + output tokens."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much wall time."),
+    strategy: str = typer.Option("continuous", "--strategy", help="continuous (compact when the context fills) or ralph (fresh context each iteration, memory from the ledger)."),
+    compact_at: Optional[float] = typer.Option(None, "--compact-at", help="Compact when the context reaches this fraction of the model's window (default 0.8)."),
 ) -> None:
     """Run a goal until its check passes or a budget runs out."""
     from tenax.goal.api import GoalRequest, create_goal, run_goal
@@ -123,8 +132,11 @@ def goal_cmd(
     try:
         store = _store()
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes)
+        if compact_at is not None and not 0.05 <= compact_at <= 1.0:
+            raise TenaxError(f"--compact-at must be between 0.05 and 1.0, got {compact_at}")
         req = GoalRequest(objective=objective, workspace=str(workspace), check=check, model=model, base_url=base_url,
-                          network=network, budgets=budgets)
+                          network=network, budgets=budgets, strategy=strategy,
+                          compaction={"threshold": compact_at} if compact_at is not None else None)
         goal_id = create_goal(store, req)
         _stop_on_sigterm()
         console.print(f"goal [bold]{goal_id}[/] started; model {store.get_goal(goal_id).model}")
@@ -228,6 +240,23 @@ def show_cmd(
     console.print("\n[bold]last events[/]")
     for step in recent:
         render_event(step.kind, step.payload)
+
+
+@app.command("steer")
+def steer_cmd(
+    goal_id: str = typer.Argument(..., help="Goal id (or a unique prefix)."),
+    message: str = typer.Argument(..., help="What the agent should know or do; delivered verbatim before its next model call."),
+) -> None:
+    """Queue a steering message for a goal; the running loop (or the next resume) picks it up."""
+    from tenax.store import memory
+
+    try:
+        store = _store()
+        goal = store.get_goal(goal_id)
+        sid = memory.push_steering(store, goal.id, message)
+    except TenaxError as e:
+        _fail(e)
+    console.print(f"queued steering message #{sid} for goal {goal.id} ({goal.status})")
 
 
 @app.command("export")
