@@ -101,6 +101,12 @@ def _step_md(st: Any) -> list[str]:
         r = ToolResultPart.model_validate(p)
         tag = "tool error" if r.is_error else "tool result"
         return [f"**{tag}** ({r.tool_call_id}):", "", _fence(r.content[:8000])]
+    if st.kind == "compaction":
+        rng = p.get("archived")
+        head = (f"*compaction* ({p.get('mode')}, {p.get('reason')}): ~{p.get('tokens_before')} -> ~{p.get('tokens_after')} "
+                f"tokens; archived steps {rng[0]}-{rng[1] if rng else ''}; context continues from step {p.get('kept_from')}"
+                if rng else f"*compaction* ({p.get('mode')}, {p.get('reason')}): nothing archived")
+        return [head, "", _fence(p.get("ledger", "")), "", _fence(p.get("summary", ""))]
     if st.kind == "event":
         rest = {k: v for k, v in p.items() if k != "type"}
         return [f"*event {p.get('type')}*: `{json.dumps(rest, default=_default)[:1000]}`"]
