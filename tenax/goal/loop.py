@@ -26,6 +26,8 @@ from tenax.protocols import Model, Sandbox, ToolOutcome
 
 FINAL_STATUSES = ("succeeded", "budget_exhausted", "failed", "stopped")
 WRAP_UP_AT = 0.85
+OUTAGE_BACKOFF_S = (30.0, 60.0, 120.0, 300.0)  # between model calls that exhausted their retries
+OUTAGE_GIVE_UP_S = 3600.0  # a continuous provider outage this long fails the goal
 CHECK_TIMEOUT_S = 900.0
 OUTPUT_TAIL = 4000
 
@@ -52,6 +54,7 @@ class GoalRunner:
         on_event: EventHook | None = None,
         check_timeout: float = CHECK_TIMEOUT_S,
         compactor: Any | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.store = store
         self.goal_id = goal_id
@@ -63,6 +66,8 @@ class GoalRunner:
         self.extra_tools = extra_tools or {}
         self.on_event = on_event or (lambda kind, payload: None)
         self.check_timeout = check_timeout
+        self.sleep = sleep
+        self._outage: list[float] = []  # waits of the current provider outage
         self.compactor = compactor  # tenax.compaction.Compactor: steering, thresholds, Ralph, too-long retry
         goal = store.get_goal(goal_id)
         self.goal_id = goal.id
@@ -171,10 +176,22 @@ class GoalRunner:
         turn = self.store.get_goal(self.goal_id).turns + 1
         self._journal("request", {"turn": turn, "messages": len(messages)})
         started = time.monotonic()
-        if self.compactor is not None:  # compacts and retries on ContextTooLong
-            response = self.compactor.complete(self, messages)
-        else:
-            response = self.model.complete(self.system, self.tools, messages, session_id=self.session_id)
+        try:
+            if self.compactor is not None:  # compacts and retries on ContextTooLong
+                response = self.compactor.complete(self, messages)
+            else:
+                response = self.model.complete(self.system, self.tools, messages, session_id=self.session_id)
+        except ProviderError as e:
+            if not getattr(e, "transient", False) or sum(self._outage) >= OUTAGE_GIVE_UP_S:
+                raise
+            # Retries are used up but the error is transient (overload, 5xx, network): an
+            # unattended run waits the outage out instead of failing; the wall-time budget still rules.
+            wait = OUTAGE_BACKOFF_S[min(len(self._outage), len(OUTAGE_BACKOFF_S) - 1)]
+            self._event("provider_outage", error=str(e)[:500], wait_s=wait, attempts=len(getattr(e, "attempts", [])))
+            self._outage.append(wait)
+            self.sleep(wait)
+            return None
+        self._outage.clear()
         self._record(response, time.monotonic() - started)
 
         calls = response.message.tool_calls

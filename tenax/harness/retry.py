@@ -199,6 +199,7 @@ def _final_error(provider: str, model: str, failure: Failure, attempts: int) -> 
             status=failure.status,
             retryable=False,
         )
+        err.transient = True  # type: ignore[attr-defined]  # the goal loop may wait out an outage
     else:
         advice = _ADVICE.get(failure.status or 0, "see the provider's message")
         err = ProviderError(
