@@ -225,3 +225,53 @@ def test_sigterm_stops_the_goal_resumably(tmp_path, workspace):
         assert store.get_goal(gid).status == "stopped"
         assert run_goal(store, gid, api_key=KEY) == "succeeded"
         store.close()
+
+
+def _runner(store, gid, sim, *, retry_attempts=2):
+    from tenax.goal.loop import GoalRunner
+    from tenax.harness.registry import make_model
+    from tenax.harness.retry import RetryPolicy
+    from tenax.sandbox import DockerSandbox, ToolBox
+
+    goal = store.get_goal(gid)
+    model = make_model(goal.model, base_url=sim.url, api_key=KEY,
+                       retry=RetryPolicy(max_attempts=retry_attempts, base_delay=0.01), sleep=lambda s: None)
+    sandbox = DockerSandbox(goal.workspace, goal_id=gid)
+    sandbox.start()
+    waits: list[float] = []
+    return GoalRunner(store, gid, model, sandbox, ToolBox(sandbox), sleep=waits.append), sandbox, waits
+
+
+def test_provider_outage_is_waited_out_not_fatal(store, workspace):
+    from tenax.testing import SimError
+
+    overloaded = Reply(error=SimError(status=529, message="Overloaded"))
+    script = Script([overloaded] * 4 + list(FIX[1:]))
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace)
+        runner, sandbox, waits = _runner(store, gid, sim)
+        try:
+            assert runner.run() == "succeeded"
+        finally:
+            sandbox.stop()
+    assert waits == [30.0, 60.0]  # two exhausted calls, backing off further each time
+    main = [s for s in store.sessions_for_goal(gid) if s.role == "main"][0]
+    outages = [s.payload for s in store.steps(main.id) if s.kind == "event" and s.payload["type"] == "provider_outage"]
+    assert len(outages) == 2 and "529" in outages[0]["error"]
+    assert store.get_goal(gid).turns == 2
+
+
+def test_non_retryable_provider_error_fails_with_a_clear_reason(store, workspace):
+    from tenax.testing import SimError
+
+    script = Script([Reply(error=SimError(status=401, message="invalid x-api-key"))])
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace)
+        runner, sandbox, waits = _runner(store, gid, sim)
+        try:
+            assert runner.run() == "failed"
+        finally:
+            sandbox.stop()
+    goal = store.get_goal(gid)
+    assert "401" in goal.error and "API key" in goal.error
+    assert waits == [] and len(sim.requests) == 1
