@@ -1,0 +1,370 @@
+"""Sub-agents end to end: the simulator over real HTTP, real Docker sandboxes, real SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tenax.config import load_settings
+from tenax.errors import ConfigError
+from tenax.goal.api import GoalRequest, create_goal, run_goal
+from tenax.goal.budget import Budgets
+from tenax.goal.prompts import SYSTEM_PROMPT
+from tenax.store import open_store
+from tenax.subagents.roles import BUILTIN_ROLES, load_roles
+from tenax.testing import Reply, Script, Simulator, ToolCall
+
+KEY = "sim-test-key"
+CHECK = "grep -qx fixed status.txt"
+
+
+def call(name: str, **arguments) -> ToolCall:
+    return ToolCall(name=name, arguments=arguments)
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") or json.dumps(b.get("content", "")) for b in content)
+
+
+def first_user(body: dict) -> str:
+    return _text(body["messages"][0]["content"])
+
+
+def is_main(req) -> bool:
+    return req.system.startswith(SYSTEM_PROMPT[:40])
+
+
+class Router:
+    """Main session replies from a Script; each sub-agent from a Script picked by a marker in its task."""
+
+    def __init__(self, main: list[Reply], subs: dict[str, list[Reply]]):
+        self.main = Script(main)
+        self.subs = {k: Script(v) for k, v in subs.items()}
+
+    def __call__(self, req):
+        if is_main(req):
+            return self.main(req)
+        task = first_user(req.body)
+        for marker, script in self.subs.items():
+            if marker in task:
+                return script(req)
+        return Reply(text=f"no script for sub-agent task {task[:80]!r}")
+
+
+def main_requests(sim):
+    return [r for r in sim.requests if r.body.get("system") and is_main_body(r.body)]
+
+
+def is_main_body(body) -> bool:
+    system = body.get("system")
+    text = system if isinstance(system, str) else "".join(b.get("text", "") for b in system)
+    return text.startswith(SYSTEM_PROMPT[:40])
+
+
+def sub_requests(sim, marker):
+    return [r for r in sim.requests if not is_main_body(r.body) and marker in first_user(r.body)]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "status.txt").write_text("broken\n")
+    return ws
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = open_store(f"sqlite:///{tmp_path / 'tenax.db'}")
+    yield s
+    s.close()
+
+
+def start(store, sim, workspace, *, check=CHECK, budgets=None) -> str:
+    req = GoalRequest(objective="Make status.txt say fixed.", workspace=str(workspace), check=check,
+                      model="anthropic:claude-sonnet-4-6", base_url=sim.url, budgets=budgets or Budgets(max_turns=15))
+    return create_goal(store, req, api_key=KEY)
+
+
+def tool_results(body) -> list[dict]:
+    last = body["messages"][-1]
+    return [b for b in last["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+
+
+# -- roles (no docker) ------------------------------------------------------------------------
+
+def test_role_files_load_and_bad_ones_name_the_file(tmp_path):
+    agents = tmp_path / ".tenax" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "tester.md").write_text(
+        "---\nname: tester\ndescription: runs tests\nmodel: anthropic:claude-haiku-4-5\n"
+        "tools: [bash, read_file]\nmax_turns: 7\n---\nRun the tests and report failures.\n")
+    roles = load_roles(tmp_path)
+    assert set(BUILTIN_ROLES) <= set(roles)
+    t = roles["tester"]
+    assert t.tools == ("bash", "read_file") and t.max_turns == 7 and t.model == "anthropic:claude-haiku-4-5"
+    assert "Run the tests" in t.system
+    assert "bash" not in roles["explorer"].tools and "write_file" not in roles["reviewer"].tools
+    (agents / "broken.md").write_text("---\nname: broken\ntools: [rm_rf]\n---\nbody\n")
+    with pytest.raises(ConfigError, match=r"broken\.md.*unknown tool\(s\) rm_rf"):
+        load_roles(tmp_path)
+    (agents / "broken.md").write_text("no front matter here\n")
+    with pytest.raises(ConfigError, match=r"broken\.md.*front matter"):
+        load_roles(tmp_path)
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+
+
+@pytest.mark.docker
+def test_parallel_background_agents_return_summaries_only_on_their_own_models(store, workspace):
+    router = Router(
+        main=[
+            Reply(text="Delegating.", tool_calls=[
+                call("spawn_agent", task="alpha: look around", role="worker", background=True,
+                     model="anthropic:claude-haiku-4-5"),
+                call("spawn_agent", task="beta: look around", role="worker", background=True),
+            ]),
+            Reply(tool_calls=[call("wait_agents")]),
+            Reply(tool_calls=[call("list_agents")]),
+            Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+            Reply(tool_calls=[call("complete_goal", summary="done")]),
+        ],
+        subs={
+            m: [Reply(tool_calls=[call("bash", command=f"sleep 2; echo {m}-transcript-only")]),
+                Reply(tool_calls=[call("report", outcome="success", findings=f"{m}-finding",
+                                       files_changed=[], failed_commands=[], open_questions=[])])]
+            for m in ("alpha", "beta")
+        },
+    )
+    with Simulator(router) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    alpha, beta = sub_requests(sim, "alpha:"), sub_requests(sim, "beta:")
+    assert len(alpha) == 2 and len(beta) == 2
+    # parallel: each agent's first request came before the other's second (both slept 2s in between)
+    idx = {id(r): i for i, r in enumerate(sim.requests)}
+    assert idx[id(alpha[0])] < idx[id(beta[1])] and idx[id(beta[0])] < idx[id(alpha[1])]
+    # its own model; fresh context: only the task, never the parent's history
+    assert {r.body["model"] for r in alpha} == {"claude-haiku-4-5"}
+    assert {r.body["model"] for r in beta} == {"claude-sonnet-4-6"}
+    assert len(alpha[0].body["messages"]) == 1 and "Make status.txt" not in json.dumps(alpha[0].body)
+    mains = main_requests(sim)
+    after_wait = json.dumps(tool_results(mains[2].body))
+    assert "alpha-finding" in after_wait and "beta-finding" in after_wait
+    whole_main = json.dumps([r.body for r in mains])
+    assert "transcript-only" not in whole_main  # the sub-agents' tool output never reaches the parent
+    agents = store.agents_for_goal(gid)
+    assert [(a.task.split(":")[0], a.status, a.model) for a in agents] == [
+        ("alpha", "done", "anthropic:claude-haiku-4-5"), ("beta", "done", "anthropic:claude-sonnet-4-6")]
+    assert all(a.summary["reported"] and a.cost_usd > 0 and a.background for a in agents)
+    listed = json.loads(tool_results(mains[3].body)[0]["content"])
+    assert {a["agent_id"] for a in listed} == {a.id for a in agents}
+    # own session rows, parented to the main session; usage counted in the goal totals
+    main_sid = [s for s in store.sessions_for_goal(gid) if s.role == "main"][0].id
+    subs = [s for s in store.sessions_for_goal(gid) if s.role == "subagent"]
+    assert len(subs) == 2 and all(s.parent_session_id == main_sid for s in subs)
+    goal = store.get_goal(gid)
+    usage = store.usage_for_goal(gid)
+    assert {u.model for u in usage} == {"claude-haiku-4-5", "claude-sonnet-4-6"}
+    assert goal.cost_usd == pytest.approx(sum(u.cost_usd for u in usage))
+    assert goal.turns == 5  # sub-agent calls add tokens and cost, not main turns
+
+
+@pytest.mark.docker
+def test_parent_cache_still_hits_after_a_foreground_sub_agent(store, workspace):
+    router = Router(
+        main=[
+            Reply(text="Look first.", tool_calls=[call("read_file", path="status.txt")]),
+            Reply(tool_calls=[call("spawn_agent", task="gamma: check the file", role="explorer")]),
+            Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+            Reply(tool_calls=[call("complete_goal", summary="done")]),
+        ],
+        subs={"gamma": [Reply(tool_calls=[call("read_file", path="status.txt")]),
+                        Reply(tool_calls=[call("report", outcome="success", findings="gamma says broken")])]},
+    )
+    with Simulator(router, min_cacheable_tokens=256) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    mains = main_requests(sim)
+    spawn_turn, next_turn = mains[1], mains[2]
+    assert "gamma says broken" in json.dumps(tool_results(next_turn.body))
+    written = spawn_turn.usage["cache_read_input_tokens"] + spawn_turn.usage["cache_creation_input_tokens"]
+    assert written > 0
+    # the sub-agent's requests in between did not disturb the parent's prefix
+    assert next_turn.usage["cache_read_input_tokens"] >= written
+    assert len(sub_requests(sim, "gamma")) == 2
+
+
+@pytest.mark.docker
+def test_depth_limit_and_report_fallback(store, workspace):
+    router = Router(
+        main=[
+            Reply(tool_calls=[call("spawn_agent", task="level1: delegate further", role="worker")]),
+            Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+            Reply(tool_calls=[call("complete_goal", summary="done")]),
+        ],
+        subs={
+            "level1": [Reply(tool_calls=[call("spawn_agent", task="level2: go deeper", role="worker")]),
+                       Reply(tool_calls=[call("report", outcome="success", findings="level1 done")])],
+            "level2": [Reply(tool_calls=[call("spawn_agent", task="level3: too deep", role="worker")]),
+                       Reply(text="I wrote something.", tool_calls=[call("write_file", path="l2.txt", content="x")]),
+                       Reply(text="All finished, no report from me."),
+                       Reply(text="Still not reporting.")],
+        },
+    )
+    with Simulator(router) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    l2 = sub_requests(sim, "level2:")
+    refusal = tool_results(l2[1].body)[0]
+    assert refusal["is_error"] and "depth limit" in json.dumps(refusal)
+    assert not sub_requests(sim, "level3")
+    assert "call report now" in json.dumps(l2[3].body["messages"][-1]).lower()  # asked once...
+    assert len(l2) == 4  # ...and only once
+    agents = {a.task.split(":")[0]: a for a in store.agents_for_goal(gid)}
+    assert set(agents) == {"level1", "level2"}
+    assert agents["level2"].depth == 2 and agents["level2"].parent_session_id == agents["level1"].session_id
+    s2 = agents["level2"].summary
+    assert s2["reported"] is False and s2["outcome"] == "no_report" and s2["files_changed"] == ["l2.txt"]
+    assert "Still not reporting." in s2["findings"]
+    assert agents["level1"].summary["findings"] == "level1 done"
+
+
+@pytest.mark.docker
+def test_concurrency_limit_refuses_the_fifth(store, workspace):
+    tasks = [f"job{i}: wait a bit" for i in range(5)]
+    router = Router(
+        main=[
+            Reply(tool_calls=[call("spawn_agent", task=t, background=True) for t in tasks]),
+            Reply(tool_calls=[call("spawn_agent", task=tasks[0], background=True)]),
+            Reply(tool_calls=[call("wait_agents", timeout=60)]),
+            Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+            Reply(tool_calls=[call("complete_goal", summary="done")]),
+        ],
+        subs={f"job{i}": [Reply(tool_calls=[call("bash", command="sleep 2")]),
+                          Reply(tool_calls=[call("report", outcome="success", findings=f"job{i} ok")])]
+              for i in range(5)},
+    )
+    with Simulator(router) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    mains = main_requests(sim)
+    results = tool_results(mains[1].body)
+    assert [r.get("is_error", False) for r in results] == [False, False, False, False, True]
+    assert "concurrency limit" in json.dumps(results[4])
+    dup = json.dumps(tool_results(mains[2].body))
+    assert "already running on this exact task" in dup and "No duplicate" in dup
+    assert len(store.agents_for_goal(gid)) == 4 and not sub_requests(sim, "job4")
+
+
+@pytest.mark.docker
+def test_judge_sub_agent_fails_then_passes(store, workspace):
+    review = "Judge whether this goal is met"
+    verdicts = Script([
+        Reply(tool_calls=[call("report", outcome="failed", findings="status.txt still says broken", passed=False)]),
+        Reply(tool_calls=[call("read_file", path="status.txt")]),
+        Reply(tool_calls=[call("report", outcome="success", findings="status.txt says fixed", passed=True)]),
+    ])
+    main = Script([
+        Reply(tool_calls=[call("complete_goal", summary="claimed too early")]),
+        Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+        Reply(tool_calls=[call("complete_goal", summary="fixed now")]),
+    ])
+
+    def policy(req):
+        return main(req) if is_main(req) else verdicts(req) if review in first_user(req.body) else Reply(text="?")
+
+    settings = load_settings().model_copy(update={"judge_model": "anthropic:claude-haiku-4-5"})
+    with Simulator(policy) as sim:
+        gid = start(store, sim, workspace, check=None)
+        assert run_goal(store, gid, api_key=KEY, settings=settings) == "succeeded"
+    mains = main_requests(sim)
+    rejected = tool_results(mains[1].body)[0]
+    assert rejected["is_error"] and "still says broken" in json.dumps(rejected)
+    reviewers = [a for a in store.agents_for_goal(gid) if a.role == "reviewer"]
+    assert [a.summary["passed"] for a in reviewers] == [False, True]
+    assert {a.model for a in reviewers} == {"anthropic:claude-haiku-4-5"}
+    rev_reqs = [r for r in sim.requests if review in first_user(r.body)]
+    assert {r.body["model"] for r in rev_reqs} == {"claude-haiku-4-5"}
+    assert "fixed" in first_user(rev_reqs[-1].body)  # the evidence (workspace state) is in its task
+    assert {t["name"] for t in rev_reqs[0].body["tools"]} == {"read_file", "list_files", "grep", "report"}
+
+
+def _wait_for(pred, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.docker
+def test_kill_9_then_resume_continues_the_sub_agent_without_respawning(tmp_path, workspace):
+    db = tmp_path / "tenax.db"
+    task = "delta: slow investigation"
+    router = Router(
+        main=[
+            Reply(tool_calls=[call("spawn_agent", task=task, background=True)]),
+            Reply(tool_calls=[call("wait_agents")]),
+            # after the crash the lead "forgets" and re-issues the same spawn
+            Reply(tool_calls=[call("spawn_agent", task=task, background=True)]),
+            Reply(tool_calls=[call("wait_agents")]),
+            Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+            Reply(tool_calls=[call("complete_goal", summary="done")]),
+        ],
+        subs={"delta": [Reply(tool_calls=[call("bash", command="echo run >> sub_runs.txt; sleep 60")]),
+                        Reply(tool_calls=[call("bash", command="sleep 3")]),
+                        Reply(tool_calls=[call("report", outcome="success", findings="delta finding")])]},
+    )
+    with Simulator(router) as sim:
+        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
+             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        peek = open_store(f"sqlite:///{db}") if _wait_for(db.exists) else None
+
+        def waiting() -> bool:
+            goals = peek.list_goals() if peek else []
+            if not goals or not (workspace / "sub_runs.txt").exists():
+                return False
+            main = [s for s in peek.sessions_for_goal(goals[0].id) if s.role == "main"]
+            return bool(main) and any(s.payload.get("name") == "wait_agents"
+                                      for s in peek.steps(main[0].id, kinds=["tool_started"]))
+        try:
+            assert _wait_for(waiting), proc.stdout.read1().decode() if proc.poll() is not None else "no progress"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        peek.close()
+        store = open_store(f"sqlite:///{db}")
+        gid = store.list_goals()[0].id
+        [agent] = store.agents_for_goal(gid)
+        assert agent.status == "running"  # the ledger kept it
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    assert (workspace / "sub_runs.txt").read_text() == "run\n"  # its interrupted command was not repeated
+    [agent] = store.agents_for_goal(gid)  # still exactly one: resumed, not re-spawned
+    assert agent.status == "done" and agent.summary["findings"] == "delta finding"
+    assert len([s for s in store.sessions_for_goal(gid) if s.role == "subagent"]) == 1
+    delta = sub_requests(sim, "delta")
+    assert len(delta) == 3  # no sub-agent model call was repeated
+    assert "interrupted" in json.dumps(tool_results(delta[1].body))
+    mains = main_requests(sim)
+    dup = json.dumps(tool_results(mains[3].body))
+    assert agent.id in dup and "No duplicate" in dup
+    assert "delta finding" in json.dumps(tool_results(mains[4].body))
+    store.close()
