@@ -231,7 +231,15 @@ def show_cmd(
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
-    subs = [s for s in sessions if s.role != "main"]
+    agents = store.agents_for_goal(g.id) if hasattr(store, "agents_for_goal") else []
+    if agents:
+        at = Table("agent", "role", "model", "status", "cost", "depth", "outcome", "task", box=None, title="sub-agents")
+        for a in agents:
+            at.add_row(a.id, a.role, a.model, a.status, f"${a.cost_usd:.4f}", str(a.depth),
+                       str((a.summary or {}).get("outcome") or ""), _short(a.task, 60))
+        console.print(at)
+    ledgered = {a.session_id for a in agents}
+    subs = [s for s in sessions if s.role != "main" and s.id not in ledgered]
     if subs:
         st = Table("session", "role", "model", "status", box=None, title="sub-sessions")
         for s in subs:
