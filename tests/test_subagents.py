@@ -180,6 +180,13 @@ def test_parallel_background_agents_return_summaries_only_on_their_own_models(st
     assert {u.model for u in usage} == {"claude-haiku-4-5", "claude-sonnet-4-6"}
     assert goal.cost_usd == pytest.approx(sum(u.cost_usd for u in usage))
     assert goal.turns == 5  # sub-agent calls add tokens and cost, not main turns
+    url = str(store.engine.url)
+    out = subprocess.run([sys.executable, "-m", "tenax.cli", "show", gid], env={**os.environ, "TENAX_DB": url, "COLUMNS": "250"},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "sub-agents" in out.stdout
+    for a in agents:
+        assert a.id in out.stdout and f"${a.cost_usd:.4f}" in out.stdout
 
 
 @pytest.mark.docker
@@ -205,6 +212,15 @@ def test_parent_cache_still_hits_after_a_foreground_sub_agent(store, workspace):
     # the sub-agent's requests in between did not disturb the parent's prefix
     assert next_turn.usage["cache_read_input_tokens"] >= written
     assert len(sub_requests(sim, "gamma")) == 2
+    # the transcript nests the sub-agent's session right under the spawn_agent call's result
+    from tenax.export.transcript import to_markdown
+
+    md = to_markdown(store, gid)
+    [agent] = store.agents_for_goal(gid)
+    spawn_at = md.index("→ `spawn_agent`")
+    nested_at = md.index(f"### session {agent.session_id} (subagent")
+    write_at = md.index("→ `write_file`")
+    assert spawn_at < nested_at < write_at and md.count(f"session {agent.session_id}") == 1
 
 
 @pytest.mark.docker

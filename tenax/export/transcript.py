@@ -35,6 +35,8 @@ def session_tree(store: Any, goal_id: str) -> list[tuple[int, Any]]:
 def to_jsonl(store: Any, goal_id: str) -> Iterable[str]:
     goal = store.get_goal(goal_id)
     yield json.dumps({"type": "goal", **_dump(goal)}, default=_default)
+    for a in store.agents_for_goal(goal.id) if hasattr(store, "agents_for_goal") else []:
+        yield json.dumps({"type": "agent", **_dump(a)}, default=_default)
     for depth, s in session_tree(store, goal.id):
         yield json.dumps({"type": "session", "depth": depth, **_dump(s)}, default=_default)
         for st in store.steps(s.id):
@@ -74,11 +76,26 @@ def to_markdown(store: Any, goal_id: str) -> str:
         f"- turns: {goal.turns}, cost: ${goal.cost_usd:.4f}",
         "",
     ]
-    for depth, s in session_tree(store, goal.id):
+    # sub-agents are nested under the call that spawned them (their ledger row names it)
+    agents = store.agents_for_goal(goal.id) if hasattr(store, "agents_for_goal") else []
+    by_call = {(a.parent_session_id, a.spawn_call_id): a for a in agents if a.spawn_call_id and a.session_id}
+    tree = session_tree(store, goal.id)
+    sessions = {s.id: s for _, s in tree}
+
+    def render(s: Any, depth: int) -> None:
         h = "#" * min(2 + depth, 6)
-        lines += [f"{h} session {s.id} ({s.role}, {s.model})", ""]
+        lines.extend([f"{h} session {s.id} ({s.role}, {s.model})", ""])
         for st in store.steps(s.id):
-            lines += _step_md(st) + [""]
+            lines.extend(_step_md(st) + [""])
+            a = by_call.get((s.id, st.payload.get("tool_call_id"))) if st.kind == "tool_result" else None
+            if a is not None and a.session_id in sessions:
+                lines.extend([f"*sub-agent {a.id} ({a.role}, {a.model}): {a.status}, ${a.cost_usd:.4f}*", ""])
+                render(sessions[a.session_id], depth + 1)
+
+    nested = {a.session_id for a in by_call.values()}
+    for depth, s in tree:
+        if s.id not in nested:
+            render(s, depth)
     return "\n".join(lines)
 
 
