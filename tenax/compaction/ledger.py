@@ -18,6 +18,7 @@ from tenax.store import memory
 
 FILE_TOOLS = ("write_file", "edit_file")
 MAX_ERROR_PITFALLS = 12
+BASH_EXIT = re.compile(r"exit code: (-?\d+)")
 KEY_LINE = re.compile(r"error|fail|assert|exception|traceback|expected|not found|denied", re.IGNORECASE)
 
 
@@ -91,8 +92,11 @@ def build_ledger(store: Any, goal_id: str, session_id: str, steps: list[Any] | N
         elif st.kind == "tool_result":
             r = ToolResultPart.model_validate(p)
             name, args = calls.get(r.tool_call_id, ("?", {}))
-            if r.is_error and name != "complete_goal":  # failed checks live in the check history
-                cause = _one_line(r.content, 220)
+            exit_code = BASH_EXIT.match(r.content) if name == "bash" else None
+            failed = r.is_error or (exit_code is not None and exit_code.group(1) != "0")
+            if failed and name != "complete_goal":  # failed checks live in the check history
+                cause = " / ".join(key_lines(r.content, 3)) if exit_code else _one_line(r.content, 220)
+                cause = _one_line(f"exit {exit_code.group(1)}: {cause}" if exit_code else cause, 260)
                 what = _one_line(json.dumps(args, ensure_ascii=False), 120)
                 key = f"{name}:{cause}"
                 if key not in seen_errors:
