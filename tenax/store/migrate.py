@@ -18,7 +18,7 @@ from tenax.errors import ConfigError
 from tenax.store.engine import url_for_display, write_engine
 from tenax.store.models import Base
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0003_memory"  # keep equal to the newest alembic/versions revision
 VERSION_TABLE = "alembic_version"
 _PG_LOCK_KEY = 0x7E4A_0001  # arbitrary constant for pg_advisory_xact_lock
 
