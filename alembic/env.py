@@ -15,6 +15,7 @@ from alembic import context
 
 from tenax.store.engine import make_engine, resolve_url
 from tenax.store.migrate import migration_lock
+from tenax.store.memory import include_name
 from tenax.store.models import Base
 
 config = context.config
@@ -32,6 +33,7 @@ def _configure(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies tables
         compare_type=True,
+        include_name=include_name,  # skip the FTS5 recall index (virtual table + shadow tables)
     )
 
 

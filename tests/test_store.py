@@ -101,7 +101,10 @@ def _schema_diff(url: str) -> list:
     eng = create_engine(url)
     try:
         with eng.connect() as conn:
-            return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            from tenax.store.memory import include_name  # FTS5 virtual/shadow tables are not models
+
+            opts = {"compare_type": True, "include_name": include_name}
+            return compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
     finally:
         eng.dispose()
 
