@@ -186,3 +186,37 @@ def test_bench_json_line(capsys):
     assert "placeholder" in "\n".join(out).lower()
     # Exit status says whether the targets were met; a 3-turn run is too short to meet them.
     assert "FAIL  anthropic cached share" in "\n".join(out) and code == 1
+
+
+# ------------------------------------------------------------------------------ wide turns
+
+
+def test_anthropic_turn_wider_than_the_lookback_still_reads_the_previous_turn():
+    """A turn adding more than 20 blocks (25 parallel tool calls and their results) is out of
+    reach of the rolling breakpoint's 20-block lookback; the breakpoint tenax keeps on the
+    previous request's last message reads that request's cache entry directly."""
+    from tenax.goal import prompts
+    from tenax.harness.anthropic_model import AnthropicModel
+    from tenax.harness.messages import Message, TextPart, ToolResultPart
+    from tenax.sandbox.tools import ToolBox
+
+    wide = [ToolCall(name="read_file", arguments={"path": f"src/f{k}.py"}) for k in range(25)]
+    tools = list(ToolBox(None).specs()) + [prompts.COMPLETE_GOAL]
+    with Simulator(Script([Reply(text="Reading all.", tool_calls=wide), Reply(text="Next.")])) as sim:
+        model = AnthropicModel("claude-sonnet-4-6", api_key=KEY, base_url=sim.url)
+        msgs = [Message(role="user", parts=[TextPart(text="GOAL: review every file.")])]
+        first = model.complete(prompts.SYSTEM_PROMPT, tools, msgs, session_id="s1")
+        assert len(first.message.tool_calls) == 25
+        results = [ToolResultPart(tool_call_id=c.id, content=f"# file {n}\n" + "x = 1\n" * 200)
+                   for n, c in enumerate(first.message.tool_calls)]
+        msgs += [first.message, Message(role="user", parts=results)]
+        second = model.complete(prompts.SYSTEM_PROMPT, tools, msgs, session_id="s1")
+
+    body = sim.requests[1].body
+    marked = [(i, j) for i, m in enumerate(body["messages"]) for j, b in enumerate(m["content"]) if "cache_control" in b]
+    assert marked == [(0, 0), (2, 24)]  # previous request's last block, and the rolling one
+    assert "cache_control" in body["tools"][-1] and "cache_control" in body["system"][-1]
+    new_blocks = sum(len(m["content"]) for m in body["messages"][1:])
+    assert new_blocks > 20  # beyond the lookback of the rolling breakpoint
+    prev_prefix = first.usage.cache_read_tokens + first.usage.cache_write_tokens
+    assert prev_prefix > 1024 and second.usage.cache_read_tokens == prev_prefix
