@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenax.goal.judge import EVIDENCE_CMD
 from tenax.subagents.manager import AgentManager
 
 EVIDENCE_CHARS = 30_000
+# What the reviewer is shown of the workspace: the diff when it is a git repo, else a file list.
+EVIDENCE_CMD = (
+    "cd /workspace && if git rev-parse --git-dir >/dev/null 2>&1; then "
+    "echo '## git status'; git status --short; echo '## git diff'; git diff HEAD 2>/dev/null || git diff; "
+    "else echo '## files'; find . -maxdepth 3 -type f -not -path './.git/*' | head -200; fi"
+)
 
 
 class ReviewerJudge:
