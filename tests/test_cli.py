@@ -82,3 +82,9 @@ def test_demo_runs_end_to_end(tmp_path, db):
     gid = ls.stdout.split("\n")[1].split()[0]
     show = tenax("show", gid, env=db)
     assert show.returncode == 0 and "cached input" in show.stdout and "succeeded" in show.stdout
+
+
+@pytest.mark.parametrize("net", ["host", "container:abc"])
+def test_host_network_is_refused(tmp_path, db, net):
+    r = tenax("goal", "x", "--workspace", str(tmp_path), "--network", net, env={**db, "ANTHROPIC_API_KEY": "k"})
+    assert r.returncode == 2 and "is refused" in r.stderr and "bridge" in r.stderr

@@ -35,6 +35,18 @@ class GoalRequest:
     compaction: dict[str, Any] | None = None  # tenax.compaction.CompactionConfig fields
 
 
+def validate_network(network: str) -> str:
+    """``none`` (default), ``bridge`` or a user-defined Docker network. Sharing the host's or another
+    container's network namespace would let model-issued commands reach host services: refused."""
+    net = (network or "none").strip()
+    if net == "host" or net.startswith("container:") or not net:
+        raise ConfigError(
+            f"--network {network!r} is refused: it would share a network namespace with the host or another "
+            "container. Use 'none' (default), 'bridge', or a user-defined Docker network."
+        )
+    return net
+
+
 def validate_workspace(workspace: str) -> str:
     path = Path(workspace).expanduser()
     if not path.exists():
@@ -71,6 +83,7 @@ def create_goal(store: Any, req: GoalRequest, *, settings: Settings | None = Non
     if not req.objective or not req.objective.strip():
         raise ConfigError("the objective is empty; say what the goal is")
     workspace = validate_workspace(req.workspace)
+    network = validate_network(req.network)
     spec = req.model or settings.model
     parse_model_spec(spec)
     build_model(spec, req.base_url, api_key)  # fails early on a missing API key
@@ -84,7 +97,7 @@ def create_goal(store: Any, req: GoalRequest, *, settings: Settings | None = Non
         model=spec,
         workspace=workspace,
         budgets=budgets.model_dump(),
-        network=req.network,
+        network=network,
         strategy=req.strategy,
         config={"base_url": req.base_url, "image": settings.image,
                 **({"compaction": dict(req.compaction)} if req.compaction else {})},
