@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 
@@ -31,10 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"tenax simulator listening on {sim.url}  (anthropic base_url={sim.url}, openai base_url={sim.url}/v1)",
           flush=True)
+    done = threading.Event()
+    # Explicit handlers: a shell starts background jobs with SIGINT ignored, and Python then never
+    # raises KeyboardInterrupt; SIGTERM is what service managers and `kill` send.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: done.set())
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not done.wait(0.5):
+            pass
     finally:
         sim.stop()
         print(f"served {len(sim.requests)} requests", flush=True)
