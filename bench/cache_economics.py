@@ -1,31 +1,37 @@
 """Token economics: tenax's prompt layout against a naive one, on the providers' caching rules.
 
-A scripted long goal (200 main turns by default, realistic sizes) is replayed twice per provider
-against the provider simulator (``tenax.testing``), through the real provider classes of
-``tenax.harness`` and the real ``anthropic`` / ``openai`` SDKs over HTTP:
+A scripted long goal (200 main turns by default, realistic sizes) runs per provider through the
+REAL goal loop against the provider simulator (``tenax.testing``): ``GoalRunner`` with its
+``Compactor`` (threshold trigger, handoff-summary request on the frozen system + tools, ledger +
+summary + kept tail folded from the journal) and its ``AgentManager`` (``spawn_agent`` runs a
+journaled ``SubAgentRun`` in its own session and context), the real provider classes of
+``tenax.harness``, the real ``anthropic`` / ``openai`` SDKs over HTTP and a temporary SQLite store.
 
-- **tenax**: the providers as shipped (frozen, deterministically serialized tools + system;
+- **tenax**: what that run sent, as sent (frozen, deterministically serialized tools + system;
   Anthropic ``cache_control`` breakpoints; OpenAI ``prompt_cache_key`` = session id).
-- **naive**: the same provider classes configured the way many harnesses work: the same
-  messages, but no breakpoints, no cache key, and the current time at the head of the system
-  prompt.
+- **naive**: the exact same model calls (every recorded system prompt, tool list and message list,
+  main session, compaction summaries and sub-agents alike, in the same order, with the same
+  simulated time between calls and the same replies) replayed on a fresh simulator through the same
+  provider classes configured the way many harnesses work: no breakpoints, no cache key, and the
+  current time at the head of the system prompt.
 
-Both layouts see exactly the same workload (same seed, same tool-result sizes, same simulated
-clock advancing between calls), each on a fresh simulator, so the figures differ only by layout.
-Costs use tenax's own pricing table (``tenax.harness.pricing``), output tokens included.
+The figures therefore differ only by layout. Costs use tenax's own pricing table
+(``tenax.harness.pricing``), output tokens included.
 
-What is simulated, and how (also printed with the results):
-- The sandbox is bypassed: tool results are synthetic text of seeded pseudo-random sizes.
-- Compaction is a PLACEHOLDER until ``tenax/compaction`` lands: one summary request on the current
-  history, then the history is replaced by one user message (objective + summary); system and
-  tools stay frozen.
-- Sub-agents are a PLACEHOLDER until ``tenax/subagents`` lands: the main model calls a
-  ``spawn_subagent`` tool; a separate short conversation with its own system prompt and session
-  id runs on the same simulator; its final report is the tool result.
+What is simulated (also printed with the results):
+- The model: a deterministic simulator policy plays the 200-turn workload (file reads and test
+  runs with 200-4,000-token outputs, a plan update, ``spawn_agent`` calls, handoff summaries when the
+  compactor asks, ``complete_goal`` at the end); the simulated clock advances 5-45 s per call.
+- The sandbox: an in-process implementation of ``tenax.protocols.Sandbox`` that executes NOTHING
+  and answers every command / file tool with deterministic synthetic text of the planned size
+  (Docker execs would add ~40 s per run and nothing to the token figures).
+- The compaction trigger: the goal's compaction ``window`` is set so that the real threshold
+  (0.8 x window) is crossed ``--compactions`` times over the run; everything else is the shipped
+  compactor.
 
 Run: ``python bench/cache_economics.py [--turns N] [--compactions N] [--subagents N] [--json]``.
 With ``--json`` the last line is one JSON object of the figures. Exit status 1 when a target is
-missed.
+missed (or the run did not produce the requested turns / compactions / sub-agents).
 """
 
 from __future__ import annotations
@@ -36,58 +42,67 @@ import multiprocessing
 import os
 import random
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Callable
 
+from tenax.compaction import SUMMARY_REQUEST, memory_tools
+from tenax.config import Settings
 from tenax.goal import prompts
+from tenax.goal.api import cost_function, memory_wiring
+from tenax.goal.budget import Budgets
+from tenax.goal.loop import GoalRunner
 from tenax.harness import pricing
 from tenax.harness.anthropic_model import AnthropicModel
 from tenax.harness.anthropic_model import build_request as anthropic_build_request
-from tenax.harness.messages import Message, TextPart, ToolResultPart, ToolSpec, Usage
+from tenax.harness.messages import Message, ModelResponse, TextPart, ToolSpec, Usage
 from tenax.harness.openai_models import OpenAIResponsesModel
+from tenax.harness.registry import make_model as make_provider_model
+from tenax.protocols import ExecResult
 from tenax.sandbox.tools import ToolBox
+from tenax.store import open_store
+from tenax.subagents import AgentManager
+from tenax.subagents.manager import TOOL_SPECS as AGENT_TOOL_SPECS
+from tenax.subagents.roles import BUILTIN_ROLES
 from tenax.testing import Reply, SimClock, SimRequest, Simulator, ToolCall, count_tokens
 
-ANTHROPIC_MODEL = "claude-sonnet-4-6"
-OPENAI_MODEL = "gpt-5.5"
+SPECS = {"anthropic": "anthropic:claude-sonnet-4-6", "openai": "openai:gpt-5.5"}
 PROVIDERS = ("anthropic", "openai")
 KEY = "bench-key"
 
 TARGET_CACHED_SHARE = 0.95  # Anthropic rules
 TARGET_COST_RATIO = 5.0  # naive / tenax, Anthropic rules
 
-PREFIX_TOKENS = 6_000  # system + tools of the main session, about
-SUBAGENT_SYSTEM_TOKENS = 2_000
-SUBAGENT_TURNS = 6
+SUBAGENT_ROLE = "explorer"
+SUBAGENT_TURNS = 6  # tool turns of each sub-agent before its report
 RESULT_TOKENS = (200, 4_000)
 SUMMARY_TOKENS = 1_500
 REPORT_TOKENS = 400
-SECONDS_PER_CALL = (5.0, 45.0)  # simulated wall time between model calls (tool runs, thinking)
+SECONDS_PER_CALL = (5.0, 45.0)  # simulated wall time before each model call (tool runs, thinking)
 EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
+CHECK = "make test"
 
-SPAWN_TOOL = ToolSpec(
-    name="spawn_subagent",
-    description="Delegate a self-contained task to a sub-agent with a fresh context; returns its report.",
-    parameters={
-        "type": "object",
-        "properties": {"task": {"type": "string", "description": "What the sub-agent must do and report."}},
-        "required": ["task"],
-        "additionalProperties": False,
-    },
-)
+MAIN_MARK = prompts.SYSTEM_PROMPT.split("\n", 1)[0][:40]
+SUB_MARK = BUILTIN_ROLES[SUBAGENT_ROLE].system.split("\n", 1)[0][:40]
+SUMMARY_MARK = SUMMARY_REQUEST[:60]
 
 NOTES = [
-    "sandbox: bypassed; tool results are synthetic text of seeded pseudo-random sizes "
-    f"({RESULT_TOKENS[0]}-{RESULT_TOKENS[1]} tokens)",
-    "compaction: PLACEHOLDER (tenax/compaction not built yet): one summary request, then the history is "
-    "replaced by one user message (objective + summary); system + tools stay frozen",
-    "sub-agents: PLACEHOLDER (tenax/subagents not built yet): a separate short conversation "
-    f"({SUBAGENT_TURNS} tool turns + report) with its own system prompt and session on the same simulator",
-    "naive layout: the same provider classes with no cache breakpoints, no prompt_cache_key and the current "
-    "time at the head of the system prompt; same messages",
+    "goal loop: the real GoalRunner with its Compactor and AgentManager, a temporary SQLite store, the real "
+    "provider classes and SDKs over HTTP to the simulator",
+    "model: a deterministic simulator policy plays the workload; simulated clock +5-45 s per call",
+    "sandbox: an in-process Sandbox that executes nothing and returns deterministic synthetic outputs of "
+    f"{RESULT_TOKENS[0]}-{RESULT_TOKENS[1]} tokens (Docker would only add time, not tokens)",
+    "compaction: the shipped Compactor (summary request on the frozen prefix, ledger + summary + kept tail "
+    "folded from the journal); its window is set so the real 0.8 threshold is crossed the requested number "
+    "of times",
+    f"sub-agents: real spawn_agent -> SubAgentRun ({SUBAGENT_ROLE} role: own session, system, tools and "
+    f"context; {SUBAGENT_TURNS} tool turns + report)",
+    "naive layout: every recorded call replayed with no cache breakpoints, no prompt_cache_key and the current "
+    "time at the head of the system prompt; same messages, same replies, same simulated clock",
     "tokens are the simulator's ceil(chars/4) count; USD from tenax's pricing table, output included",
 ]
 
@@ -113,89 +128,283 @@ def _filler(rng: random.Random, tokens: int, tag: str) -> str:
     return text
 
 
-def _prefix_padding(tools: list[ToolSpec], base_system: str, total: int, rng: random.Random) -> str:
-    """A frozen project guide appended to the system prompt so system + tools come to ``total``."""
-    tool_tokens = sum(count_tokens(t.canonical()) for t in tools)
-    missing = max(0, total - tool_tokens - count_tokens(base_system))
-    return _filler(rng, missing, "guide") if missing else ""
-
-
-@dataclass
-class SubPlan:
-    task: str
-    actions: list[tuple[str, dict[str, Any], int]]  # (tool, arguments, result tokens)
-    report_tokens: int
+def synthetic(key: str, tokens: int, seed: int) -> str:
+    return _filler(random.Random(f"{seed}:{key}"), tokens, key.replace(" ", "_")[:40])
 
 
 @dataclass
 class Workload:
-    """Everything both layouts replay: identical for a given seed."""
+    """The scripted goal: identical for a given seed (both providers, both processes)."""
 
     turns: int
     compactions: int
     subagents: int
     seed: int
-    main_system: str = ""
-    sub_system: str = ""
-    tools: list[ToolSpec] = field(default_factory=list)
-    sub_tools: list[ToolSpec] = field(default_factory=list)
-    objective: str = ""
-    # per main turn: (assistant text, tool name, arguments, result tokens)
-    actions: list[tuple[str, str, dict[str, Any], int]] = field(default_factory=list)
-    compact_after: set[int] = field(default_factory=set)
-    spawn_at: dict[int, SubPlan] = field(default_factory=dict)
-    seconds: list[float] = field(default_factory=list)  # simulated time before each model call
-    results: dict[str, str] = field(default_factory=dict)  # (where) -> synthetic tool result
+    objective: str = ("Migrate the service's storage layer to the new API and keep the test suite green.")
+    # per main turn: (assistant text, ToolCall)
+    actions: list[tuple[str, ToolCall]] = field(default_factory=list)
+    spawn_at: dict[int, str] = field(default_factory=dict)  # main turn -> sub-agent task
+    outputs: dict[str, int] = field(default_factory=dict)  # path or command -> output tokens
 
     @classmethod
     def build(cls, turns: int, compactions: int, subagents: int, seed: int) -> "Workload":
-        if turns < 1 or compactions < 0 or subagents < 0:
-            raise ValueError("turns must be >= 1, compactions and subagents >= 0")
-        if compactions + subagents >= turns:
-            raise ValueError("need more turns than compactions + sub-agent spawns")
+        if turns < 3 or compactions < 0 or subagents < 0:
+            raise ValueError("turns must be >= 3, compactions and subagents >= 0")
+        if subagents + 2 > turns:
+            raise ValueError("need more turns than sub-agent spawns + 2 (plan and completion)")
         rng = random.Random(seed)
         w = cls(turns=turns, compactions=compactions, subagents=subagents, seed=seed)
-        w.tools = list(ToolBox(None).specs()) + [SPAWN_TOOL, prompts.COMPLETE_GOAL]
-        w.sub_tools = list(ToolBox(None).specs())
-        guide = _prefix_padding(w.tools, prompts.SYSTEM_PROMPT, PREFIX_TOKENS, rng)
-        w.main_system = prompts.SYSTEM_PROMPT + "\nProject guide (frozen for the session):\n" + guide
-        w.sub_system = ("You are a tenax sub-agent. Do the delegated task with the tools, then answer with a "
-                        "short report.\n" + _filler(rng, SUBAGENT_SYSTEM_TOKENS, "sub-guide"))
-        w.objective = ("GOAL:\nMigrate the service's storage layer to the new API and keep the test suite green."
-                       "\n\nVerification: the goal is complete when this check passes in /workspace:\n"
-                       "    make test\n\nStart now.")
-        w.compact_after = {round((k + 1) * turns / (compactions + 1)) - 1 for k in range(compactions)}
         spawn: set[int] = set()
         for k in range(subagents):
-            at = int((k + 0.5) * turns / subagents)
-            while at in spawn or at in w.compact_after:
-                at = (at + 1) % turns
+            at = 1 + int((k + 0.5) * (turns - 2) / subagents)
+            while at in spawn:
+                at = 1 + at % (turns - 2)
             spawn.add(at)
         for i in range(turns):
             text = f"Turn {i}: " + _filler(rng, rng.randint(15, 120), f"plan{i}")
-            if i in spawn:
-                task = f"Investigate area {i} of the codebase and report the changes it needs."
-                sub_actions = []
+            if i == 0:
+                items = [{"text": f"step {k}: migrate storage area {k}", "status": "pending"} for k in range(6)]
+                call = ToolCall(name="update_plan", arguments={"items": items})
+            elif i == turns - 1:
+                call = ToolCall(name="complete_goal", arguments={"summary": "Storage layer migrated; make test passes."})
+            elif i in spawn:
+                task = (f"Investigate storage area {i} (src/area_{i}/) and report every call site that needs the "
+                        "new API, with file paths.")
+                w.spawn_at[i] = task
                 for j in range(SUBAGENT_TURNS):
-                    sub_actions.append(("read_file", {"path": f"src/area_{i}/part_{j}.py"}, rng.randint(*RESULT_TOKENS)))
-                w.spawn_at[i] = SubPlan(task=task, actions=sub_actions, report_tokens=REPORT_TOKENS)
-                w.actions.append((text, SPAWN_TOOL.name, {"task": task}, 0))
+                    w.outputs[f"src/area_{i}/part_{j}.py"] = rng.randint(*RESULT_TOKENS)
+                call = ToolCall(name="spawn_agent", arguments={"task": task, "role": SUBAGENT_ROLE})
             elif rng.random() < 0.5:
-                w.actions.append((text, "read_file", {"path": f"src/mod_{i}.py"}, rng.randint(*RESULT_TOKENS)))
+                path = f"src/mod_{i}.py"
+                w.outputs[path] = rng.randint(*RESULT_TOKENS)
+                call = ToolCall(name="read_file", arguments={"path": path})
             else:
-                w.actions.append((text, "bash", {"command": f"make test TESTS=t{i}"}, rng.randint(*RESULT_TOKENS)))
-        n_calls = turns + compactions + subagents * (SUBAGENT_TURNS + 1)
-        w.seconds = [rng.uniform(*SECONDS_PER_CALL) for _ in range(n_calls + 1)]
+                command = f"make test TESTS=t{i}"
+                w.outputs[command] = rng.randint(*RESULT_TOKENS)
+                call = ToolCall(name="bash", arguments={"command": command})
+            w.actions.append((text, call))
         return w
 
-    def result(self, where: str, tokens: int) -> str:
-        """The synthetic tool result for ``where`` (created once, identical for both layouts)."""
-        if where not in self.results:
-            self.results[where] = _filler(random.Random(f"{self.seed}:{where}"), tokens, where)
-        return self.results[where]
+    def sub_action(self, turn: int, j: int) -> Reply:
+        if j < SUBAGENT_TURNS:
+            return Reply(text=f"Reading part {j}.",
+                         tool_calls=[ToolCall(name="read_file", arguments={"path": f"src/area_{turn}/part_{j}.py"})])
+        findings = synthetic(f"report{turn}", REPORT_TOKENS, self.seed)
+        return Reply(text="Done.", tool_calls=[ToolCall(name="report", arguments={
+            "outcome": "success", "findings": findings, "files_changed": [], "open_questions": []})])
+
+    def main_growth(self, turn: int) -> int:
+        """About how many tokens main turn ``turn`` adds to the main context (call + result)."""
+        text, call = self.actions[turn]
+        size = len(text) // 4 + len(json.dumps(call.arguments)) // 4 + 20
+        if call.name == "spawn_agent":
+            return size + REPORT_TOKENS + 120
+        return size + self.outputs.get(call.arguments.get("path") or call.arguments.get("command") or "", 40)
+
+    def compaction_window(self, prefix_tokens: int, threshold: float = 0.8) -> int:
+        """A compaction ``window`` for which the real threshold is crossed ``compactions`` times: the
+        middle of the range of limits that a dry run of the context estimate says gives that count."""
+        growth = [self.main_growth(i) for i in range(self.turns)]
+        restart = prefix_tokens + 1_200 + SUMMARY_TOKENS  # ledger + handoff summary
+
+        def count(limit: int) -> int:
+            ctx, n, since = prefix_tokens + 150, 0, 0
+            for i, g in enumerate(growth):
+                if since and ctx >= limit:
+                    n += 1
+                    ctx, since = restart + sum(growth[max(0, i - 2):i]), 0
+                ctx += g
+                since += 1
+            return n
+
+        if self.compactions == 0:
+            return 10 * (prefix_tokens + sum(growth))
+        lo, hi = prefix_tokens + 1, prefix_tokens + sum(growth) + 1
+        # count() falls as the limit grows: find the range where it equals `compactions`
+        def first_at_most(k: int) -> int:
+            a, b = lo, hi
+            while a < b:
+                m = (a + b) // 2
+                if count(m) <= k:
+                    b = m
+                else:
+                    a = m + 1
+            return a
+        low = first_at_most(self.compactions)
+        high = first_at_most(self.compactions - 1) - 1
+        if count(low) != self.compactions or high < low:
+            raise ValueError(f"cannot place {self.compactions} compactions in {self.turns} turns")
+        return int((low + high) / 2 / threshold)
 
 
-# --------------------------------------------------------------------------- layouts
+# --------------------------------------------------------------------------- the run's parts
+
+
+class SyntheticSandbox:
+    """``tenax.protocols.Sandbox`` that executes NOTHING: every command and file tool gets
+    deterministic synthetic output of the workload's planned size (the check passes)."""
+
+    def __init__(self, workspace: str, outputs: dict[str, int], seed: int):
+        self.workspace = workspace
+        self.outputs = outputs
+        self.seed = seed
+        self.execs = 0
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def exec(self, command: str, *, timeout: float = 120.0, cwd: str = "/workspace",
+             env: dict[str, str] | None = None) -> ExecResult:
+        self.execs += 1
+        if env and "TENAX_TOOL_ARGS" in env:  # a ToolBox file tool (read_file, list_files, ...)
+            args = json.loads(env["TENAX_TOOL_ARGS"])
+            key = str(args.get("path", "."))
+            body = synthetic(key, self.outputs[key], self.seed) if key in self.outputs else f"{key}: (empty)\n"
+            return ExecResult(exit_code=0, stdout=json.dumps({"ok": True, "content": body}), stderr="")
+        if command in self.outputs:
+            return ExecResult(exit_code=0, stdout=synthetic(command, self.outputs[command], self.seed), stderr="")
+        return ExecResult(exit_code=0, stdout=f"$ {command}\nall tests passed\n", stderr="")
+
+
+class Policy:
+    """The simulated model: plays the workload, routing on the system prompt (main session or
+    sub-agent) and on the compactor's summary request."""
+
+    def __init__(self, w: Workload):
+        self.w = w
+        self.turn = 0
+        self.sub_turn: int | None = None  # main turn of the sub-agent being run (foreground)
+        self.sub_step = 0
+
+    def __call__(self, req: SimRequest) -> Reply:
+        if req.system.startswith(SUB_MARK):
+            if self.sub_turn is None:
+                raise RuntimeError("sub-agent request with no spawn in progress")
+            self.sub_step += 1
+            return self.w.sub_action(self.sub_turn, self.sub_step - 1)
+        if not req.system.startswith(MAIN_MARK):
+            raise RuntimeError(f"unexpected system prompt: {req.system[:80]!r}")
+        if SUMMARY_MARK in req.last_user_text:
+            return Reply(text=synthetic(f"summary{self.turn}", SUMMARY_TOKENS, self.w.seed))
+        if self.turn >= len(self.w.actions):
+            return Reply(text="All done.", tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "done"})])
+        text, call = self.w.actions[self.turn]
+        self.sub_turn, self.sub_step = (self.turn if call.name == "spawn_agent" else None), 0
+        self.turn += 1
+        return Reply(text=text, tool_calls=[call])
+
+
+@dataclass
+class Call:
+    """One model call as tenax made it, kept for the naive replay."""
+
+    kind: str  # main | compaction | subagent
+    system: str
+    tools: list[ToolSpec]
+    messages: list[Message]
+    session_id: str
+    max_tokens: int
+    seconds: float
+    reply: Reply
+    usage: Usage
+
+
+class Recorder:
+    def __init__(self, sim: Simulator, seed: int):
+        self.sim = sim
+        self.rng = random.Random(f"{seed}:clock")
+        self.calls: list[Call] = []
+
+
+class RecordingModel:
+    """A ``tenax.protocols.Model`` around a real provider: advances the simulated clock before each
+    call, delegates, and records what was sent (for the naive replay) and what came back."""
+
+    def __init__(self, inner: Any, recorder: Recorder, kind: str):
+        self.inner, self.recorder, self.kind = inner, recorder, kind
+        self.provider, self.name = inner.provider, inner.name
+
+    def complete(self, system: str, tools: list[ToolSpec], messages: list[Message], *, session_id: str,
+                 max_tokens: int = 8192) -> ModelResponse:
+        seconds = self.recorder.rng.uniform(*SECONDS_PER_CALL)
+        self.recorder.sim.clock.advance(seconds)
+        resp = self.inner.complete(system, tools, messages, session_id=session_id, max_tokens=max_tokens)
+        kind = self.kind
+        last = messages[-1] if messages else None
+        if kind == "main" and last is not None and any(
+                isinstance(p, TextPart) and p.text.startswith(SUMMARY_MARK) for p in last.parts):
+            kind = "compaction"
+        msg = resp.message
+        reply = Reply(text=msg.text, tool_calls=[ToolCall(name=c.name, arguments=c.arguments) for c in msg.tool_calls])
+        self.recorder.calls.append(Call(kind, system, list(tools), [m.model_copy(deep=True) for m in messages],
+                                        session_id, max_tokens, seconds, reply, resp.usage))
+        return resp
+
+
+def main_prefix_tokens() -> int:
+    """System + tools of the main session as the goal loop builds them (simulator token count)."""
+    tools = list(ToolBox(None).specs()) + [spec for spec, _ in memory_tools(None, "").values()]
+    tools += list(AGENT_TOOL_SPECS.values()) + [prompts.COMPLETE_GOAL]
+    return count_tokens(prompts.SYSTEM_PROMPT) + sum(count_tokens(t.canonical()) for t in tools)
+
+
+def run_tenax(provider: str, w: Workload, tmp: Path) -> tuple[list[Call], dict[str, Any]]:
+    """Run the workload as a real goal through GoalRunner; return the recorded calls and what the
+    store says about the run."""
+    spec = SPECS[provider]
+    workspace = tmp / "workspace"
+    workspace.mkdir()
+    store = open_store(f"sqlite:///{tmp / 'tenax.db'}")
+    policy = Policy(w)
+    settings = Settings(pricing_file=None)
+    try:
+        with Simulator(policy, clock=SimClock()) as sim:
+            base_url = sim.url if provider == "anthropic" else sim.url + "/v1"
+            recorder = Recorder(sim, w.seed)
+
+            def model_factory(spec_: str, kind: str = "subagent") -> Any:
+                return RecordingModel(make_provider_model(spec_, base_url=base_url, api_key=KEY), recorder, kind)
+
+            window = w.compaction_window(main_prefix_tokens())
+            gid = store.create_goal(objective=w.objective, check_cmd=CHECK, model=spec, workspace=str(workspace),
+                                    budgets=Budgets(max_turns=w.turns + 50).model_dump(),
+                                    config={"base_url": base_url, "compaction": {"window": window}})
+            goal = store.get_goal(gid)
+            model = model_factory(spec, "main")
+            sandbox = SyntheticSandbox(str(workspace), w.outputs, w.seed)
+            toolbox = ToolBox(sandbox)
+            agents = AgentManager(store, gid, toolbox=toolbox, model_factory=model_factory,
+                                  costs_for=lambda m: cost_function(m, settings), default_model=spec,
+                                  workspace=str(workspace))
+            compactor, memory_extra = memory_wiring(store, goal, model, settings)
+            runner = GoalRunner(store, gid, model, sandbox, toolbox, costs=cost_function(model, settings),
+                                extra_tools={**memory_extra, **agents.main_tools()}, compactor=compactor)
+            try:
+                status = runner.run()
+            finally:
+                agents.shutdown(final=True)
+        goal = store.get_goal(gid)
+        steps = store.steps(runner.session_id)
+        info = {
+            "status": status,
+            "error": goal.error,
+            "turns": goal.turns,
+            "compactions": sum(1 for s in steps if s.kind == "compaction"),
+            "subagents": sum(1 for a in store.agents_for_goal(gid) if a.status == "done"),
+            "store_usd": goal.cost_usd,
+            "store_cache_read": goal.cache_read_tokens,
+            "compaction_window": window,
+            "sandbox_execs": sandbox.execs,
+        }
+    finally:
+        store.close()
+    return recorder.calls, info
+
+
+# --------------------------------------------------------------------------- naive replay
 
 
 class NaiveAnthropicModel(AnthropicModel):
@@ -226,143 +435,111 @@ class NaiveOpenAIResponsesModel(OpenAIResponsesModel):
         return kwargs
 
 
-def make_model(provider: str, layout: str, sim: Simulator) -> Any:
-    def now() -> str:
-        return (EPOCH + timedelta(seconds=sim.clock.offset)).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-    if provider == "anthropic":
-        cls = AnthropicModel if layout == "tenax" else NaiveAnthropicModel
-        extra = {} if layout == "tenax" else {"now": now}
-        return cls(ANTHROPIC_MODEL, api_key=KEY, base_url=sim.url, **extra)
-    cls2 = OpenAIResponsesModel if layout == "tenax" else NaiveOpenAIResponsesModel
-    extra = {} if layout == "tenax" else {"now": now}
-    return cls2(OPENAI_MODEL, api_key=KEY, base_url=sim.url + "/v1", **extra)
-
-
-# --------------------------------------------------------------------------- driver
-
-
 class Director:
-    """Simulator policy: answers each request with the reply the driver queued for it."""
+    """Simulator policy of the replay: answers each request with the reply tenax's run got."""
 
     def __init__(self) -> None:
         self.queue: list[Reply] = []
 
     def __call__(self, req: SimRequest) -> Reply:
         if not self.queue:
-            raise RuntimeError("bench driver sent a request with no reply queued")
+            raise RuntimeError("replay sent a request with no reply queued")
         return self.queue.pop(0)
 
 
-@dataclass
-class Tally:
-    usage: Usage = field(default_factory=Usage)
-    usd: float = 0.0
-    uncached_usd: float = 0.0
-    requests: dict[str, int] = field(default_factory=lambda: {"main": 0, "compaction": 0, "subagent": 0})
-
-
-def replay(provider: str, layout: str, w: Workload) -> Tally:
-    """Run the workload once through ``provider`` with ``layout`` on a fresh simulator."""
+def replay_naive(provider: str, calls: list[Call]) -> list[Usage]:
     director = Director()
-    tally = Tally()
-    price = pricing.lookup_price(provider, ANTHROPIC_MODEL if provider == "anthropic" else OPENAI_MODEL)
-    clock_steps = iter(w.seconds)
+    usages = []
     with Simulator(director, clock=SimClock()) as sim:
-        model = make_model(provider, layout, sim)
+        def now() -> str:
+            return (EPOCH + timedelta(seconds=sim.clock.offset)).strftime("%Y-%m-%d %H:%M:%S UTC")
 
-        def call(kind: str, system: str, tools: list[ToolSpec], messages: list[Message], session: str,
-                 reply: Reply) -> Message:
-            sim.clock.advance(next(clock_steps))
-            director.queue.append(reply)
-            resp = model.complete(system, tools, messages, session_id=session, max_tokens=4096)
-            tally.usage = tally.usage + resp.usage
-            tally.usd += pricing.cost_usd(price, resp.usage)
-            tally.uncached_usd += pricing.uncached_cost_usd(price, resp.usage)
-            tally.requests[kind] += 1
-            return resp.message
-
-        def run_subagent(i: int, plan: SubPlan) -> str:
-            session = f"bench-sub-{i}"
-            msgs = [Message(role="user", parts=[TextPart(text=plan.task)])]
-            for j, (tool, args, size) in enumerate(plan.actions):
-                out = call("subagent", w.sub_system, w.sub_tools, msgs, session,
-                           Reply(text=f"Step {j}.", tool_calls=[ToolCall(name=tool, arguments=args)]))
-                msgs.append(out)
-                msgs.append(Message(role="user", parts=[
-                    ToolResultPart(tool_call_id=out.tool_calls[0].id, content=w.result(f"sub{i}.{j}", size))]))
-            report = w.result(f"report{i}", plan.report_tokens)
-            final = call("subagent", w.sub_system, w.sub_tools, msgs, session, Reply(text=report))
-            return final.text
-
-        session = "bench-main"
-        msgs = [Message(role="user", parts=[TextPart(text=w.objective)])]
-        for i, (text, tool, args, size) in enumerate(w.actions):
-            out = call("main", w.main_system, w.tools, msgs, session,
-                       Reply(text=text, tool_calls=[ToolCall(name=tool, arguments=args)]))
-            msgs.append(out)
-            content = run_subagent(i, w.spawn_at[i]) if i in w.spawn_at else w.result(f"main{i}", size)
-            msgs.append(Message(role="user", parts=[ToolResultPart(tool_call_id=out.tool_calls[0].id,
-                                                                   content=content)]))
-            if i in w.compact_after:
-                msgs[-1].parts.append(TextPart(text="[runtime] The context is being compacted. Summarize the work "
-                                                    "so far, the plan and the open problems."))
-                summary = call("compaction", w.main_system, w.tools, msgs, session,
-                               Reply(text=w.result(f"summary{i}", SUMMARY_TOKENS))).text
-                msgs = [Message(role="user", parts=[TextPart(
-                    text=f"{w.objective}\n\n[runtime] Summary of the work so far (the history was compacted):\n"
-                         f"{summary}")])]
-    return tally
+        name = SPECS[provider].split(":", 1)[1]
+        if provider == "anthropic":
+            model: Any = NaiveAnthropicModel(name, api_key=KEY, base_url=sim.url, now=now)
+        else:
+            model = NaiveOpenAIResponsesModel(name, api_key=KEY, base_url=sim.url + "/v1", now=now)
+        for c in calls:
+            sim.clock.advance(c.seconds)
+            director.queue.append(c.reply)
+            resp = model.complete(c.system, c.tools, c.messages, session_id=c.session_id, max_tokens=c.max_tokens)
+            usages.append(resp.usage)
+    return usages
 
 
-def figures(t: Tally) -> dict[str, Any]:
-    total = t.usage.total_input
+# --------------------------------------------------------------------------- figures
+
+
+def figures(provider: str, kinds: list[str], usages: list[Usage]) -> dict[str, Any]:
+    price = pricing.lookup_price(provider, SPECS[provider].split(":", 1)[1])
+    total = Usage()
+    usd = uncached = 0.0
+    requests = {"main": 0, "compaction": 0, "subagent": 0}
+    by_kind = {k: {"input_tokens_total": 0, "cache_read_tokens": 0} for k in requests}
+    for kind, u in zip(kinds, usages):
+        total = total + u
+        usd += pricing.cost_usd(price, u)
+        uncached += pricing.uncached_cost_usd(price, u)
+        requests[kind] += 1
+        by_kind[kind]["input_tokens_total"] += u.total_input
+        by_kind[kind]["cache_read_tokens"] += u.cache_read_tokens
+    n = total.total_input
     return {
-        "input_tokens_total": total,
-        "uncached_input_tokens": t.usage.input_tokens,
-        "cache_read_tokens": t.usage.cache_read_tokens,
-        "cache_write_tokens": t.usage.cache_write_tokens,
-        "output_tokens": t.usage.output_tokens,
-        "cached_share": t.usage.cache_read_tokens / total if total else 0.0,
-        "usd": t.usd,
-        "uncached_usd": t.uncached_usd,
-        "requests": dict(t.requests),
+        "input_tokens_total": n,
+        "uncached_input_tokens": total.input_tokens,
+        "cache_read_tokens": total.cache_read_tokens,
+        "cache_write_tokens": total.cache_write_tokens,
+        "output_tokens": total.output_tokens,
+        "cached_share": total.cache_read_tokens / n if n else 0.0,
+        "usd": usd,
+        "uncached_usd": uncached,
+        "requests": requests,
+        "by_kind": by_kind,  # main session, compaction summary requests, sub-agent sessions
     }
 
 
-def _replay_job(provider: str, layout: str, turns: int, compactions: int, subagents: int,
-                seed: int) -> dict[str, Any]:
-    """One replay in a worker process (the workload is rebuilt from its seed: deterministic)."""
-    return figures(replay(provider, layout, Workload.build(turns, compactions, subagents, seed)))
+def provider_job(provider: str, turns: int, compactions: int, subagents: int, seed: int) -> dict[str, Any]:
+    """Both layouts for one provider (one process: the recorded calls stay in memory)."""
+    w = Workload.build(turns, compactions, subagents, seed)
+    with tempfile.TemporaryDirectory(prefix="tenax-bench-") as tmp:
+        calls, info = run_tenax(provider, w, Path(tmp))
+    kinds = [c.kind for c in calls]
+    tenax = figures(provider, kinds, [c.usage for c in calls])
+    naive = figures(provider, kinds, replay_naive(provider, calls))
+    sub_prefix = sorted({count_tokens(c.system) + sum(count_tokens(t.canonical()) for t in c.tools)
+                         for c in calls if c.kind == "subagent"})
+    return {"tenax": tenax, "naive": naive, "run": info, "sub_prefix_tokens": sub_prefix[0] if sub_prefix else 0}
 
 
 def run(turns: int = 200, compactions: int = 3, subagents: int = 5, seed: int = 1,
         jobs: int | None = None) -> dict[str, Any]:
-    """Replay the workload for each provider and layout; ``jobs`` > 1 runs the four independent
-    replays in worker processes (each with its own simulator), default: one per CPU, at most 4."""
-    w = Workload.build(turns, compactions, subagents, seed)
-    out: dict[str, Any] = {"turns": turns, "compactions": compactions, "subagents": subagents, "seed": seed}
-    keys = [(p, layout) for p in PROVIDERS for layout in ("tenax", "naive")]
-    jobs = min(len(keys), os.cpu_count() or 1) if jobs is None else max(1, jobs)
+    """Run the workload for each provider (tenax run + naive replay); ``jobs`` > 1 runs the
+    providers in worker processes, default one per CPU, at most 2."""
+    Workload.build(turns, compactions, subagents, seed)  # bad arguments fail here, in this process
+    out: dict[str, Any] = {"seed": seed, "requested": {"turns": turns, "compactions": compactions,
+                                                       "subagents": subagents}}
+    jobs = min(len(PROVIDERS), os.cpu_count() or 1) if jobs is None else max(1, jobs)
     if jobs == 1:
-        done = {k: figures(replay(k[0], k[1], w)) for k in keys}
+        done = {p: provider_job(p, turns, compactions, subagents, seed) for p in PROVIDERS}
     else:
-        # The SDKs' request building is CPU-bound Python: processes, not threads.
+        # The SDKs' request building and the simulator are CPU-bound Python: processes, not threads.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {k: pool.submit(_replay_job, k[0], k[1], turns, compactions, subagents, seed) for k in keys}
-            done = {k: f.result() for k, f in futures.items()}
+            futures = {p: pool.submit(provider_job, p, turns, compactions, subagents, seed) for p in PROVIDERS}
+            done = {p: f.result() for p, f in futures.items()}
     for provider in PROVIDERS:
-        tenax, naive = done[(provider, "tenax")], done[(provider, "naive")]
+        d = done[provider]
+        tenax, naive = d["tenax"], d["naive"]
         out[provider] = {
             "tenax": tenax,
             "naive": naive,
+            "run": d["run"],
             "cached_share": tenax["cached_share"],
             "cost_ratio": naive["usd"] / tenax["usd"] if tenax["usd"] else float("inf"),
         }
-        out["requests"] = tenax["requests"]
-    out["prefix_tokens"] = {"main": sum(count_tokens(t.canonical()) for t in w.tools) + count_tokens(w.main_system),
-                            "subagent": sum(count_tokens(t.canonical()) for t in w.sub_tools)
-                            + count_tokens(w.sub_system)}
+    first = out[PROVIDERS[0]]["run"]
+    out["turns"], out["compactions"], out["subagents"] = first["turns"], first["compactions"], first["subagents"]
+    out["requests"] = out[PROVIDERS[0]]["tenax"]["requests"]
+    out["prefix_tokens"] = {"main": main_prefix_tokens(), "subagent": done[PROVIDERS[0]]["sub_prefix_tokens"]}
     return out
 
 
@@ -374,13 +551,29 @@ def targets(result: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
     ]
 
 
+def workload_ok(result: dict[str, Any]) -> list[str]:
+    """Problems with the run itself: a goal that did not succeed, or counts off the request."""
+    problems = []
+    want = result["requested"]
+    for provider in PROVIDERS:
+        r = result[provider]["run"]
+        if r["status"] != "succeeded":
+            problems.append(f"{provider}: the goal ended {r['status']} ({r['error']})")
+        for key in ("turns", "compactions", "subagents"):
+            if r[key] != want[key]:
+                problems.append(f"{provider}: {r[key]} {key}, {want[key]} requested")
+    return problems
+
+
 def render(result: dict[str, Any], elapsed: float) -> str:
     req = result["requests"]
     lines = [
         f"cache economics: {result['turns']} main turns, {result['compactions']} compactions, "
-        f"{result['subagents']} sub-agent spawns (seed {result['seed']}); "
-        f"{sum(req.values())} requests per run (main {req['main']}, compaction {req['compaction']}, "
-        f"sub-agent {req['subagent']}); main prefix (system + tools) {result['prefix_tokens']['main']:,} tokens",
+        f"{result['subagents']} sub-agent runs (seed {result['seed']}); "
+        f"{sum(req.values())} requests per run (main {req['main']}, compaction summary {req['compaction']}, "
+        f"sub-agent {req['subagent']}); prefix (system + tools): main {result['prefix_tokens']['main']:,} tokens, "
+        f"sub-agent {result['prefix_tokens']['subagent']:,} tokens; compaction window "
+        f"{result['anthropic']['run']['compaction_window']:,} tokens",
     ]
     lines += [f"  note: {n}" for n in NOTES]
     header = f"{'provider':<10} {'layout':<6} {'input tokens':>13} {'cache read':>12} {'cache write':>12} " \
@@ -393,7 +586,12 @@ def render(result: dict[str, Any], elapsed: float) -> str:
             ratio = f"{p['cost_ratio']:.2f}x" if layout == "naive" else ""
             lines.append(f"{provider:<10} {layout:<6} {f['input_tokens_total']:>13,} {f['cache_read_tokens']:>12,} "
                          f"{f['cache_write_tokens']:>12,} {f['cached_share']:>7.1%} {f['usd']:>9.2f} {ratio:>11}")
+        r = p["run"]
+        lines.append(f"  goal {r['status']}; the store recorded ${r['store_usd']:.2f} and "
+                     f"{r['store_cache_read']:,} cache-read tokens for it")
     lines.append("")
+    for problem in workload_ok(result):
+        lines.append(f"FAIL  workload: {problem}")
     for name, value, target, ok in targets(result):
         shown = f"{value:.1%} (target >= {target:.0%})" if "share" in name else f"{value:.2f}x (target >= {target:g}x)"
         lines.append(f"{'PASS' if ok else 'FAIL'}  {name}: {shown}")
@@ -408,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subagents", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true", help="last line: one JSON object of the figures")
-    ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs, at most 4)")
+    ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs, at most 2)")
     args = ap.parse_args(argv)
     started = time.monotonic()
     try:
@@ -425,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
                        "cost_ratio": round(result["openai"]["cost_ratio"], 3)},
             "turns": result["turns"], "compactions": result["compactions"], "subagents": result["subagents"],
         }))
-    return 0 if all(ok for *_, ok in targets(result)) else 1
+    ok = all(ok for *_, ok in targets(result)) and not workload_ok(result)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
