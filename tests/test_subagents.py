@@ -384,3 +384,219 @@ def test_kill_9_then_resume_continues_the_sub_agent_without_respawning(tmp_path,
     assert agent.id in dup and "No duplicate" in dup
     assert "delta finding" in json.dumps(tool_results(mains[4].body))
     store.close()
+
+
+# -- isolation "copy": a private copy of the workspace in a second, equally hardened container ----
+
+HARDENING = ("CapDrop", "SecurityOpt", "PidsLimit", "Memory", "MemorySwap", "NanoCpus", "Init", "NetworkMode",
+             "Privileged", "CapAdd", "Devices", "ReadonlyRootfs", "IpcMode", "PidMode")
+
+
+def _tree(root: Path) -> dict[str, tuple[str, object]]:
+    """Every entry under ``root``: symlinks by target (never followed), files by content."""
+    out: dict[str, tuple[str, object]] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = ("link", os.readlink(p))
+        elif p.is_file():
+            out[rel] = ("file", p.read_bytes())
+        else:
+            out[rel] = ("dir", None)
+    return out
+
+
+def _goal_containers(gid: str) -> list:
+    import docker
+
+    client = docker.from_env()
+    try:
+        return client.containers.list(all=True, filters={"label": ["tenax=1", f"tenax.goal={gid}"]})
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def copy_workspace(tmp_path: Path, workspace: Path, monkeypatch) -> Path:
+    """The workspace plus a subdirectory and a symlink to a host file outside it."""
+    (tmp_path / "host_secret.txt").write_text("HOST-SECRET-OUTSIDE-WORKSPACE\n")
+    (workspace / "src").mkdir()
+    (workspace / "src" / "app.py").write_text("print('original')\n")
+    (workspace / "leak").symlink_to(tmp_path / "host_secret.txt")
+    monkeypatch.setenv("TENAX_COPY_DIR", str(tmp_path / "copies"))
+    return workspace
+
+
+@pytest.mark.docker
+def test_copy_isolation_runs_in_a_second_hardened_container_and_leaves_the_parent_untouched(
+        store, copy_workspace, tmp_path):
+    ws = copy_workspace
+    before = _tree(ws)
+    seen: dict[str, object] = {}
+    state: dict[str, str] = {}
+
+    def snapshot(req):  # while the sub-agent is alive: what runs for this goal, and how
+        seen["containers"] = [c.attrs for c in _goal_containers(state["gid"])]
+        return Reply(tool_calls=[call("report", outcome="success", findings="rewrote status.txt speculatively",
+                                      files_changed=["status.txt", "new.txt"])])
+
+    first = Script([Reply(tool_calls=[call("bash", command=(
+        "echo host=$(cat /etc/hostname); echo speculative > status.txt; echo new > new.txt; "
+        "rm src/app.py; cat leak; echo link=$(readlink leak); true"))])])
+    turns = {"n": 0}
+
+    def sub_policy(req):
+        turns["n"] += 1
+        return first(req) if turns["n"] == 1 else snapshot(req)
+
+    router = Router(
+        main=[
+            Reply(tool_calls=[call("spawn_agent", task="copy1: try a risky rewrite", role="worker", isolation="copy")]),
+            Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+            Reply(tool_calls=[call("complete_goal", summary="done")]),
+        ],
+        subs={},
+    )
+    router.subs = {"copy1": sub_policy}
+
+    with Simulator(router) as sim:
+        gid = start(store, sim, ws)
+        state["gid"] = gid
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+
+    [agent] = store.agents_for_goal(gid)
+    assert agent.isolation == "copy" and agent.status == "done"
+    copy = tmp_path / "copies" / gid / agent.id
+
+    # two containers while it ran: the goal's and the agent's, told apart by name and label
+    by_name = {a["Name"].lstrip("/"): a for a in seen["containers"]}
+    main_c, agent_c = by_name[f"tenax-{gid}"], by_name[f"tenax-{gid}-agent-{agent.id}"]
+    assert len(by_name) == 2 and main_c["Id"] != agent_c["Id"]
+    assert agent_c["Config"]["Labels"]["tenax.agent"] == agent.id and "tenax.agent" not in main_c["Config"]["Labels"]
+    # the agent's only mount is its copy; the main one mounts the real workspace
+    assert [(m["Source"], m["Destination"], m["RW"]) for m in agent_c["Mounts"]] == [(str(copy), "/workspace", True)]
+    assert [(m["Source"], m["Destination"]) for m in main_c["Mounts"]] == [(str(ws.resolve()), "/workspace")]
+    # same hardening as the main container (same DockerSandbox)
+    for key in HARDENING:
+        assert agent_c["HostConfig"].get(key) == main_c["HostConfig"].get(key), key
+    assert agent_c["HostConfig"]["CapDrop"] == ["ALL"] and "no-new-privileges" in agent_c["HostConfig"]["SecurityOpt"]
+    assert agent_c["HostConfig"]["NetworkMode"] == "none" and not agent_c["HostConfig"]["Privileged"]
+    assert agent_c["Config"]["User"] == main_c["Config"]["User"] and agent_c["Config"]["User"] not in ("", "0", "root")
+    assert agent_c["Config"]["Env"] == main_c["Config"]["Env"]
+
+    # its commands ran in its own container, on the copy, and saw nothing of the host through the symlink
+    out = json.dumps(tool_results(sub_requests(sim, "copy1")[1].body))
+    assert f"host={agent_c['Config']['Hostname']}" in out and agent_c["Config"]["Hostname"] != main_c["Config"]["Hostname"]
+    assert "HOST-SECRET" not in out and f"link={tmp_path / 'host_secret.txt'}" in out
+    assert "HOST-SECRET" not in json.dumps([r.body for r in sim.requests])
+    assert (copy / "leak").is_symlink() and os.readlink(copy / "leak") == str(tmp_path / "host_secret.txt")
+
+    # the copy holds the speculative work; the parent's workspace has none of it
+    assert (copy / "status.txt").read_text() == "speculative\n" and (copy / "new.txt").read_text() == "new\n"
+    assert not (copy / "src" / "app.py").exists()
+    after = _tree(ws)
+    assert after.pop("status.txt") == ("file", b"fixed\n")  # the parent's own write
+    before.pop("status.txt")
+    assert after == before
+
+    # what the parent saw: only the summary, saying where the copy is and what changed in it
+    seen_by_main = tool_results(main_requests(sim)[1].body)[0]
+    assert not seen_by_main.get("is_error")
+    summary = json.loads(_text(seen_by_main["content"]))["summary"]
+    assert summary["workspace_copy"] == str(copy)
+    assert summary["copy_changes"] == {"added": ["new.txt"], "modified": ["status.txt"], "deleted": ["src/app.py"]}
+    assert "echo speculative" not in json.dumps([r.body for r in main_requests(sim)])  # no transcript
+    assert agent.summary["workspace_copy"] == str(copy) and agent.summary["copy_changes"] == summary["copy_changes"]
+
+    # the goal is over: no container of it is left (the copy itself stays for the user to inspect)
+    assert _goal_containers(gid) == []
+    assert copy.is_dir()
+
+
+@pytest.mark.docker
+def test_kill_9_then_resume_reattaches_to_the_same_copy_and_container(tmp_path, workspace, monkeypatch):
+    db, copies = tmp_path / "tenax.db", tmp_path / "copies"
+    # the resuming process has another copy root: the copy's journaled location must win
+    monkeypatch.setenv("TENAX_COPY_DIR", str(tmp_path / "other-copies"))
+    task = "epsilon: speculative rewrite"
+    router = Router(
+        main=[
+            Reply(tool_calls=[call("spawn_agent", task=task, background=True, isolation="copy")]),
+            Reply(tool_calls=[call("wait_agents")]),
+            Reply(tool_calls=[call("wait_agents")]),  # after the crash
+            Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+            Reply(tool_calls=[call("complete_goal", summary="done")]),
+        ],
+        subs={"epsilon": [
+            Reply(tool_calls=[call("bash", command=(
+                "echo in-container-state > /tmp/state; cat /etc/hostname >> hosts.txt; echo run >> runs.txt; sleep 60"))]),
+            Reply(tool_calls=[call("bash", command="cat /etc/hostname >> hosts.txt; echo state=$(cat /tmp/state)")]),
+            Reply(tool_calls=[call("report", outcome="success", findings="epsilon finding", files_changed=["hosts.txt"])]),
+        ]},
+    )
+    with Simulator(router) as sim:
+        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY, "TENAX_COPY_DIR": str(copies)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
+             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        peek = open_store(f"sqlite:///{db}") if _wait_for(db.exists) else None
+
+        def waiting() -> bool:
+            goals = peek.list_goals() if peek else []
+            if not goals or not list(copies.glob("*/*/runs.txt")):
+                return False
+            main = [s for s in peek.sessions_for_goal(goals[0].id) if s.role == "main"]
+            return bool(main) and any(s.payload.get("name") == "wait_agents"
+                                      for s in peek.steps(main[0].id, kinds=["tool_started"]))
+        try:
+            assert _wait_for(waiting), proc.stdout.read1().decode() if proc.poll() is not None else "no progress"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        peek.close()
+        store = open_store(f"sqlite:///{db}")
+        gid = store.list_goals()[0].id
+        [agent] = store.agents_for_goal(gid)
+        assert agent.status == "running" and agent.isolation == "copy"
+        [crashed] = [c for c in _goal_containers(gid) if c.labels.get("tenax.agent") == agent.id]
+        copy = copies / gid / agent.id
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    # one copy, one container: the resumed agent worked where it had stopped
+    assert [p.name for p in (copies / gid).iterdir() if p.is_dir()] == [agent.id]
+    assert not (tmp_path / "other-copies").exists()
+    hosts = (copy / "hosts.txt").read_text().split()
+    assert hosts == [crashed.attrs["Config"]["Hostname"]] * 2
+    assert (copy / "runs.txt").read_text() == "run\n"  # the interrupted command was not re-run
+    epsilon = sub_requests(sim, "epsilon")
+    assert len(epsilon) == 3 and "interrupted" in json.dumps(tool_results(epsilon[1].body))
+    assert "state=in-container-state" in json.dumps(tool_results(epsilon[2].body))
+    [agent] = store.agents_for_goal(gid)
+    assert agent.status == "done" and agent.summary["workspace_copy"] == str(copy)
+    assert agent.summary["copy_changes"]["added"] == ["hosts.txt", "runs.txt"]
+    assert not (workspace / "hosts.txt").exists() and not (workspace / "runs.txt").exists()
+    assert _goal_containers(gid) == []
+    store.close()
+
+
+@pytest.mark.docker
+def test_goal_end_sweep_removes_only_that_goals_agent_containers(tmp_path):
+    from tenax.sandbox import DockerSandbox
+    from tenax.subagents import remove_agent_containers
+
+    ws = tmp_path / "w"
+    ws.mkdir()
+    gid, other = f"sweep{os.getpid()}", f"keep{os.getpid()}"
+    main = DockerSandbox(ws, goal_id=gid)
+    agent = DockerSandbox(ws, goal_id=gid, name_suffix="-agent-a1", labels={"tenax.agent": "a1"})
+    foreign = DockerSandbox(ws, goal_id=other, name_suffix="-agent-a2", labels={"tenax.agent": "a2"})
+    try:
+        for sb in (main, agent, foreign):
+            sb.start()
+        assert remove_agent_containers(gid) == 1
+        assert [c.name for c in _goal_containers(gid)] == [main.name]
+        assert [c.name for c in _goal_containers(other)] == [foreign.name]
+    finally:
+        for sb in (main, agent, foreign):
+            sb.stop()

@@ -19,7 +19,7 @@ from tenax.subagents.roles import BUILTIN_ROLES, Role, load_roles, parse_role_fi
 
 __all__ = [
     "AgentManager", "ReviewerJudge", "Role", "BUILTIN_ROLES", "MAX_CONCURRENT", "MAX_DEPTH",
-    "load_roles", "parse_role_file", "setup_subagents", "copy_root",
+    "load_roles", "parse_role_file", "setup_subagents", "copy_root", "remove_agent_containers",
 ]
 
 
@@ -27,6 +27,26 @@ def copy_root() -> Path:
     """Where ``isolation: copy`` workspaces go: ``$TENAX_COPY_DIR`` or ~/.local/share/tenax/copies."""
     env = os.environ.get("TENAX_COPY_DIR")
     return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "tenax" / "copies"
+
+
+def remove_agent_containers(goal_id: str) -> int:
+    """Force-remove the goal's sub-agent containers (labels ``tenax.goal=<id>`` and ``tenax.agent``)."""
+    from docker.errors import NotFound
+
+    from tenax.sandbox.docker_sandbox import ensure_docker
+
+    client = ensure_docker()
+    removed = 0
+    try:
+        for c in client.containers.list(all=True, filters={"label": ["tenax=1", f"tenax.goal={goal_id}", "tenax.agent"]}):
+            try:
+                c.remove(force=True)
+                removed += 1
+            except NotFound:
+                pass
+    finally:
+        client.close()
+    return removed
 
 
 def setup_subagents(store: Any, goal: Any, model: Any, toolbox: Any, *, settings: Any, api_key: str | None,
@@ -55,6 +75,7 @@ def setup_subagents(store: Any, goal: Any, model: Any, toolbox: Any, *, settings
         store, goal.id, toolbox=toolbox, model_factory=model_factory,
         costs_for=lambda m: cost_function(m, settings), default_model=goal.model,
         sandbox_factory=sandbox_factory, copy_root=copy_root(), workspace=goal.workspace,
+        sandbox_cleanup=lambda: remove_agent_containers(goal.id),
     )
     judge = None
     if not goal.check_cmd:

@@ -16,7 +16,6 @@ started; its usage counts toward the goal's totals).
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from tenax.goal.budget import Budgets, Spent, exhausted, fraction_used
 from tenax.harness.messages import ToolSpec, Usage
 from tenax.protocols import Model, ToolOutcome
 from tenax.store.agents import UNFINISHED_AGENT_STATUSES, AgentRecord
+from tenax.subagents.copies import copy_changes, ensure_copy
 from tenax.subagents.roles import SANDBOX_TOOLS, SPAWN_TOOLS, Role, load_roles
 from tenax.subagents.runner import Halted, SubAgentRun, render_summary, report_spec
 
@@ -107,6 +107,8 @@ class _Live:
     spent_usd: float = 0.0
     spent_tokens: int = 0
     sandbox: Any = None  # a private sandbox (isolation copy), stopped when the agent ends
+    copy_path: Path | None = None  # its workspace copy on the host (isolation copy)
+    keep_sandbox: bool = False  # halted for a later resume: leave its container running
     done: threading.Event = field(default_factory=threading.Event)
 
     def add_spent(self, usage: Usage, cost: float) -> None:
@@ -127,6 +129,7 @@ class AgentManager:
         sandbox_factory: Callable[[str, str], tuple[Any, Any]] | None = None,
         copy_root: str | Path | None = None,
         workspace: str | None = None,
+        sandbox_cleanup: Callable[[], Any] | None = None,
         max_concurrent: int = MAX_CONCURRENT,
         max_depth: int = MAX_DEPTH,
     ):
@@ -138,6 +141,7 @@ class AgentManager:
         self.default_model = default_model
         self.sandbox_factory = sandbox_factory
         self.copy_root = Path(copy_root) if copy_root else None
+        self.sandbox_cleanup = sandbox_cleanup  # removes the goal's copy containers (by label)
         self.workspace = workspace or store.get_goal(goal_id).workspace
         self.max_concurrent = max_concurrent
         self.max_depth = max_depth
@@ -215,7 +219,12 @@ class AgentManager:
                 depth=depth + 1, background=bool(args.get("background")), isolation=args.get("isolation") or "shared",
                 tools=tool_names, max_turns=role.max_turns, spawn_call_id=call_id,
             )
-            live = self._prepare(self.store.get_agent(agent_id), role, model)
+            try:
+                live = self._prepare(self.store.get_agent(agent_id), role, model)
+            except Exception as e:  # noqa: BLE001 - e.g. no Docker for its copy: a clear tool error, not a crash
+                msg = f"{type(e).__name__}: {e}"
+                self.store.update_agent(agent_id, status="failed", error=msg)
+                return ToolOutcome(is_error=True, content=f"agent {agent_id} could not be started: {msg}")
             self._active[agent_id] = live
         if args.get("background") and not judge:
             self._start_thread(live)
@@ -252,9 +261,9 @@ class AgentManager:
     def _prepare(self, agent: AgentRecord, role: Role, model: Model) -> _Live:
         """Build the agent's tools, session (created once, then reused verbatim) and sandbox."""
         with_verdict = agent.role == "reviewer"
-        toolbox, sandbox = self.toolbox, None
-        if agent.isolation == "copy":
-            sandbox, toolbox = self._copy_sandbox(agent)
+        toolbox, sandbox, copy_path = self.toolbox, None, None
+        if agent.isolation == "copy" and (self.sandbox_factory is None or self.copy_root is None):
+            raise ConfigError("isolation 'copy' is not available here (no sandbox factory configured)")
         names = [n for n in SANDBOX_TOOLS if n in agent.tools] + [n for n in SPAWN_TOOLS if n in agent.tools]
         specs = {t.name: t for t in toolbox.specs()}
         tools = [specs[n] for n in names if n in specs] + [TOOL_SPECS[n] for n in names if n in TOOL_SPECS]
@@ -269,25 +278,35 @@ class AgentManager:
                                             parent_session_id=agent.parent_session_id)
             self.store.update_agent(agent.id, session_id=sid)
             agent = self.store.get_agent(agent.id)
+        if agent.isolation == "copy":  # the session exists first: its journal records where the copy is
+            sandbox, toolbox, copy_path = self._copy_sandbox(agent)
         usd_cap, token_cap = self._caps()
         live = _Live(agent=agent, session_id=agent.session_id or "", model=model, costs=self.costs_for(model),
                      system=system, tools=tools, toolbox=toolbox, first_message=_first_message(agent),
                      max_turns=agent.max_turns or role.max_turns, with_verdict=with_verdict,
-                     usd_cap=usd_cap, token_cap=token_cap, sandbox=sandbox)
+                     usd_cap=usd_cap, token_cap=token_cap, sandbox=sandbox, copy_path=copy_path)
         for st in self.store.steps(live.session_id, kinds=["assistant"]):  # resumed: count what it spent
             u = Usage.model_validate(st.payload.get("usage") or {})
             live.add_spent(u, 0.0)
         live.spent_usd = agent.cost_usd
         return live
 
-    def _copy_sandbox(self, agent: AgentRecord) -> tuple[Any, Any]:
-        if self.sandbox_factory is None or self.copy_root is None:
-            raise ConfigError("isolation 'copy' is not available here (no sandbox factory configured)")
-        dest = self.copy_root / self.goal_id / agent.id
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(self.workspace, dest, symlinks=True)
-        return self.sandbox_factory(agent.id, str(dest))
+    def _copy_sandbox(self, agent: AgentRecord) -> tuple[Any, Any, Path]:
+        """The agent's workspace copy and its container. The copy's path is journaled (an ``event``
+        step of the agent's session) before it is made, and a resume uses the journaled path, so a
+        resumed agent re-attaches to its own copy and container even if ``copy_root`` changed."""
+        assert self.sandbox_factory is not None and self.copy_root is not None and agent.session_id
+        recorded = [s.payload for s in self.store.steps(agent.session_id, kinds=["event"])
+                     if s.payload.get("type") == "workspace_copy"]
+        if recorded:
+            dest = Path(recorded[0]["path"])
+        else:
+            dest = (self.copy_root / self.goal_id / agent.id).resolve()
+            self.store.append_step(agent.session_id, "event",
+                                   {"type": "workspace_copy", "path": str(dest), "source": self.workspace})
+        ensure_copy(self.workspace, dest)
+        sandbox, toolbox = self.sandbox_factory(agent.id, str(dest))
+        return sandbox, toolbox, dest
 
     def _start_thread(self, live: _Live) -> None:
         t = threading.Thread(target=self._execute, args=(live,), name=f"tenax-agent-{live.agent.id}", daemon=True)
@@ -299,13 +318,13 @@ class AgentManager:
         try:
             self.store.update_agent(aid, status="running")
             summary = SubAgentRun(self, live).run()
-            if live.sandbox is not None:
-                summary["workspace_copy"] = str(self.copy_root / self.goal_id / aid) if self.copy_root else None
+            _add_copy_info(summary, live)
             status = "stopped" if summary.get("outcome") == "stopped" else "done"
             self.store.update_agent(aid, status=status, summary=summary)
             self.store.update_session(live.session_id, status=status)
         except Halted:
-            pass  # left pending/running in the ledger on purpose: resume continues it
+            live.keep_sandbox = True  # like the main sandbox: a resume re-attaches to this container
+            # left pending/running in the ledger on purpose: resume continues it
         except Exception as e:  # noqa: BLE001 - a failed sub-agent is reported to its parent, not fatal
             msg = f"{type(e).__name__}: {e}"
             steps = self.store.steps(live.session_id) if live.session_id else []
@@ -313,6 +332,7 @@ class AgentManager:
 
             summary = summary_from_journal(steps, outcome="failed", with_verdict=live.with_verdict,
                                            note=f"the sub-agent failed: {msg}")
+            _add_copy_info(summary, live)
             try:
                 self.store.update_agent(aid, status="failed", summary=summary, error=msg)
                 if live.session_id:
@@ -320,7 +340,7 @@ class AgentManager:
             except Exception:  # noqa: BLE001 - the store itself is gone; resume will find it running
                 pass
         finally:
-            if live.sandbox is not None:
+            if live.sandbox is not None and not live.keep_sandbox:
                 try:
                     live.sandbox.stop()
                 except Exception:  # noqa: BLE001
@@ -406,7 +426,11 @@ class AgentManager:
                 self.store.update_agent(a.id, status="failed", error=f"cannot build model {a.model!r}: {e}")
                 continue
             with self._lock:
-                live = self._prepare(a, role, model)
+                try:
+                    live = self._prepare(a, role, model)
+                except Exception as e:  # noqa: BLE001 - e.g. its workspace copy is gone
+                    self.store.update_agent(a.id, status="failed", error=f"cannot resume: {type(e).__name__}: {e}")
+                    continue
                 self._active[a.id] = live
             self._start_thread(live)
             resumed.append(a.id)
@@ -420,6 +444,11 @@ class AgentManager:
         end = time.monotonic() + timeout
         for t in list(self._threads.values()):
             t.join(max(end - time.monotonic(), 0.1))
+        if final and self.sandbox_cleanup is not None:  # an agent still stuck in a command keeps none
+            try:
+                self.sandbox_cleanup()
+            except Exception:  # noqa: BLE001 - best effort; `tenax sandbox cleanup` remains
+                pass
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for background agents to finish on their own (tests, clean exits)."""
@@ -451,6 +480,16 @@ def _check_spawn_args(args: Any) -> str | None:
         if bad:
             return f"unknown tool(s) {', '.join(bad)}; known: {', '.join(sorted(known))}"
     return None
+
+
+def _add_copy_info(summary: dict[str, Any], live: _Live) -> None:
+    """For an ``isolation: copy`` agent: where its copy is on the host and what changed in it."""
+    if live.copy_path is None:
+        return
+    summary["workspace_copy"] = str(live.copy_path)
+    summary["copy_changes"] = copy_changes(live.copy_path)
+    summary["copy_note"] = ("These changes exist only in the sub-agent's copy (on the host, outside your sandbox), "
+                            "not in your workspace. Redo in your workspace whatever you want to keep.")
 
 
 def _first_message(agent: AgentRecord) -> str:
