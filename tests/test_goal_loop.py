@@ -275,3 +275,18 @@ def test_non_retryable_provider_error_fails_with_a_clear_reason(store, workspace
     goal = store.get_goal(gid)
     assert "401" in goal.error and "API key" in goal.error
     assert waits == [] and len(sim.requests) == 1
+
+
+def test_project_instructions_are_frozen_into_the_system_prompt(store, workspace):
+    (workspace / "AGENTS.md").write_text("Always write 'fixed' in lowercase.\n")
+    script = Script([
+        Reply(tool_calls=[call("write_file", path="AGENTS.md", content="EDITED BY THE AGENT\n")]),
+        *FIX[1:],
+    ])
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    systems = [json.dumps(r.body["system"], sort_keys=True) for r in sim.requests]
+    assert "Always write 'fixed' in lowercase." in systems[0]
+    assert len(set(systems)) == 1 and "EDITED BY THE AGENT" not in systems[0]  # frozen for the session
+    assert (workspace / "AGENTS.md").read_text() == "EDITED BY THE AGENT\n"

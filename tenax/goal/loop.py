@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable
 
 from tenax.errors import ProviderError, SandboxError
-from tenax.goal import prompts
+from tenax.goal import instructions, prompts
 from tenax.goal.budget import Budgets, Spent, describe, exhausted, near_end
 from tenax.goal.journal import fold, pending_tool_calls
 from tenax.harness.messages import Message, ModelResponse, TextPart, ToolCallPart, ToolResultPart, ToolSpec
@@ -81,10 +81,11 @@ class GoalRunner:
             if s.role == "main":  # frozen at creation: reuse verbatim so the prefix never moves
                 return s.id, s.system, [ToolSpec.model_validate(t) for t in s.tools]
         tools = list(self.toolbox.specs()) + [spec for spec, _ in self.extra_tools.values()] + [prompts.COMPLETE_GOAL]
+        system = instructions.system_prompt(prompts.SYSTEM_PROMPT, goal.workspace)
         sid = self.store.create_session(
-            goal.id, role="main", model=goal.model, system=prompts.SYSTEM_PROMPT, tools=[t.model_dump() for t in tools]
+            goal.id, role="main", model=goal.model, system=system, tools=[t.model_dump() for t in tools]
         )
-        return sid, prompts.SYSTEM_PROMPT, tools
+        return sid, system, tools
 
     def _journal(self, kind: str, payload: dict[str, Any]) -> int:
         seq = self.store.append_step(self.session_id, kind, payload)
