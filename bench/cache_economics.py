@@ -52,7 +52,7 @@ from typing import Any, Callable
 
 from tenax.compaction import SUMMARY_REQUEST, memory_tools
 from tenax.config import Settings
-from tenax.goal import prompts
+from tenax.goal import instructions, prompts
 from tenax.goal.api import cost_function, memory_wiring
 from tenax.goal.budget import Budgets
 from tenax.goal.loop import GoalRunner
@@ -344,11 +344,24 @@ class RecordingModel:
         return resp
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_project_guide(workspace: Path) -> None:
+    """A realistic project: its agent guide (AGENTS.md) is tenax's own DEVELOPERS.md + README.md.
+    The goal loop freezes it into the main system prompt, as it does for any repository."""
+    guide = "\n\n".join((REPO / name).read_text() for name in ("DEVELOPERS.md", "README.md"))
+    (workspace / "AGENTS.md").write_text(guide)
+
+
 def main_prefix_tokens() -> int:
     """System + tools of the main session as the goal loop builds them (simulator token count)."""
     tools = list(ToolBox(None).specs()) + [spec for spec, _ in memory_tools(None, "").values()]
     tools += list(AGENT_TOOL_SPECS.values()) + [prompts.COMPLETE_GOAL]
-    return count_tokens(prompts.SYSTEM_PROMPT) + sum(count_tokens(t.canonical()) for t in tools)
+    with tempfile.TemporaryDirectory() as ws:
+        write_project_guide(Path(ws))
+        system = instructions.system_prompt(prompts.SYSTEM_PROMPT, ws)
+    return count_tokens(system) + sum(count_tokens(t.canonical()) for t in tools)
 
 
 def run_tenax(provider: str, w: Workload, tmp: Path) -> tuple[list[Call], dict[str, Any]]:
@@ -357,6 +370,7 @@ def run_tenax(provider: str, w: Workload, tmp: Path) -> tuple[list[Call], dict[s
     spec = SPECS[provider]
     workspace = tmp / "workspace"
     workspace.mkdir()
+    write_project_guide(workspace)
     store = open_store(f"sqlite:///{tmp / 'tenax.db'}")
     policy = Policy(w)
     settings = Settings(pricing_file=None)
