@@ -100,6 +100,14 @@ def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Opt
     return Budgets.parse(**values)
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+
+
 def _final(store: Any, goal_id: str, status: str) -> None:
     goal = store.get_goal(goal_id)
     color = {"succeeded": "green", "budget_exhausted": "yellow", "stopped": "yellow"}.get(status, "red")
@@ -223,7 +231,7 @@ def show_cmd(
         ("cached input", f"{share:.1%} of {total_in:,} input tokens"),
         ("cost", f"${g.cost_usd:.4f}  (uncached would be ${g.uncached_cost_usd:.4f}; "
                  f"saved ${max(g.uncached_cost_usd - g.cost_usd, 0):.4f})"),
-        ("time", f"{g.elapsed_s / 60:.1f} min"),
+        ("time", _duration(g.elapsed_s)),
         ("budgets", ", ".join(f"{k}={v}" for k, v in (g.budgets or {}).items() if v is not None)),
     ]
     if g.summary:
