@@ -12,15 +12,16 @@ die() { echo "ensure-docker: ERROR: $*" >&2; exit 1; }
 
 engine_up() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
 
-if engine_up; then
+need_pkgs=()
+# debootstrap builds the offline sandbox image; needed even where an engine already answers
+command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
+if ! engine_up; then
+    command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+    command -v docker >/dev/null 2>&1 || { [[ " ${need_pkgs[*]-} " == *" docker.io "* ]] || need_pkgs+=(docker.io); }
+elif ((${#need_pkgs[@]} == 0)); then
     say "docker engine already answers; nothing to do"
     exit 0
 fi
-
-need_pkgs=()
-command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
-command -v docker >/dev/null 2>&1 || { [[ " ${need_pkgs[*]-} " == *" docker.io "* ]] || need_pkgs+=(docker.io); }
-command -v debootstrap >/dev/null 2>&1 || need_pkgs+=(debootstrap)
 
 if ((${#need_pkgs[@]})); then
     [[ $(id -u) -eq 0 ]] || die "must run as root to install ${need_pkgs[*]} (try: sudo $0)"
@@ -32,8 +33,8 @@ if ((${#need_pkgs[@]})); then
         || die "apt-get install ${need_pkgs[*]} failed"
 fi
 
-if engine_up; then  # the package's service may have started it
-    say "docker engine answers after install"
+if engine_up; then  # already up, or the package's service started it
+    say "docker engine answers"
     exit 0
 fi
 
