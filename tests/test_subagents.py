@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -600,3 +601,195 @@ def test_goal_end_sweep_removes_only_that_goals_agent_containers(tmp_path):
     finally:
         for sb in (main, agent, foreign):
             sb.stop()
+
+
+# -- apply_agent_changes: a copy agent's speculative work brought back into the real workspace ----
+
+def _main_policy(steps):
+    """A main-session policy from a list of functions ``(req, state) -> Reply``, one per turn;
+    ``state["results"]`` collects the tool results each turn's request carried."""
+    state: dict = {"results": []}
+
+    def policy(req):
+        state["results"].append(req.last_tool_results)
+        n = len(state["results"]) - 1
+        return steps[min(n, len(steps) - 1)](req, state)
+
+    return policy, state
+
+
+def _result(results: list[dict], i: int = 0) -> dict:
+    assert not results[i]["is_error"], results[i]["content"]
+    return json.loads(results[i]["content"])
+
+
+@pytest.mark.docker
+def test_apply_agent_changes_brings_a_copy_agents_work_back_and_never_overwrites_or_escapes(
+        store, workspace, tmp_path, monkeypatch):
+    from tenax.sandbox.image import SANDBOX_UID
+
+    monkeypatch.setenv("TENAX_COPY_DIR", str(tmp_path / "copies"))
+    ws = workspace
+    (ws / "notes.txt").write_text("v1\n")
+    (ws / "src").mkdir()
+    (ws / "src" / "app.py").write_text("print('old')\n")
+    (ws / "tool.sh").write_text("#!/bin/sh\necho old\n")
+    os.chmod(ws / "tool.sh", 0o644)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    sub = Script([
+        Reply(tool_calls=[call("bash", command=(
+            "echo fixed > status.txt; echo 'agent notes' > notes.txt; rm src/app.py; "
+            "mkdir -p pkg/sub && echo 'VALUE = 2' > pkg/sub/mod.py; "
+            "printf '#!/bin/sh\\necho new-tool\\n' > tool.sh && chmod 755 tool.sh; "
+            "ln -s /etc/passwd evil; ln -s ../status.txt pkg/status_link; "
+            "mkdir linkdir && echo planted > linkdir/f.txt"))]),
+        Reply(tool_calls=[call("report", outcome="success", findings="fixed status.txt in the copy")]),
+    ])
+
+    def spawn(req, st):
+        return Reply(tool_calls=[call("spawn_agent", task="apply1: fix status.txt in a copy", isolation="copy")])
+
+    def parent_edits(req, st):  # after the copy was made: a conflicting edit and a symlinked dir
+        st["spawn"] = _result(req.last_tool_results)
+        st["aid"] = st["spawn"]["agent_id"]
+        return Reply(tool_calls=[call("write_file", path="notes.txt", content="parent notes\n"),
+                                 call("bash", command=f"ln -s {outside} linkdir")])
+
+    def apply_some(req, st):
+        return Reply(tool_calls=[call("apply_agent_changes", id=st["aid"], paths=["pkg/sub", "nothing/here"])])
+
+    def apply_all(req, st):
+        return Reply(tool_calls=[call("apply_agent_changes", id=st["aid"])])
+
+    def use_it(req, st):  # the sandbox user can run and write what was applied
+        return Reply(tool_calls=[call("bash", command="echo 'EXTRA = 3' >> pkg/sub/mod.py && ./tool.sh && cat pkg/status_link")])
+
+    def done(req, st):
+        return Reply(tool_calls=[call("complete_goal", summary="applied the copy's fix")])
+
+    main, state = _main_policy([spawn, parent_edits, apply_some, apply_all, apply_all, use_it, done])
+    router = Router(main=[], subs={})
+    router.main, router.subs = main, {"apply1": sub}
+
+    with Simulator(router) as sim:
+        gid = start(store, sim, ws)
+        assert run_goal(store, gid, api_key=KEY) == "succeeded"  # the check passes on the applied status.txt
+
+    [agent] = store.agents_for_goal(gid)
+    copy = tmp_path / "copies" / gid / agent.id
+    assert "apply_agent_changes" in state["spawn"]["summary"]["copy_note"]
+    # a new main session has the tool in its frozen list, and the model was offered it
+    main_session = [s for s in store.sessions_for_goal(gid) if s.role == "main"][0]
+    assert "apply_agent_changes" in [t["name"] for t in main_session.tools]
+    assert "apply_agent_changes" in [t["name"] for t in main_requests(sim)[0].body["tools"]]
+
+    results = state["results"]
+    first = _result(results[3])  # paths limited to pkg/sub
+    assert first["applied"] == [{"path": "pkg/sub/mod.py", "change": "added"}]
+    assert first["unmatched_paths"] == ["nothing/here"] and "nothing/here" in first["note"]
+
+    second = _result(results[4])  # everything else
+    assert sorted((a["path"], a["change"]) for a in second["applied"]) == [
+        ("pkg/status_link", "added"), ("src/app.py", "deleted"), ("status.txt", "modified"), ("tool.sh", "modified")]
+    assert second["already_applied"] == ["pkg/sub/mod.py"]
+    assert [(c["path"], c["change"]) for c in second["conflicts"]] == [("notes.txt", "modified")]
+    assert "changed in your workspace since the copy was made" in second["conflicts"][0]["reason"]
+    refused = {r["path"]: r["reason"] for r in second["refused"]}
+    assert set(refused) == {"evil", "linkdir/f.txt"}
+    assert "/etc/passwd" in refused["evil"] and "outside the workspace" in refused["evil"]
+    assert "symlink" in refused["linkdir/f.txt"]
+
+    third = _result(results[5])  # idempotent: nothing left
+    assert third["applied"] == [] and "Nothing left to apply" in third["note"]
+    assert sorted(third["already_applied"]) == ["pkg/status_link", "pkg/sub/mod.py", "src/app.py", "status.txt", "tool.sh"]
+    assert [c["path"] for c in third["conflicts"]] == ["notes.txt"]
+
+    used = results[6][0]
+    assert not used["is_error"] and "new-tool" in used["content"] and "fixed" in used["content"]
+
+    # the workspace: the copy's work, the parent's conflicting edit kept, nothing escaped
+    assert (ws / "status.txt").read_text() == "fixed\n"
+    assert (ws / "notes.txt").read_text() == "parent notes\n"
+    assert not (ws / "src" / "app.py").exists()
+    assert (ws / "pkg" / "sub" / "mod.py").read_text() == "VALUE = 2\nEXTRA = 3\n"
+    assert os.stat(ws / "tool.sh").st_mode & 0o777 == 0o755
+    assert (ws / "pkg" / "status_link").is_symlink() and os.readlink(ws / "pkg" / "status_link") == "../status.txt"
+    assert not os.path.lexists(ws / "evil")
+    assert list(outside.iterdir()) == [] and os.readlink(ws / "linkdir") == str(outside)
+    # owned like the rest of the (root-owned, so handed to the sandbox user) workspace
+    for p in ("pkg", "pkg/sub", "pkg/sub/mod.py", "status.txt", "tool.sh", "pkg/status_link"):
+        assert os.lstat(ws / p).st_uid == SANDBOX_UID, p
+    # the copy itself is unchanged by applying
+    assert (copy / "notes.txt").read_text() == "agent notes\n"
+
+    # journaled: one event per apply, with what was applied
+    events = [s.payload for s in store.steps(main_session.id, kinds=["event"])
+              if s.payload.get("type") == "agent_changes_applied"]
+    assert len(events) == 3 and all(e["agent_id"] == agent.id for e in events)
+    assert events[0]["applied"] == first["applied"] and events[0]["paths"] == ["pkg/sub", "nothing/here"]
+    assert events[1]["applied"] == second["applied"] and events[1]["conflicts"] == second["conflicts"]
+    assert events[2]["applied"] == []
+
+
+@pytest.mark.docker
+def test_apply_agent_changes_refuses_unknown_shared_and_running_agents(store, workspace, tmp_path, monkeypatch):
+    monkeypatch.setenv("TENAX_COPY_DIR", str(tmp_path / "copies"))
+    release = threading.Event()
+
+    def slow(req):  # the copy agent is still thinking while the lead tries to apply its work
+        release.wait(60)
+        return Reply(tool_calls=[call("report", outcome="success", findings="nothing to change")])
+
+    shared = Script([Reply(tool_calls=[call("report", outcome="success", findings="looked around")])])
+
+    def spawn(req, st):
+        return Reply(tool_calls=[call("spawn_agent", task="shared1: look around", role="explorer"),
+                                 call("spawn_agent", task="slow1: think in a copy", isolation="copy", background=True)])
+
+    def try_apply(req, st):
+        st["shared"] = _result(req.last_tool_results, 0)["agent_id"]
+        bg = req.last_tool_results[1]
+        assert not bg["is_error"], bg["content"]
+        st["slow"] = re.search(r'wait_agents\(\["(\w+)"\]\)', bg["content"]).group(1)
+        return Reply(tool_calls=[call("apply_agent_changes", id="nope"),
+                                 call("apply_agent_changes", id=st["shared"]),
+                                 call("apply_agent_changes", id=st["slow"]),
+                                 call("apply_agent_changes", id=st["slow"], paths=["../etc/passwd"]),
+                                 call("apply_agent_changes", id=st["slow"], paths=["/etc"])])
+
+    def wait(req, st):
+        release.set()
+        return Reply(tool_calls=[call("wait_agents", ids=[st["slow"]], timeout=60)])
+
+    def apply_finished(req, st):
+        return Reply(tool_calls=[call("apply_agent_changes", id=st["slow"])])
+
+    def done(req, st):
+        return Reply(tool_calls=[call("complete_goal", summary="done")])
+
+    main, state = _main_policy([spawn, try_apply, wait, apply_finished, done])
+    router = Router(main=[], subs={})
+    router.main, router.subs = main, {"shared1": shared, "slow1": slow}
+
+    try:
+        with Simulator(router) as sim:
+            gid = start(store, sim, workspace, check="true")
+            assert run_goal(store, gid, api_key=KEY) == "succeeded"
+    finally:
+        release.set()
+
+    errors = state["results"][2]
+    assert all(r["is_error"] for r in errors), errors
+    unknown, shared_err, running, dotdot, absolute = (r["content"] for r in errors)
+    assert "unknown agent id 'nope'" in unknown and state["slow"] in unknown
+    assert f"agent {state['shared']} worked in your shared workspace" in shared_err
+    assert f"agent {state['slow']} is still" in running and "wait_agents" in running
+    assert "'..' is not allowed" in dotdot
+    assert "relative to the workspace" in absolute
+
+    finished = _result(state["results"][4])
+    assert finished["applied"] == [] and finished["conflicts"] == [] and finished["refused"] == []
+    assert "Nothing left to apply" in finished["note"]
+    assert (workspace / "status.txt").read_text() == "broken\n"

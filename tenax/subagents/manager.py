@@ -85,7 +85,29 @@ LIST_AGENTS = ToolSpec(
     parameters={"type": "object", "properties": {}, "additionalProperties": False},
 )
 
-TOOL_SPECS = {"spawn_agent": SPAWN_AGENT, "wait_agents": WAIT_AGENTS, "list_agents": LIST_AGENTS}
+APPLY_AGENT_CHANGES = ToolSpec(
+    name="apply_agent_changes",
+    description=(
+        "Bring a finished isolation=\"copy\" sub-agent's changes (files it added, modified or deleted in its copy) "
+        "into your workspace, optionally only some paths (files or directories). A file you changed since the copy "
+        "was made is never overwritten: it is reported as a conflict and the rest is applied. Symlinks leaving the "
+        "workspace are refused. The result lists what was applied, already applied, and skipped with the reason; "
+        "applying twice is harmless."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "The agent id (from spawn_agent / list_agents)."},
+            "paths": {"type": "array", "items": {"type": "string"},
+                      "description": "Only these workspace-relative files or directories (default: all changes)."},
+        },
+        "required": ["id"],
+        "additionalProperties": False,
+    },
+)
+
+TOOL_SPECS = {"spawn_agent": SPAWN_AGENT, "wait_agents": WAIT_AGENTS, "list_agents": LIST_AGENTS,
+              "apply_agent_changes": APPLY_AGENT_CHANGES}
 
 
 @dataclass
@@ -160,6 +182,7 @@ class AgentManager:
                                                               call_id=self._last_started("spawn_agent"))),
             "wait_agents": (WAIT_AGENTS, lambda a: self.wait(a, parent_session_id=self._main_sid())),
             "list_agents": (LIST_AGENTS, lambda a: self.list(parent_session_id=self._main_sid(), depth=0)),
+            "apply_agent_changes": (APPLY_AGENT_CHANGES, lambda a: self.apply_changes(a, session_id=self._main_sid())),
         }
 
     def _main_sid(self) -> str:
@@ -318,7 +341,7 @@ class AgentManager:
         try:
             self.store.update_agent(aid, status="running")
             summary = SubAgentRun(self, live).run()
-            _add_copy_info(summary, live)
+            _add_copy_info(summary, live, can_apply=self._can_apply(live.agent))
             status = "stopped" if summary.get("outcome") == "stopped" else "done"
             self.store.update_agent(aid, status=status, summary=summary)
             self.store.update_session(live.session_id, status=status)
@@ -332,7 +355,7 @@ class AgentManager:
 
             summary = summary_from_journal(steps, outcome="failed", with_verdict=live.with_verdict,
                                            note=f"the sub-agent failed: {msg}")
-            _add_copy_info(summary, live)
+            _add_copy_info(summary, live, can_apply=self._can_apply(live.agent))
             try:
                 self.store.update_agent(aid, status="failed", summary=summary, error=msg)
                 if live.session_id:
@@ -408,6 +431,83 @@ class AgentManager:
                  "outcome": (a.summary or {}).get("outcome")} for a in agents]
         return ToolOutcome(content=json.dumps(rows, ensure_ascii=False, indent=1))
 
+    # -- apply a copy's changes ----------------------------------------------------------------
+    def copy_path_of(self, agent: AgentRecord) -> Path | None:
+        """Where an ``isolation: copy`` agent's copy is: its journaled location (as resume uses it)."""
+        if agent.session_id:
+            for s in self.store.steps(agent.session_id, kinds=["event"]):
+                if s.payload.get("type") == "workspace_copy":
+                    return Path(s.payload["path"])
+        where = (agent.summary or {}).get("workspace_copy")
+        return Path(where) if where else None
+
+    def _can_apply(self, agent: AgentRecord) -> bool:
+        """Does the agent's parent have apply_agent_changes (main sessions created since it exists)?"""
+        if agent.depth != 1 or not agent.parent_session_id:
+            return False
+        try:
+            tools = self.store.get_session(agent.parent_session_id).tools or []
+        except TenaxError:
+            return False
+        return any(isinstance(t, dict) and t.get("name") == "apply_agent_changes" for t in tools)
+
+    def apply_changes(self, args: dict[str, Any], *, session_id: str) -> ToolOutcome:
+        """The ``apply_agent_changes`` tool: see ``tenax.subagents.apply`` for the rules."""
+        from tenax.subagents.apply import apply_copy_changes, normalize_paths
+
+        if not isinstance(args, dict):
+            return ToolOutcome(is_error=True, content="apply_agent_changes arguments must be a JSON object")
+        unknown = sorted(set(args) - set(APPLY_AGENT_CHANGES.parameters["properties"]))
+        if unknown:
+            return ToolOutcome(is_error=True, content=f"apply_agent_changes got unknown argument(s) {', '.join(unknown)}; "
+                               "it accepts: id, paths")
+        aid = args.get("id")
+        if not isinstance(aid, str) or not aid.strip():
+            return ToolOutcome(is_error=True, content="apply_agent_changes needs 'id': the agent id of a copy agent")
+        paths = None
+        if args.get("paths") is not None:
+            paths = normalize_paths(args["paths"])
+            if isinstance(paths, str):
+                return ToolOutcome(is_error=True, content=paths)
+        agents = {a.id: a for a in self.store.agents_for_goal(self.goal_id)}
+        agent = agents.get(aid.strip())
+        if agent is None:
+            copies = [a.id for a in agents.values() if a.isolation == "copy"]
+            return ToolOutcome(is_error=True, content=f"unknown agent id {aid!r}; your isolation=\"copy\" agents: "
+                               + (", ".join(copies) or "none (spawn one with spawn_agent, isolation \"copy\")"))
+        if agent.isolation != "copy":
+            return ToolOutcome(is_error=True, content=(
+                f"agent {agent.id} worked in your shared workspace (isolation {agent.isolation!r}): its changes are "
+                "already there. Only isolation=\"copy\" agents have changes to apply."))
+        if not agent.finished or agent.id in self._active:
+            return ToolOutcome(is_error=True, content=(
+                f"agent {agent.id} is still {agent.status}; its copy may still change. Call wait_agents with ids "
+                f"[\"{agent.id}\"] first, then apply."))
+        copy = self.copy_path_of(agent)
+        if copy is None or not copy.is_dir():
+            return ToolOutcome(is_error=True, content=f"agent {agent.id}'s workspace copy "
+                               f"{'is unknown' if copy is None else f'at {copy} is gone'}; nothing can be applied")
+        try:
+            result = apply_copy_changes(self.workspace, copy, paths=paths)
+        except (OSError, ValueError) as e:
+            return ToolOutcome(is_error=True, content=f"cannot read agent {agent.id}'s copy at {copy}: {type(e).__name__}: {e}")
+        report = {"agent_id": agent.id, "agent_outcome": (agent.summary or {}).get("outcome"), **result.as_dict()}
+        self.store.append_step(session_id, "event", {"type": "agent_changes_applied", **report, "copy": str(copy),
+                                                     "paths": paths})
+        if not result.applied:
+            left = len(result.conflicts) + len(result.refused) + len(result.skipped)
+            report["note"] = ("Nothing left to apply: every change of this agent is already in your workspace."
+                              if not left else f"Nothing left to apply: {len(result.already_applied)} change(s) are "
+                              f"already in your workspace and {left} cannot be applied (see conflicts / refused / "
+                              "skipped for why).")
+        else:
+            report["note"] = (f"Applied {len(result.applied)} change(s) to your workspace."
+                              + (" Conflicting files keep your version; the agent's version exists only in its copy, which "
+                                 "your sandbox cannot see: redo by hand what you want of those." if result.conflicts else ""))
+        if result.unmatched:
+            report["note"] += f" No change of this agent matches: {', '.join(result.unmatched)}."
+        return ToolOutcome(content=json.dumps(report, ensure_ascii=False, indent=1))
+
     # -- resume / shutdown ---------------------------------------------------------------------
     def resume_unfinished(self) -> list[str]:
         """Continue every ledger agent a crash left pending/running, in background threads, from
@@ -482,14 +582,17 @@ def _check_spawn_args(args: Any) -> str | None:
     return None
 
 
-def _add_copy_info(summary: dict[str, Any], live: _Live) -> None:
+def _add_copy_info(summary: dict[str, Any], live: _Live, *, can_apply: bool = False) -> None:
     """For an ``isolation: copy`` agent: where its copy is on the host and what changed in it."""
     if live.copy_path is None:
         return
     summary["workspace_copy"] = str(live.copy_path)
     summary["copy_changes"] = copy_changes(live.copy_path)
     summary["copy_note"] = ("These changes exist only in the sub-agent's copy (on the host, outside your sandbox), "
-                            "not in your workspace. Redo in your workspace whatever you want to keep.")
+                            "not in your workspace. " + (
+                                f"To keep them, call apply_agent_changes with id \"{live.agent.id}\" (optionally "
+                                "paths); files you changed meanwhile are left alone and reported."
+                                if can_apply else "Redo in your workspace whatever you want to keep."))
 
 
 def _first_message(agent: AgentRecord) -> str:
