@@ -785,7 +785,7 @@ def test_apply_agent_changes_refuses_unknown_shared_and_running_agents(store, wo
     unknown, shared_err, running, dotdot, absolute = (r["content"] for r in errors)
     assert "unknown agent id 'nope'" in unknown and state["slow"] in unknown
     assert f"agent {state['shared']} worked in your shared workspace" in shared_err
-    assert f"agent {state['slow']} is still" in running and "wait_agents" in running
+    assert f"agent {state['slow']} is still running" in running and "wait_agents" in running
     assert "'..' is not allowed" in dotdot
     assert "relative to the workspace" in absolute
 

@@ -479,10 +479,13 @@ class AgentManager:
             return ToolOutcome(is_error=True, content=(
                 f"agent {agent.id} worked in your shared workspace (isolation {agent.isolation!r}): its changes are "
                 "already there. Only isolation=\"copy\" agents have changes to apply."))
-        if not agent.finished or agent.id in self._active:
+        live = self._active.get(agent.id)
+        if agent.finished and live is not None:  # it reported; its container is being stopped: let that end
+            live.done.wait(60.0)
+        if not agent.finished or not (live is None or live.done.is_set()):
             return ToolOutcome(is_error=True, content=(
-                f"agent {agent.id} is still {agent.status}; its copy may still change. Call wait_agents with ids "
-                f"[\"{agent.id}\"] first, then apply."))
+                f"agent {agent.id} is still running (status {agent.status}); its copy may still change. Call "
+                f"wait_agents with ids [\"{agent.id}\"] first, then apply."))
         copy = self.copy_path_of(agent)
         if copy is None or not copy.is_dir():
             return ToolOutcome(is_error=True, content=f"agent {agent.id}'s workspace copy "
