@@ -61,21 +61,6 @@ class Routed:
         return Reply(tool_calls=[call("complete_goal", summary="done")])
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "status.txt").write_text("broken\n")
-    return ws
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = open_store(f"sqlite:///{tmp_path / 'tenax.db'}")
-    yield s
-    s.close()
-
-
 def start(store, sim, workspace, *, compaction=None, strategy="continuous", max_turns=30) -> str:
     req = GoalRequest(objective="Make status.txt say fixed.", workspace=str(workspace), check=CHECK, model=MODEL,
                       base_url=sim.url, budgets=Budgets(max_turns=max_turns), strategy=strategy, compaction=compaction)

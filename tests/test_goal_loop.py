@@ -29,21 +29,6 @@ def call(name: str, **arguments) -> ToolCall:
     return ToolCall(name=name, arguments=arguments)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "status.txt").write_text("broken\n")
-    return ws
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = open_store(f"sqlite:///{tmp_path / 'tenax.db'}")
-    yield s
-    s.close()
-
-
 def start(store, sim, workspace, *, provider="anthropic", check=CHECK, budgets=None) -> str:
     names = {"anthropic": "anthropic:claude-sonnet-4-6", "openai": "openai:gpt-5.5", "openai-chat": "openai-chat:qwen3"}
     base = sim.url if provider == "anthropic" else sim.url + "/v1"

@@ -76,21 +76,6 @@ def sub_requests(sim, marker):
     return [r for r in sim.requests if not is_main_body(r.body) and marker in first_user(r.body)]
 
 
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "status.txt").write_text("broken\n")
-    return ws
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = open_store(f"sqlite:///{tmp_path / 'tenax.db'}")
-    yield s
-    s.close()
-
-
 def start(store, sim, workspace, *, check=CHECK, budgets=None) -> str:
     req = GoalRequest(objective="Make status.txt say fixed.", workspace=str(workspace), check=check,
                       model="anthropic:claude-sonnet-4-6", base_url=sim.url, budgets=budgets or Budgets(max_turns=15))
