@@ -550,7 +550,13 @@ def test_usage_records_and_totals(store: SqlStore):
     assert t["by_model"]["claude-small"]["input_tokens"] == 10 and t["by_model"]["claude-test"]["calls"] == 2
     # only the add_to_totals call reached the goal's running totals
     g = store.get_goal(gid)
-    assert (g.input_tokens, g.output_tokens, g.cost_usd) == (10, 5, 0.001)
+    assert (g.input_tokens, g.output_tokens, g.cost_usd, g.turns) == (10, 5, 0.001, 0)
+    # a main turn: its usage row, totals and turn count land in one write
+    store.record_usage(main, step_seq=6, provider="anthropic", model="claude-test",
+                       usage=Usage(input_tokens=3, output_tokens=4), cost_usd=0.002, add_to_totals=True, turns=1)
+    g = store.get_goal(gid)
+    assert (g.input_tokens, g.output_tokens, g.turns) == (13, 9, 1) and g.cost_usd == pytest.approx(0.003)
+    assert len(store.usage_for_goal(gid)) == 4
     assert store.goal_usage_totals(other)["calls"] == 0 and store.usage_for_goal(other) == []
     with pytest.raises(NotFound):
         store.record_usage("nope", step_seq=None, provider="p", model="m", usage=Usage(), cost_usd=0.0)

@@ -235,7 +235,7 @@ class Compactor:
         }
         seq = runner._journal("compaction", payload)
         if response is not None:
-            self._record_usage(runner, response, seq, duration)
+            runner.record_call(response, seq, duration, turn=False)
         return runner.store.steps(sid)
 
     def _summarize(self, runner: Any, steps: list[Any]) -> tuple[str, ModelResponse | None]:
@@ -276,12 +276,3 @@ class Compactor:
         lines.append(f"Budget: {runner._budget_text()}")
         return "\n".join(lines)
 
-    def _record_usage(self, runner: Any, response: ModelResponse, seq: int, duration: float) -> None:
-        cost, uncached = runner.costs(response.usage)
-        u = response.usage
-        self.store.record_usage(runner.session_id, step_seq=seq, provider=runner.model.provider,
-                                model=runner.model.name, usage=u, cost_usd=cost, uncached_cost_usd=uncached,
-                                attempts=response.attempts, duration_s=duration)
-        self.store.add_to_goal_totals(self.goal_id, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                                      cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                                      cost_usd=cost, uncached_cost_usd=uncached)

@@ -57,7 +57,6 @@ class GoalRunner:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.store = store
-        self.goal_id = goal_id
         self.model = model
         self.sandbox = sandbox
         self.toolbox = toolbox
@@ -70,7 +69,7 @@ class GoalRunner:
         self._outage: list[float] = []  # waits of the current provider outage
         self.compactor = compactor  # tenax.compaction.Compactor: steering, thresholds, Ralph, too-long retry
         goal = store.get_goal(goal_id)
-        self.goal_id = goal.id
+        self.goal_id = goal.id  # a unique prefix resolves to the full id
         self.budgets = Budgets(**(goal.budgets or {}))
         self.session_id, self.system, self.tools = self._main_session(goal)
         self._clock_mark = time.monotonic()
@@ -131,11 +130,9 @@ class GoalRunner:
         except SandboxError as e:
             return self._finish("failed", error=f"sandbox failed: {e}")
 
-    def _finish(self, status: str, *, error: str | None = None, summary: str | None = None) -> str:
+    def _finish(self, status: str, *, error: str | None = None) -> str:
         self._flush_time()
         fields: dict[str, Any] = {"status": status, "error": error}
-        if summary is not None:
-            fields["summary"] = summary
         if status in ("succeeded", "budget_exhausted", "failed"):
             fields["finished_at"] = _utcnow()
         self.store.update_goal(self.goal_id, **fields)
@@ -215,28 +212,16 @@ class GoalRunner:
             "assistant",
             {"message": msg.model_dump(), "stop_reason": response.stop_reason, "usage": response.usage.model_dump()},
         )
+        self.record_call(response, seq, duration, turn=True)
+
+    def record_call(self, response: ModelResponse, seq: int, duration: float, *, turn: bool) -> None:
+        """The call's usage row and the goal's totals, in one transaction. ``turn`` counts it
+        as a main turn (a compaction's summary call is not one)."""
         cost, uncached = self.costs(response.usage)
-        u = response.usage
         self.store.record_usage(
-            self.session_id,
-            step_seq=seq,
-            provider=self.model.provider,
-            model=self.model.name,
-            usage=u,
-            cost_usd=cost,
-            uncached_cost_usd=uncached,
-            attempts=response.attempts,
-            duration_s=duration,
-        )
-        self.store.add_to_goal_totals(
-            self.goal_id,
-            turns=1,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            cost_usd=cost,
-            uncached_cost_usd=uncached,
+            self.session_id, step_seq=seq, provider=self.model.provider, model=self.model.name,
+            usage=response.usage, cost_usd=cost, uncached_cost_usd=uncached, attempts=response.attempts,
+            duration_s=duration, add_to_totals=True, turns=1 if turn else 0,
         )
 
     # -- tools ------------------------------------------------------------------------------

@@ -450,9 +450,11 @@ class SqlStore(AgentLedger):
         attempts: Iterable[Attempt | Mapping[str, Any]] = (),
         duration_s: float = 0.0,
         add_to_totals: bool = False,
+        turns: int = 0,
     ) -> None:
         """Record one model call. With ``add_to_totals=True`` the goal's token and cost totals
-        are incremented in the same transaction (so a crash cannot record one without the other)."""
+        (and ``turns``, for a main-session turn) are incremented in the same transaction, so a
+        crash cannot record one without the other."""
         u = usage if isinstance(usage, Usage) else Usage.model_validate(usage)
         att = [a.model_dump(mode="json") if isinstance(a, BaseModel) else Attempt.model_validate(a).model_dump(mode="json") for a in attempts]
         for name, v in (("cost_usd", cost_usd), ("uncached_cost_usd", uncached_cost_usd), ("duration_s", duration_s)):
@@ -486,6 +488,7 @@ class SqlStore(AgentLedger):
                     s,
                     goal_id,
                     dict(
+                        turns=turns,
                         input_tokens=u.input_tokens,
                         output_tokens=u.output_tokens,
                         cache_read_tokens=u.cache_read_tokens,
