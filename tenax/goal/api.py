@@ -56,9 +56,14 @@ def validate_workspace(workspace: str) -> str:
     return str(path.resolve())
 
 
-def cost_function(model: Model, settings: Settings) -> Callable[[Any], tuple[float, float]]:
+def price_for(model: Model, settings: Settings) -> pricing.Price:
+    """The model's prices and context window: the built-in table, with TENAX_PRICING_FILE's overrides."""
     table = pricing.load_pricing(settings.pricing_file) if settings.pricing_file else None
-    price = pricing.lookup_price(model.provider, model.name, table=table)
+    return pricing.lookup_price(model.provider, model.name, table=table)
+
+
+def cost_function(model: Model, settings: Settings) -> Callable[[Any], tuple[float, float]]:
+    price = price_for(model, settings)
     return lambda usage: (pricing.cost_usd(price, usage), pricing.uncached_cost_usd(price, usage))
 
 
@@ -67,8 +72,7 @@ def memory_wiring(store: Any, goal: Any, model: Model, settings: Settings) -> tu
     ``config["compaction"]``) and the memory tools (update_plan, note, recall)."""
     from tenax.compaction import CompactionConfig, Compactor, memory_tools
 
-    table = pricing.load_pricing(settings.pricing_file) if settings.pricing_file else None
-    window = pricing.lookup_price(model.provider, model.name, table=table).context_window
+    window = price_for(model, settings).context_window
     compactor = Compactor(store, goal.id, window=window, config=CompactionConfig.from_goal(goal),
                           strategy=goal.strategy or "continuous")
     return compactor, memory_tools(store, goal.id)
