@@ -6,14 +6,11 @@ alternation), so a compaction that broke the conversation would fail the goal wi
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from goalproc import CHECK, KEY, goal_env, kill_9_when, start_goal_process
 
 from tenax.compaction import SUMMARY_REQUEST
 from tenax.goal.api import GoalRequest, create_goal, run_goal
@@ -25,9 +22,7 @@ from tenax.testing import Reply, SimError, Simulator, ToolCall
 
 pytestmark = pytest.mark.docker
 
-KEY = "sim-test-key"
 MODEL = "anthropic:claude-sonnet-4-6"
-CHECK = "grep -qx fixed status.txt"
 
 
 def call(name: str, **arguments) -> ToolCall:
@@ -173,18 +168,9 @@ def test_context_too_long_forces_compaction_and_retry(store, workspace):
     assert_pairing(fold(steps))
 
 
-def _wait_for(pred, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_ledger_survives_kill_9_and_resume(tmp_path, workspace):
     db = tmp_path / "tenax.db"
-    env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY}
+    env = goal_env(db)
     policy = Routed([
         Reply(tool_calls=[call("update_plan", items=[{"text": f"PLAN-ITEM-{i}", "status": "pending"} for i in range(5)])]),
         Reply(tool_calls=[call("note", kind="decision", text="DECISION-use-write_file-not-sed")]),
@@ -195,16 +181,8 @@ def test_ledger_survives_kill_9_and_resume(tmp_path, workspace):
         Reply(tool_calls=[call("complete_goal", summary="fixed")]),
     ])
     with Simulator(policy, min_cacheable_tokens=256) as sim:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
-             "--check", CHECK, "--model", MODEL, "--base-url", sim.url],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        try:
-            assert _wait_for(lambda: (workspace / "runs.txt").exists()), "no progress"
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        proc = start_goal_process(workspace, sim.url, env, model=MODEL)
+        kill_9_when(proc, lambda: (workspace / "runs.txt").exists())
         store = open_store(f"sqlite:///{db}")
         gid = store.list_goals()[0].id
         # a user steers the goal while it is down, through the CLI

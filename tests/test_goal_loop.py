@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
+from goalproc import CHECK, KEY, goal_env, kill_9_when, start_goal_process, wait_for
 
 from tenax.goal.api import GoalRequest, create_goal, run_goal
 from tenax.goal.budget import Budgets
@@ -21,8 +17,6 @@ from tenax.testing import Reply, Script, Simulator, ToolCall
 
 pytestmark = pytest.mark.docker
 
-KEY = "sim-test-key"
-CHECK = "grep -qx fixed status.txt"
 
 
 def call(name: str, **arguments) -> ToolCall:
@@ -143,15 +137,6 @@ def test_model_switch_on_resume_is_refused(store, workspace):
             run_goal(store, gid, api_key=KEY, model_override="anthropic:claude-haiku-4-5")
 
 
-def _wait_for(pred, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_kill_9_mid_tool_then_resume_repeats_nothing(tmp_path, workspace):
     """A tenax process is SIGKILLed while a tool runs; resume settles that call without running it
     again and finishes the goal."""
@@ -162,17 +147,8 @@ def test_kill_9_mid_tool_then_resume_repeats_nothing(tmp_path, workspace):
         Reply(tool_calls=[call("complete_goal", summary="done after resume")]),
     ])
     with Simulator(script) as sim:
-        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
-             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        try:
-            assert _wait_for(lambda: (workspace / "runs.txt").exists()), proc.stdout.read1().decode() if proc.poll() is not None else "no progress"
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        proc = start_goal_process(workspace, sim.url, goal_env(db))
+        kill_9_when(proc, lambda: (workspace / "runs.txt").exists())
         store = open_store(f"sqlite:///{db}")
         gid = store.list_goals()[0].id
         assert store.get_goal(gid).status == "running"  # nothing had a chance to clean up
@@ -194,13 +170,8 @@ def test_sigterm_stops_the_goal_resumably(tmp_path, workspace):
         Reply(tool_calls=[call("complete_goal", summary="ok")]),
     ])
     with Simulator(script) as sim:
-        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
-             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        assert _wait_for(lambda: (workspace / "started").exists())
+        proc = start_goal_process(workspace, sim.url, goal_env(db))
+        assert wait_for(lambda: (workspace / "started").exists())
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 1, out

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from goalproc import CHECK, KEY, goal_env, kill_9_when, start_goal_process, wait_for
 
 from tenax.config import load_settings
 from tenax.errors import ConfigError
@@ -22,9 +21,6 @@ from tenax.goal.prompts import SYSTEM_PROMPT
 from tenax.store import open_store
 from tenax.subagents.roles import BUILTIN_ROLES, load_roles
 from tenax.testing import Reply, Script, Simulator, ToolCall
-
-KEY = "sim-test-key"
-CHECK = "grep -qx fixed status.txt"
 
 
 def call(name: str, **arguments) -> ToolCall:
@@ -304,15 +300,6 @@ def test_judge_sub_agent_fails_then_passes(store, workspace):
     assert {t["name"] for t in rev_reqs[0].body["tools"]} == {"read_file", "list_files", "grep", "report"}
 
 
-def _wait_for(pred, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 @pytest.mark.docker
 def test_kill_9_then_resume_continues_the_sub_agent_without_respawning(tmp_path, workspace):
     db = tmp_path / "tenax.db"
@@ -332,13 +319,9 @@ def test_kill_9_then_resume_continues_the_sub_agent_without_respawning(tmp_path,
                         Reply(tool_calls=[call("report", outcome="success", findings="delta finding")])]},
     )
     with Simulator(router) as sim:
-        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
-             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        peek = open_store(f"sqlite:///{db}") if _wait_for(db.exists) else None
+        env = goal_env(db)
+        proc = start_goal_process(workspace, sim.url, env)
+        peek = open_store(f"sqlite:///{db}") if wait_for(db.exists) else None
 
         def waiting() -> bool:
             goals = peek.list_goals() if peek else []
@@ -347,11 +330,7 @@ def test_kill_9_then_resume_continues_the_sub_agent_without_respawning(tmp_path,
             main = [s for s in peek.sessions_for_goal(goals[0].id) if s.role == "main"]
             return bool(main) and any(s.payload.get("name") == "wait_agents"
                                       for s in peek.steps(main[0].id, kinds=["tool_started"]))
-        try:
-            assert _wait_for(waiting), proc.stdout.read1().decode() if proc.poll() is not None else "no progress"
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        kill_9_when(proc, waiting)
         peek.close()
         store = open_store(f"sqlite:///{db}")
         gid = store.list_goals()[0].id
@@ -521,13 +500,9 @@ def test_kill_9_then_resume_reattaches_to_the_same_copy_and_container(tmp_path, 
         ]},
     )
     with Simulator(router) as sim:
-        env = {**os.environ, "TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": KEY, "TENAX_COPY_DIR": str(copies)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenax.cli", "goal", "Make status.txt say fixed.", "--workspace", str(workspace),
-             "--check", CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        peek = open_store(f"sqlite:///{db}") if _wait_for(db.exists) else None
+        env = goal_env(db, TENAX_COPY_DIR=str(copies))
+        proc = start_goal_process(workspace, sim.url, env)
+        peek = open_store(f"sqlite:///{db}") if wait_for(db.exists) else None
 
         def waiting() -> bool:
             goals = peek.list_goals() if peek else []
@@ -536,11 +511,7 @@ def test_kill_9_then_resume_reattaches_to_the_same_copy_and_container(tmp_path, 
             main = [s for s in peek.sessions_for_goal(goals[0].id) if s.role == "main"]
             return bool(main) and any(s.payload.get("name") == "wait_agents"
                                       for s in peek.steps(main[0].id, kinds=["tool_started"]))
-        try:
-            assert _wait_for(waiting), proc.stdout.read1().decode() if proc.poll() is not None else "no progress"
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        kill_9_when(proc, waiting)
         peek.close()
         store = open_store(f"sqlite:///{db}")
         gid = store.list_goals()[0].id
