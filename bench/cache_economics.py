@@ -22,7 +22,7 @@ What is simulated (also printed with the results):
 - The model: a deterministic simulator policy plays the 200-turn workload (file reads and test
   runs with 200-4,000-token outputs, a plan update, ``spawn_agent`` calls, handoff summaries when the
   compactor asks, ``complete_goal`` at the end); the simulated clock advances 5-45 s per call.
-- The sandbox: an in-process implementation of ``tenax.protocols.Sandbox`` that executes NOTHING
+- The sandbox: an in-process implementation of ``tenax.core.protocols.Sandbox`` that executes NOTHING
   and answers every command / file tool with deterministic synthetic text of the planned size
   (Docker execs would add ~40 s per run and nothing to the token figures).
 - The compaction trigger: the goal's compaction ``window`` is set so that the real threshold
@@ -53,16 +53,16 @@ from typing import Any, Callable
 from tenax.compaction import SUMMARY_REQUEST, memory_tools
 from tenax.config import Settings
 from tenax.goal import instructions, prompts
-from tenax.goal.api import cost_function, memory_wiring
-from tenax.goal.budget import Budgets
+from tenax.app import cost_function, memory_wiring
+from tenax.core.budget import Budgets
 from tenax.goal.loop import GoalRunner
 from tenax.harness import pricing
 from tenax.harness.anthropic_model import AnthropicModel
 from tenax.harness.anthropic_model import build_request as anthropic_build_request
-from tenax.harness.messages import Message, ModelResponse, TextPart, ToolSpec, Usage
+from tenax.core.messages import Message, ModelResponse, TextPart, ToolSpec, Usage
 from tenax.harness.openai_models import OpenAIResponsesModel
 from tenax.harness.registry import make_model as make_provider_model
-from tenax.protocols import ExecResult
+from tenax.core.protocols import ExecResult
 from tenax.sandbox.tools import ToolBox
 from tenax.store import open_store
 from tenax.subagents import AgentManager
@@ -241,7 +241,7 @@ class Workload:
 
 
 class SyntheticSandbox:
-    """``tenax.protocols.Sandbox`` that executes NOTHING: every command and file tool gets
+    """``tenax.core.protocols.Sandbox`` that executes NOTHING: every command and file tool gets
     deterministic synthetic output of the workload's planned size (the check passes)."""
 
     def __init__(self, workspace: str, outputs: dict[str, int], seed: int):
@@ -320,7 +320,7 @@ class Recorder:
 
 
 class RecordingModel:
-    """A ``tenax.protocols.Model`` around a real provider: advances the simulated clock before each
+    """A ``tenax.core.protocols.Model`` around a real provider: advances the simulated clock before each
     call, delegates, and records what was sent (for the naive replay) and what came back."""
 
     def __init__(self, inner: Any, recorder: Recorder, kind: str):

@@ -1,6 +1,6 @@
 """Compaction fidelity: after every compaction, does the model still see everything it planted?
 
-Workload (one goal, run by the real ``GoalRunner`` through ``tenax.goal.api.run_goal``: the real
+Workload (one goal, run by the real ``GoalRunner`` through ``tenax.app.run_goal``: the real
 ``anthropic`` SDK over HTTP to the provider simulator, a real Docker sandbox, a real SQLite store):
 
 - early on the scripted model plants 20 plan items (``update_plan``), 10 pitfalls (``note``), two
@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 
 from tenax.compaction import SUMMARY_REQUEST
-from tenax.goal.api import GoalRequest, create_goal, run_goal
-from tenax.goal.budget import Budgets
+from tenax.app import GoalRequest, create_goal, run_goal
+from tenax.core.budget import Budgets
 from tenax.store import memory, open_store
 from tenax.testing import Reply, SimRequest, Simulator, ToolCall
 

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tenax.errors import TenaxError
+from tenax.core.errors import TenaxError
 
 app = typer.Typer(
     add_completion=False,
@@ -91,7 +91,7 @@ def render_event(kind: str, p: dict[str, Any]) -> None:
 
 
 def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Optional[int], max_minutes: Optional[float], base: Any = None) -> Any:
-    from tenax.goal.budget import Budgets
+    from tenax.core.budget import Budgets
 
     values = dict(base or {})
     for k, v in (("max_turns", max_turns), ("max_usd", max_usd), ("max_tokens", max_tokens), ("max_minutes", max_minutes)):
@@ -135,7 +135,7 @@ def goal_cmd(
     compact_at: Optional[float] = typer.Option(None, "--compact-at", help="Compact when the context reaches this fraction of the model's window (default 0.8)."),
 ) -> None:
     """Run a goal until its check passes or a budget runs out."""
-    from tenax.goal.api import GoalRequest, create_goal, run_goal
+    from tenax.app import GoalRequest, create_goal, run_goal
 
     try:
         store = _store()
@@ -165,7 +165,7 @@ def resume_cmd(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
 ) -> None:
     """Continue an interrupted goal from its journal (raise budgets with --max-*)."""
-    from tenax.goal.api import run_goal
+    from tenax.app import run_goal
 
     try:
         store = _store()
@@ -335,8 +335,8 @@ def sandbox_cleanup(goal_id: Optional[str] = typer.Option(None, "--goal", help="
 @app.command("demo")
 def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the demo workspace afterwards.")) -> None:
     """Fix a small failing repo end to end, with a SIMULATED model (no API key needed)."""
-    from tenax.goal.api import GoalRequest, create_goal, run_goal
-    from tenax.goal.budget import Budgets
+    from tenax.app import GoalRequest, create_goal, run_goal
+    from tenax.core.budget import Budgets
     from tenax.testing import Script, Simulator
 
     demo_pkg = resources.files("tenax") / "demo"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 
 DEFAULT_MODEL = "anthropic:claude-sonnet-4-6"
 DEFAULT_IMAGE = "tenax-sandbox:default"

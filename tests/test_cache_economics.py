@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tenax.goal.api import GoalRequest, create_goal, run_goal
-from tenax.goal.budget import Budgets
+from tenax.app import GoalRequest, create_goal, run_goal
+from tenax.core.budget import Budgets
 from tenax.store import open_store
 from tenax.testing import Reply, Script, Simulator, ToolCall
 
@@ -218,7 +218,7 @@ def test_anthropic_turn_wider_than_the_lookback_still_reads_the_previous_turn():
     previous request's last message reads that request's cache entry directly."""
     from tenax.goal import prompts
     from tenax.harness.anthropic_model import AnthropicModel
-    from tenax.harness.messages import Message, TextPart, ToolResultPart
+    from tenax.core.messages import Message, TextPart, ToolResultPart
     from tenax.sandbox.tools import ToolBox
 
     wide = [ToolCall(name="read_file", arguments={"path": f"src/f{k}.py"}) for k in range(25)]

@@ -13,10 +13,10 @@ import pytest
 from goalproc import CHECK, KEY, goal_env, kill_9_when, start_goal_process
 
 from tenax.compaction import SUMMARY_REQUEST
-from tenax.goal.api import GoalRequest, create_goal, run_goal
-from tenax.goal.budget import Budgets
-from tenax.goal.journal import fold
-from tenax.harness.messages import ToolResultPart
+from tenax.app import GoalRequest, create_goal, run_goal
+from tenax.core.budget import Budgets
+from tenax.core.journal import fold
+from tenax.core.messages import ToolResultPart
 from tenax.store import memory, open_store
 from tenax.testing import Reply, SimError, Simulator, ToolCall
 
@@ -253,7 +253,7 @@ def test_ralph_strategy_runs_end_to_end(store, workspace):
 
 
 def test_bad_strategy_is_refused(store, workspace):
-    from tenax.errors import ConfigError
+    from tenax.core.errors import ConfigError
 
     with Simulator(Routed([])) as sim:
         with pytest.raises(ConfigError, match="unknown strategy"):

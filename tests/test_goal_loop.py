@@ -8,10 +8,10 @@ import signal
 import pytest
 from goalproc import CHECK, KEY, goal_env, kill_9_when, start_goal_process, wait_for
 
-from tenax.goal.api import GoalRequest, create_goal, run_goal
-from tenax.goal.budget import Budgets
-from tenax.goal.journal import fold
-from tenax.harness.messages import ToolResultPart
+from tenax.app import GoalRequest, create_goal, run_goal
+from tenax.core.budget import Budgets
+from tenax.core.journal import fold
+from tenax.core.messages import ToolResultPart
 from tenax.store import open_store
 from tenax.testing import Reply, Script, Simulator, ToolCall
 
@@ -129,7 +129,7 @@ def test_token_budget_stops_with_budget_exhausted(store, workspace):
 
 
 def test_model_switch_on_resume_is_refused(store, workspace):
-    from tenax.errors import ModelSwitchRefused
+    from tenax.core.errors import ModelSwitchRefused
 
     with Simulator(Script([])) as sim:
         gid = start(store, sim, workspace)

@@ -11,10 +11,10 @@ import random
 
 import pytest
 
-from tenax.errors import ConfigError, ContextTooLong, ModelSwitchRefused, ProviderError
+from tenax.core.errors import ConfigError, ContextTooLong, ModelSwitchRefused, ProviderError
 from tenax.harness.anthropic_model import AnthropicModel
 from tenax.harness.cache_layout import apply_cache_layout, count_breakpoints, previous_turn_index
-from tenax.harness.messages import (
+from tenax.core.messages import (
     Message,
     ReasoningPart,
     TextPart,

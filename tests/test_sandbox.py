@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from tenax.errors import DockerUnavailable, SandboxError
-from tenax.protocols import Sandbox
+from tenax.core.errors import DockerUnavailable, SandboxError
+from tenax.core.protocols import Sandbox
 from tenax.sandbox import DEFAULT_IMAGE, DockerSandbox, ImageBuildError, ToolBox, build_image, cleanup_by_label
 from tenax.sandbox.docker_sandbox import ensure_docker, truncate_middle
 

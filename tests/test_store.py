@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from tenax.errors import ConfigError, ModelSwitchRefused, TenaxError
-from tenax.harness.messages import Attempt, ToolSpec, Usage
-from tenax.protocols import Store
+from tenax.core.errors import ConfigError, ModelSwitchRefused, TenaxError
+from tenax.core.messages import Attempt, ToolSpec, Usage
+from tenax.core.protocols import Store
 from tenax.store import GoalRecord, NotFound, SqlStore, StepRecord, open_store
 from tenax.store.engine import make_engine
 from tenax.store.migrate import HEAD_REVISION, ensure_schema, find_migrations_dir, script_head

@@ -14,9 +14,9 @@ import pytest
 from goalproc import CHECK, KEY, goal_env, kill_9_when, start_goal_process, wait_for
 
 from tenax.config import load_settings
-from tenax.errors import ConfigError
-from tenax.goal.api import GoalRequest, create_goal, run_goal
-from tenax.goal.budget import Budgets
+from tenax.core.errors import ConfigError
+from tenax.app import GoalRequest, create_goal, run_goal
+from tenax.core.budget import Budgets
 from tenax.goal.prompts import SYSTEM_PROMPT
 from tenax.store import open_store
 from tenax.subagents.roles import BUILTIN_ROLES, load_roles

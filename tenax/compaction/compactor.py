@@ -11,7 +11,7 @@ Before each model call ``GoalRunner`` asks ``Compactor.before_call``, which
 
 A compaction asks the *same* model with the *same* system prompt and tools (so the request rides
 the cached prefix) for a handoff summary, indexes the archived steps for ``recall``, and journals
-a ``compaction`` step; ``tenax.goal.journal.fold`` then starts the context from it. Nothing is
+a ``compaction`` step; ``tenax.core.journal.fold`` then starts the context from it. Nothing is
 deleted from the journal.
 """
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenax.compaction.ledger import build_ledger, render
-from tenax.errors import ContextTooLong
-from tenax.goal.journal import fold
-from tenax.harness.messages import Message, ModelResponse, TextPart, ToolResultPart
+from tenax.core.errors import ContextTooLong
+from tenax.core.journal import fold
+from tenax.core.messages import Message, ModelResponse, TextPart, ToolResultPart
 from tenax.store import memory
 
 CONTEXT_KINDS = ("user", "assistant", "tool_result")

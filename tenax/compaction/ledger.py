@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenax.harness.messages import Message, ToolResultPart
+from tenax.core.messages import Message, ToolResultPart
 from tenax.store import memory
 
 FILE_TOOLS = ("write_file", "edit_file")

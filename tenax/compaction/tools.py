@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from tenax.errors import TenaxError
-from tenax.harness.messages import ToolSpec
-from tenax.protocols import ToolOutcome
+from tenax.core.errors import TenaxError
+from tenax.core.messages import ToolSpec
+from tenax.core.protocols import ToolOutcome
 from tenax.store import memory
 
 Handler = Callable[[dict[str, Any]], ToolOutcome]

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Iterable
 
-from tenax.harness.messages import Message, TextPart, ToolCallPart, ToolResultPart, ReasoningPart
+from tenax.core.messages import Message, TextPart, ToolCallPart, ToolResultPart, ReasoningPart
 
 
 def _default(o: Any) -> Any:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from tenax.errors import ProviderError, SandboxError
+from tenax.core.errors import ProviderError, SandboxError
 from tenax.goal import instructions, prompts
-from tenax.goal.budget import Budgets, Spent, describe, exhausted, near_end
-from tenax.goal.journal import fold, pending_tool_calls
-from tenax.harness.messages import Message, ModelResponse, TextPart, ToolCallPart, ToolResultPart, ToolSpec
-from tenax.protocols import Model, Sandbox, ToolOutcome
+from tenax.core.budget import Budgets, Spent, describe, exhausted, near_end
+from tenax.core.journal import fold, pending_tool_calls
+from tenax.core.messages import Message, ModelResponse, TextPart, ToolCallPart, ToolResultPart, ToolSpec
+from tenax.core.protocols import Model, Sandbox, ToolOutcome
 
 FINAL_STATUSES = ("succeeded", "budget_exhausted", "failed", "stopped")
 WRAP_UP_AT = 0.85

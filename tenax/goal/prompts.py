@@ -3,7 +3,7 @@ cache prefix is shared); everything goal-specific or dynamic is appended as a us
 
 from __future__ import annotations
 
-from tenax.harness.messages import ToolSpec
+from tenax.core.messages import ToolSpec
 
 SYSTEM_PROMPT = """\
 You are tenax, an autonomous software engineer working toward a goal inside a sandboxed Linux \

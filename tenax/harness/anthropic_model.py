@@ -11,7 +11,7 @@ import anthropic
 
 from tenax.harness._serialize import sorted_json
 from tenax.harness.cache_layout import CacheTTL, apply_cache_layout
-from tenax.harness.messages import (
+from tenax.core.messages import (
     Message,
     ModelResponse,
     ReasoningPart,
@@ -126,7 +126,7 @@ def response_to_neutral(msg: Any) -> tuple[Message, Usage, str]:
 
 
 class AnthropicModel:
-    """``tenax.protocols.Model`` over the Anthropic Messages API."""
+    """``tenax.core.protocols.Model`` over the Anthropic Messages API."""
 
     provider = "anthropic"
 

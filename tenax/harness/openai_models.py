@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import openai
 
 from tenax.harness._serialize import dumps_args, loads_args, sorted_json
-from tenax.harness.messages import (
+from tenax.core.messages import (
     Message,
     ModelResponse,
     ReasoningPart,
@@ -180,7 +180,7 @@ def responses_output_to_neutral(response: Any) -> tuple[Message, Usage, str]:
 
 
 class OpenAIResponsesModel(_OpenAIBase):
-    """``tenax.protocols.Model`` over the OpenAI Responses API (``store=False``)."""
+    """``tenax.core.protocols.Model`` over the OpenAI Responses API (``store=False``)."""
 
     provider = "openai"
 
@@ -300,7 +300,7 @@ def messages_to_chat(system: str, messages: list[Message]) -> list[dict[str, Any
 
 
 class OpenAIChatModel(_OpenAIBase):
-    """``tenax.protocols.Model`` over Chat Completions (OpenAI or any compatible server)."""
+    """``tenax.core.protocols.Model`` over Chat Completions (OpenAI or any compatible server)."""
 
     provider = "openai-chat"
 

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from tenax.errors import ConfigError
-from tenax.harness.messages import Usage
+from tenax.core.errors import ConfigError
+from tenax.core.messages import Usage
 
 PER_MILLION = 1_000_000
 

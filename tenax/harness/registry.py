@@ -9,9 +9,9 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
-from tenax.errors import ConfigError, ModelSwitchRefused
+from tenax.core.errors import ConfigError, ModelSwitchRefused
 from tenax.harness.retry import RetryPolicy
-from tenax.protocols import Model
+from tenax.core.protocols import Model
 
 PROVIDERS = ("anthropic", "openai", "openai-chat")
 API_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openai-chat": "OPENAI_API_KEY"}

@@ -20,8 +20,8 @@ import httpx2
 import openai
 from pydantic import BaseModel, Field
 
-from tenax.errors import ContextTooLong, ProviderError
-from tenax.harness.messages import Attempt
+from tenax.core.errors import ContextTooLong, ProviderError
+from tenax.core.messages import Attempt
 
 T = TypeVar("T")
 
@@ -198,8 +198,8 @@ def _final_error(provider: str, model: str, failure: Failure, attempts: int) -> 
             "and network, or allow more retries",
             status=failure.status,
             retryable=False,
+            transient=True,  # the goal loop may wait out an outage
         )
-        err.transient = True  # type: ignore[attr-defined]  # the goal loop may wait out an outage
     else:
         advice = _ADVICE.get(failure.status or 0, "see the provider's message")
         err = ProviderError(
@@ -254,7 +254,7 @@ def call_with_retries(
             )
             if give_up:
                 err = _final_error(provider, model, failure, number)
-                err.attempts = attempts  # type: ignore[attr-defined]
+                err.attempts = attempts
                 raise err from exc
             sleep(policy.delay(number, failure.retry_after, rng))
             continue

@@ -24,8 +24,8 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from tenax.errors import DockerUnavailable, SandboxError
-from tenax.protocols import ExecResult
+from tenax.core.errors import DockerUnavailable, SandboxError
+from tenax.core.protocols import ExecResult
 from tenax.sandbox.image import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID
 
 WORKDIR = "/workspace"

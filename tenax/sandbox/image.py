@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from tenax.errors import SandboxError
+from tenax.core.errors import SandboxError
 
 DEFAULT_IMAGE = "tenax-sandbox:default"
 SANDBOX_UID = 10001
@@ -179,7 +179,7 @@ def build_image(
     Does nothing when the image already exists, unless ``force``. Raises
     :class:`ImageBuildError` when not root, when ``debootstrap``/``tar``/``docker`` is missing,
     or when a step fails (with the failing tool's output tail), and
-    :class:`tenax.errors.DockerUnavailable` when no engine answers.
+    :class:`tenax.core.errors.DockerUnavailable` when no engine answers.
     """
     from tenax.sandbox.docker_sandbox import ensure_docker
 

@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tenax.errors import TenaxError
-from tenax.harness.messages import ToolSpec
-from tenax.protocols import ToolOutcome
+from tenax.core.errors import TenaxError
+from tenax.core.messages import ToolSpec
+from tenax.core.protocols import ToolOutcome
 from tenax.sandbox.docker_sandbox import DockerSandbox, truncate_middle
 
 _SCRIPT = (Path(__file__).parent / "_incontainer.py").read_text(encoding="utf-8")

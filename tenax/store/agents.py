@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 from tenax.store.models import Base, GoalRow, UTCDateTime, new_id, utcnow
 
 AGENT_STATUSES = ("pending", "running", "done", "failed", "stopped")

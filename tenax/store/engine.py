@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 
 ENV_VAR = "TENAX_DB"
 DEFAULT_DB_PATH = "~/.local/share/tenax/tenax.db"

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from sqlalchemy import DDL, ForeignKey, Index, Integer, String, Text, delete, event, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 from tenax.store.models import Base, UTCDateTime, utcnow
 
 PLAN_STATUSES = ("pending", "in_progress", "done", "blocked", "dropped")

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.engine import Connection, Engine
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 from tenax.store.engine import url_for_display, write_engine
 from tenax.store.models import Base
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenax.harness.messages import Usage
+from tenax.core.messages import Usage
 from tenax.store.models import TERMINAL_GOAL_STATUSES
 
 

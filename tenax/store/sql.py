@@ -21,8 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from tenax.errors import ConfigError, ModelSwitchRefused, TenaxError
-from tenax.harness.messages import Attempt, Usage
+from tenax.core.errors import ConfigError, ModelSwitchRefused, TenaxError
+from tenax.core.messages import Attempt, Usage
 from tenax.store.engine import make_engine, resolve_url, url_for_display, write_engine
 from tenax.store.migrate import ensure_schema
 from tenax.store.models import (
@@ -124,7 +124,7 @@ def _usage(row: UsageRow) -> UsageRecord:
 
 
 class SqlStore(AgentLedger):
-    """The reference ``tenax.protocols.Store``. Thread-safe; many processes may share one
+    """The reference ``tenax.core.protocols.Store``. Thread-safe; many processes may share one
     SQLite file (WAL; writers queue on the busy timeout)."""
 
     def __init__(self, engine: Engine):

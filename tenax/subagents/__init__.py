@@ -54,7 +54,7 @@ def setup_subagents(store: Any, goal: Any, model: Any, toolbox: Any, *, settings
     """An AgentManager for ``goal`` (sub-agent models built on the goal's base_url / API key when they
     use the same provider, else from the environment) and, for a goal without a check, the reviewer
     judge (model: goal config ``judge_model``, else ``TENAX_JUDGE_MODEL``, else the goal's model)."""
-    from tenax.goal.api import build_model, cost_function
+    from tenax.app import build_model, cost_function
     from tenax.harness.registry import parse_model_spec
     from tenax.sandbox import DockerSandbox, ToolBox
 

@@ -19,7 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 
 
 def _partial(dest: Path) -> Path:

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tenax.errors import ConfigError, TenaxError
-from tenax.goal.budget import Budgets, Spent, exhausted, fraction_used
-from tenax.harness.messages import ToolSpec, Usage
-from tenax.protocols import Model, ToolOutcome
+from tenax.core.errors import ConfigError, TenaxError
+from tenax.core.budget import Budgets, Spent, exhausted, fraction_used
+from tenax.core.messages import ToolSpec, Usage
+from tenax.core.protocols import Model, ToolOutcome
 from tenax.store.agents import UNFINISHED_AGENT_STATUSES, AgentRecord
 from tenax.subagents.copies import copy_changes, ensure_copy
 from tenax.subagents.roles import SANDBOX_TOOLS, SPAWN_TOOLS, Role, load_roles

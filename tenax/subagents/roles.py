@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 
 READ_ONLY_TOOLS = ("read_file", "list_files", "grep")
 SANDBOX_TOOLS = ("bash", "read_file", "write_file", "edit_file", "list_files", "grep")

@@ -12,12 +12,12 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from tenax.errors import SandboxError
+from tenax.core.errors import SandboxError
 from tenax.goal import prompts
-from tenax.goal.budget import Budgets, Spent, exhausted
-from tenax.goal.journal import fold, pending_tool_calls
-from tenax.harness.messages import Message, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
-from tenax.protocols import ToolOutcome
+from tenax.core.budget import Budgets, Spent, exhausted
+from tenax.core.journal import fold, pending_tool_calls
+from tenax.core.messages import Message, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
+from tenax.core.protocols import ToolOutcome
 
 if TYPE_CHECKING:
     from tenax.subagents.manager import AgentManager, _Live

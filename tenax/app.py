@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tenax.config import Settings, load_settings
-from tenax.errors import ConfigError, ModelSwitchRefused
-from tenax.goal.budget import Budgets
+from tenax.core.errors import ConfigError, ModelSwitchRefused
+from tenax.core.budget import Budgets
 from tenax.goal.loop import FINAL_STATUSES, EventHook, GoalRunner
 from tenax.harness import pricing
 from tenax.harness.registry import make_model, parse_model_spec
-from tenax.protocols import Model
+from tenax.core.protocols import Model
 
 
 STRATEGIES = ("continuous", "ralph")

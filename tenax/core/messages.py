@@ -29,6 +29,9 @@ class ToolCallPart(BaseModel):
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    # Set by a provider when the arguments could not be taken as given (cut off by max_tokens,
+    # not valid JSON): the engine answers the call with a tool error and never runs it.
+    error: str | None = None
 
 
 class ToolResultPart(BaseModel):
@@ -117,3 +120,4 @@ class ModelResponse(BaseModel):
     model: str = ""
     attempts: list[Attempt] = Field(default_factory=list)
     request_id: str | None = None
+    estimated: bool = False  # the usage was estimated locally: the server reported none

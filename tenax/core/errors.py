@@ -20,12 +20,20 @@ class SandboxError(TenaxError):
 
 
 class ProviderError(TenaxError):
-    """A model call failed. ``retryable`` is False once retries are exhausted or for 4xx."""
+    """A model call failed.
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    ``retryable``: another attempt of the same call may succeed (False once retries are used up).
+    ``transient``: the cause is the provider's or the network's state, not the request (overload,
+    5xx, connection trouble), so an unattended run may wait it out. A request the server calls
+    invalid is neither."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 transient: bool = False, attempts: list | None = None):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.transient = transient
+        self.attempts = attempts or []
 
 
 class ContextTooLong(ProviderError):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from tenax.errors import ConfigError
+from tenax.core.errors import ConfigError
 
 
 class Budgets(BaseModel):

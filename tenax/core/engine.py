@@ -1,0 +1,240 @@
+"""The turn loop every agent runs: a goal's main session and each sub-agent alike.
+
+    open or resume        read the journal once; settle the calls a crash interrupted
+    loop:
+      policy.before_turn  end here (budget, verdict, report)? or what to append first
+      hook.before_call    steering, compaction, Ralph, ...: append, or replace the context
+      call the model      the intent is journaled first; the reply and its usage in one transaction
+      no tool call        policy.idle: what to append (a continuation), or the end
+      each tool call      tool_started, policy.run_tool, tool_result; policy.after_tool may end the run
+
+The engine owns the state machine and the journal; the model may only *claim* completion and
+the policy decides. Every step is journaled before the next acts on it, so a ``kill -9`` anywhere
+loses nothing. The folded conversation lives in memory and grows one step at a time: turn 1,000
+costs what turn 10 does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence, Union
+
+from tenax.core.errors import ContextTooLong, ProviderError
+from tenax.core.journal import Conversation, Entry, pending_tool_calls
+from tenax.core.messages import Message, ModelResponse, TextPart, ToolCallPart, ToolResultPart, ToolSpec
+from tenax.core.protocols import Model, Store, ToolOutcome, UsageEntry
+
+CostFn = Callable[[Any], tuple[float, float]]  # usage -> (cost_usd, uncached_cost_usd)
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Append:
+    """Journal one step: a ``user`` message for the model, or an ``event``. ``then`` runs once it is
+    durable (e.g. marking a steering message consumed)."""
+
+    kind: str
+    payload: dict[str, Any]
+    then: Callable[[], None] | None = None
+
+
+@dataclass
+class Replace:
+    """Restart the context from a ``compaction`` step; ``response`` is its summary call, if any
+    (accounted, not a turn)."""
+
+    payload: dict[str, Any]
+    response: ModelResponse | None = None
+    duration_s: float = 0.0
+
+
+Action = Union[Append, Replace]
+
+
+@dataclass
+class End:
+    """How a run ends: a status, what goes with it (an error text, a report), events to journal."""
+
+    status: str
+    detail: Any = None
+    events: list[Append] = field(default_factory=list)
+
+
+@dataclass
+class TurnContext:
+    """What a policy or a hook may look at. Read-only: act by returning actions."""
+
+    goal_id: str
+    session_id: str
+    model: Model
+    system: str
+    tools: list[ToolSpec]
+    conversation: Conversation  # the current context: its steps and their folded messages
+    journal: Callable[[], list[Any]]  # the session's whole journal, read from the store on demand
+    turn: int  # model calls made in this session so far
+
+
+class Hook:
+    """Runs around model calls. Returns what to append or replace; never writes engine state."""
+
+    def before_call(self, ctx: TurnContext) -> Sequence[Action]:
+        return ()
+
+    def on_context_too_long(self, ctx: TurnContext, attempt: int) -> Replace | None:
+        return None
+
+
+class Policy(Protocol):
+    """What makes an agent a goal or a sub-agent: its first message, its tools, how it ends."""
+
+    def opening(self, ctx: TurnContext) -> Append: ...
+    def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]: ...
+    def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome: ...
+    def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> End | None: ...
+    def idle(self, ctx: TurnContext) -> End | Sequence[Action]: ...
+    def on_model_error(self, error: ProviderError, ctx: TurnContext) -> float | None: ...
+    def rerun_interrupted(self, call: ToolCallPart) -> bool: ...
+    def accounted(self, entry: UsageEntry) -> None: ...
+
+
+class Engine:
+    def __init__(self, store: Store, goal_id: str, session_id: str, model: Model, system: str,
+                 tools: list[ToolSpec], policy: Policy, *, hooks: Sequence[Hook] = (), costs: CostFn | None = None,
+                 on_event: EventHook | None = None, main: bool = True, sleep: Callable[[float], None] = time.sleep):
+        self.store, self.goal_id, self.session_id = store, goal_id, session_id
+        self.model, self.system, self.tools = model, system, tools
+        self.policy, self.hooks = policy, list(hooks)
+        self.costs = costs or (lambda usage: (0.0, 0.0))
+        self.on_event = on_event or (lambda kind, payload: None)
+        self.main, self.sleep = main, sleep
+        self.conversation = Conversation()
+        self.turn = 0
+
+    def context(self) -> TurnContext:
+        return TurnContext(self.goal_id, self.session_id, self.model, self.system, self.tools, self.conversation,
+                           lambda: self.store.steps(self.session_id), self.turn)
+
+    def journal(self, kind: str, payload: dict[str, Any], usage: UsageEntry | None = None) -> int:
+        seq = self.store.append_step(self.session_id, kind, payload, usage=usage)
+        self.conversation.add(Entry(seq, kind, payload))
+        self.on_event(kind, payload)
+        return seq
+
+    def apply(self, actions: Sequence[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Replace):
+                usage = self._usage(a.response, a.duration_s, turns=0) if a.response is not None else None
+                self.journal("compaction", a.payload, usage)
+            else:
+                self.journal(a.kind, a.payload)
+                if a.then is not None:
+                    a.then()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> End:
+        steps = self.store.steps(self.session_id)  # the one full read: on open or resume
+        self.conversation = Conversation.of(steps)
+        self.turn = sum(1 for s in steps if s.kind == "assistant")
+        if not any(s.kind == "user" for s in steps):
+            self.apply([self.policy.opening(self.context())])
+        else:
+            pending, started = pending_tool_calls(steps)
+            end = self._run_calls([c for c in pending if c.id not in started or self.policy.rerun_interrupted(c)],
+                                  interrupted=[c for c in pending if c.id in started and not self.policy.rerun_interrupted(c)])
+            if pending:
+                self.journal("event", {"type": "resumed", "settled": len(pending), "interrupted": len(started)})
+            if end is not None:
+                return self._end(end)
+        while True:
+            end = self._turn()
+            if end is not None:
+                return self._end(end)
+
+    def _end(self, end: End) -> End:
+        self.apply(end.events)
+        return end
+
+    def _turn(self) -> End | None:
+        ctx = self.context()
+        got = self.policy.before_turn(ctx)
+        if isinstance(got, End):
+            return got
+        self.apply(got)
+        for hook in self.hooks:
+            self.apply(hook.before_call(self.context()))
+        response = self._call()
+        if response is None:
+            return None
+        calls = response.message.tool_calls
+        if not calls:
+            got = self.policy.idle(self.context())
+            if isinstance(got, End):
+                return got
+            self.apply(got)
+            return None
+        return self._run_calls(calls)
+
+    def _call(self) -> ModelResponse | None:
+        self.journal("request", {"turn": self.turn + 1, "messages": len(self.conversation.messages)})
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                response = self.model.complete(self.system, self.tools, self.conversation.messages,
+                                               session_id=self.session_id)
+                break
+            except ContextTooLong:
+                replace = next((r for h in self.hooks if (r := h.on_context_too_long(self.context(), attempt))), None)
+                if replace is None:
+                    raise
+                self.apply([replace])
+                attempt += 1
+            except ProviderError as e:
+                wait = self.policy.on_model_error(e, self.context())
+                if wait is None:
+                    raise
+                self.sleep(wait)
+                return None
+        msg = response.message
+        if not msg.parts:  # an empty assistant message would be rejected by the APIs on replay
+            msg = Message(role="assistant", parts=[TextPart(text="(empty response)")])
+            response = response.model_copy(update={"message": msg})
+        usage = self._usage(response, time.monotonic() - started, turns=1 if self.main else 0)
+        self.journal("assistant", {"message": msg.model_dump(), "stop_reason": response.stop_reason,
+                                   "usage": response.usage.model_dump()}, usage)
+        self.turn += 1
+        return response
+
+    def _usage(self, response: ModelResponse, duration: float, *, turns: int) -> UsageEntry:
+        cost, uncached = self.costs(response.usage)
+        entry = UsageEntry(provider=self.model.provider, model=self.model.name, usage=response.usage, cost_usd=cost,
+                           uncached_cost_usd=uncached, attempts=[a.model_dump() for a in response.attempts],
+                           duration_s=duration, turns=turns, estimated=response.estimated)
+        self.policy.accounted(entry)
+        return entry
+
+    # -- tools ------------------------------------------------------------------------------
+    def _run_calls(self, calls: list[ToolCallPart], interrupted: Sequence[ToolCallPart] = ()) -> End | None:
+        for call in interrupted:
+            self._result(call, ToolOutcome(is_error=True, content=interrupted_result(call.name)))
+        end: End | None = None
+        ctx = self.context()
+        for call in calls:  # every call gets its result, even after one that ends the run
+            self.journal("tool_started", {"id": call.id, "name": call.name})
+            if call.error:  # cut off by max_tokens or not valid JSON: never executed
+                outcome = ToolOutcome(is_error=True, content=f"[runtime] The {call.name} call was not run: "
+                                      f"{call.error}. Send the complete call again (split large content).")
+            else:
+                outcome = self.policy.run_tool(call, ctx)
+            self._result(call, outcome)
+            end = end or (None if call.error else self.policy.after_tool(call, outcome, ctx))
+        return end
+
+    def _result(self, call: ToolCallPart, outcome: ToolOutcome) -> None:
+        part = ToolResultPart(tool_call_id=call.id, content=outcome.content, is_error=outcome.is_error)
+        self.journal("tool_result", part.model_dump())
+
+
+def interrupted_result(name: str) -> str:
+    return (f"[runtime] The {name} call was interrupted (tenax was stopped while it ran) and was not repeated "
+            "on resume. Its effects may be partial: inspect the workspace before relying on it.")
