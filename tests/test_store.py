@@ -237,9 +237,9 @@ def test_goal_crud(store: SqlStore):
 
     store.update_goal(gid, status="running")
     assert store.get_goal(gid).status == "running"
-    store.update_goal(gid, status="succeeded", summary="all green")
+    store.update_goal(gid, status="stopped", summary="half way")
     g2 = store.get_goal(gid)
-    assert g2.status == "succeeded" and g2.summary == "all green" and g2.is_terminal
+    assert g2.status == "stopped" and g2.summary == "half way" and g2.is_terminal
     assert g2.finished_at is not None and g2.updated_at >= g.updated_at
     store.update_goal(gid, status="running")  # resumed
     assert store.get_goal(gid).finished_at is None

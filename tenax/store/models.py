@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tenax.core import status
+
 ID_LEN = 12
 
-GOAL_STATUSES = ("pending", "running", "succeeded", "budget_exhausted", "failed", "stopped")
-TERMINAL_GOAL_STATUSES = frozenset({"succeeded", "budget_exhausted", "failed", "stopped"})
+GOAL_STATUSES = status.VALUES  # the one spelling: tenax.core.status.GoalStatus
+TERMINAL_GOAL_STATUSES = frozenset(s.value for s in status.ENDED)
 BUDGET_KEYS = ("max_turns", "max_usd", "max_tokens", "max_minutes")
 
 

@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from tenax.core.errors import ConfigError, ModelSwitchRefused, TenaxError
 from tenax.core.messages import Attempt, Usage
+from tenax.core.protocols import UsageEntry
+from tenax.core.status import check_transition
 from tenax.store.engine import make_engine, resolve_url, url_for_display, write_engine
 from tenax.store.migrate import ensure_schema
 from tenax.store.models import (
@@ -257,9 +259,19 @@ class SqlStore(AgentLedger):
             raise ConfigError(f"finished_at must be a datetime or None, got {values['finished_at']!r}")
         values["updated_at"] = utcnow()
         with self._write() as s:
+            if "status" in values:
+                current = s.scalar(select(GoalRow.status).where(GoalRow.id == goal_id))
+                if current is None:
+                    raise NotFound(f"no goal {goal_id!r}")
+                check_transition(current, values["status"])
             res = s.execute(update(GoalRow).where(GoalRow.id == goal_id).values(**values))
             if res.rowcount == 0:
                 raise NotFound(f"no goal {goal_id!r}")
+
+    def set_status(self, goal_id: str, status: str, *, error: str | None = None) -> None:
+        """Move a goal to ``status`` (the state machine of ``tenax.core.status`` decides; an
+        illegal move raises ``IllegalTransition``) and set its error text (None clears it)."""
+        self.update_goal(goal_id, status=status, error=error)
 
     def add_to_goal_totals(
         self,
@@ -373,8 +385,11 @@ class SqlStore(AgentLedger):
 
     # -- the journal --------------------------------------------------------------------
 
-    def append_step(self, session_id: str, kind: str, payload: Mapping[str, Any]) -> int:
+    def append_step(self, session_id: str, kind: str, payload: Mapping[str, Any], *,
+                    usage: UsageEntry | None = None) -> int:
         """Append one journal entry and commit it; returns its seq (1, 2, 3, ... per session).
+        With ``usage`` (a model call's accounting) the usage row and the goal's totals are written
+        in the same transaction, so a crash can never keep the reply without its cost or the reverse.
         Concurrent appenders (threads or processes) never get the same seq."""
         _require_str("step kind", kind)
         if len(kind) > 64:
@@ -386,12 +401,14 @@ class SqlStore(AgentLedger):
                 with self._write() as s:
                     # FOR UPDATE serializes appenders per session on PostgreSQL; SQLite's
                     # BEGIN IMMEDIATE already serialized us. The unique index is the backstop.
-                    found = s.scalar(select(SessionRow.id).where(SessionRow.id == session_id).with_for_update())
-                    if found is None:
+                    goal_id = s.scalar(select(SessionRow.goal_id).where(SessionRow.id == session_id).with_for_update())
+                    if goal_id is None:
                         raise NotFound(f"no session {session_id!r}")
                     last = s.scalar(select(func.max(StepRow.seq)).where(StepRow.session_id == session_id))
                     seq = (last or 0) + 1
                     s.add(StepRow(session_id=session_id, seq=seq, kind=kind, payload=data, created_at=utcnow()))
+                    if usage is not None:
+                        self._add_usage(s, session_id, goal_id, seq, usage)
                 return seq
             except IntegrityError as e:
                 last_error = e
@@ -435,6 +452,19 @@ class SqlStore(AgentLedger):
         recs.sort(key=lambda r: (r.created_at, r.seq, r.session_id))
         return recs[-limit:]
 
+    # -- steering -------------------------------------------------------------------------
+
+    def pending_steering(self, goal_id: str) -> list[Any]:
+        """Steering messages queued for the goal and not yet delivered, oldest first."""
+        from tenax.store import memory
+
+        return memory.steering(self, goal_id, pending_only=True)
+
+    def mark_steering_consumed(self, steering_id: int) -> None:
+        from tenax.store import memory
+
+        memory.mark_steering_consumed(self, steering_id)
+
     # -- usage --------------------------------------------------------------------------
 
     def record_usage(
@@ -452,51 +482,40 @@ class SqlStore(AgentLedger):
         add_to_totals: bool = False,
         turns: int = 0,
     ) -> None:
-        """Record one model call. With ``add_to_totals=True`` the goal's token and cost totals
-        (and ``turns``, for a main-session turn) are incremented in the same transaction, so a
-        crash cannot record one without the other."""
-        u = usage if isinstance(usage, Usage) else Usage.model_validate(usage)
-        att = [a.model_dump(mode="json") if isinstance(a, BaseModel) else Attempt.model_validate(a).model_dump(mode="json") for a in attempts]
-        for name, v in (("cost_usd", cost_usd), ("uncached_cost_usd", uncached_cost_usd), ("duration_s", duration_s)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ConfigError(f"{name} must be a finite number, got {v!r}")
+        """Record one model call that has no journal step of its own. With ``add_to_totals=True``
+        the goal's token and cost totals (and ``turns``) are incremented in the same transaction."""
+        entry = UsageEntry(
+            provider=provider, model=model, usage=usage if isinstance(usage, Usage) else Usage.model_validate(usage),
+            cost_usd=cost_usd, uncached_cost_usd=uncached_cost_usd, duration_s=duration_s, turns=turns,
+            attempts=[a.model_dump(mode="json") if isinstance(a, BaseModel) else Attempt.model_validate(a).model_dump(mode="json")
+                      for a in attempts],
+        )
         with self._write() as s:
             goal_id = s.scalar(select(SessionRow.goal_id).where(SessionRow.id == session_id))
             if goal_id is None:
                 raise NotFound(f"no session {session_id!r}")
-            s.add(
-                UsageRow(
-                    session_id=session_id,
-                    goal_id=goal_id,
-                    step_seq=step_seq,
-                    provider=_require_str("provider", provider),
-                    model=_require_str("model", model),
-                    input_tokens=u.input_tokens,
-                    output_tokens=u.output_tokens,
-                    cache_read_tokens=u.cache_read_tokens,
-                    cache_write_tokens=u.cache_write_tokens,
-                    cost_usd=float(cost_usd),
-                    uncached_cost_usd=float(uncached_cost_usd),
-                    attempts=max(1, len(att)),
-                    attempts_json=att,
-                    duration_s=float(duration_s),
-                    created_at=utcnow(),
-                )
-            )
-            if add_to_totals:
-                self._increment(
-                    s,
-                    goal_id,
-                    dict(
-                        turns=turns,
-                        input_tokens=u.input_tokens,
-                        output_tokens=u.output_tokens,
-                        cache_read_tokens=u.cache_read_tokens,
-                        cache_write_tokens=u.cache_write_tokens,
-                        cost_usd=float(cost_usd),
-                        uncached_cost_usd=float(uncached_cost_usd),
-                    ),
-                )
+            self._add_usage(s, session_id, goal_id, step_seq, entry, totals=add_to_totals)
+
+    def _add_usage(self, s: Session, session_id: str, goal_id: str, step_seq: int | None, e: UsageEntry, *,
+                   totals: bool = True) -> None:
+        for name in ("cost_usd", "uncached_cost_usd", "duration_s"):
+            v = getattr(e, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}")
+        u = e.usage
+        s.add(UsageRow(
+            session_id=session_id, goal_id=goal_id, step_seq=step_seq, provider=_require_str("provider", e.provider),
+            model=_require_str("model", e.model), input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+            cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd), attempts=max(1, len(e.attempts)),
+            attempts_json=list(e.attempts), duration_s=float(e.duration_s), created_at=utcnow(),
+        ))
+        if totals:
+            self._increment(s, goal_id, dict(
+                turns=e.turns, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+                cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd),
+            ))
 
     def usage_for_goal(self, goal_id: str) -> list[UsageRecord]:
         """Oldest first."""
