@@ -156,10 +156,11 @@ def test_parse_model_spec_errors(spec, fragment):
 def test_make_model_keys_and_urls():
     with pytest.raises(ConfigError) as err:
         make_model("anthropic:claude-sonnet-4-6", env={})
-    assert str(err.value) == "no API key for provider anthropic: set ANTHROPIC_API_KEY (or pass --api-key)"
-    with pytest.raises(ConfigError, match="set OPENAI_API_KEY"):
+    assert str(err.value) == "no API key for provider anthropic: set the ANTHROPIC_API_KEY environment variable"
+    assert "--api-key" not in str(err.value)  # no such flag exists
+    with pytest.raises(ConfigError, match="set the OPENAI_API_KEY environment variable$"):
         make_model("openai:gpt-5", env={})
-    with pytest.raises(ConfigError, match="set OPENAI_API_KEY"):
+    with pytest.raises(ConfigError, match="set the OPENAI_API_KEY environment variable, or point openai-chat:"):
         make_model("openai-chat:deepseek-chat", env={})  # no URL: would go to OpenAI, needs a key
     with pytest.raises(ConfigError, match="bad base URL"):
         make_model("openai:gpt-5", env={"OPENAI_API_KEY": "k"}, base_url="localhost:8000")
@@ -170,6 +171,55 @@ def test_make_model_keys_and_urls():
     o = make_model("openai:gpt-5", api_key="k2", env={"OPENAI_API_KEY": "env"}, base_url="http://127.0.0.1:9/v1")
     assert isinstance(o, OpenAIResponsesModel) and o.client.api_key == "k2" and o.client.max_retries == 0
     assert str(o.client.base_url).startswith("http://127.0.0.1:9/v1")
+
+
+class _EchoModel:
+    """A provider registered by a test: answers every call with the last user text."""
+
+    provider = "echo"
+
+    def __init__(self, name, *, api_key, base_url, timeout, retry, **options):
+        self.name, self.api_key, self.base_url, self.options = name, api_key, base_url, options
+
+    def complete(self, system, tools, messages, *, session_id, max_tokens=None):
+        from tenax.core.messages import ModelResponse
+
+        return ModelResponse(message=Message(role="assistant", parts=[TextPart(text=messages[-1].text)]),
+                             usage=Usage(), model=self.name)
+
+
+def test_a_provider_is_added_by_one_registration():
+    from tenax.core.protocols import Model
+    from tenax.harness import registry
+
+    registry.register_provider("echo", key_env="ECHO_KEY", base_url_env="ECHO_URL", default_url="http://echo.invalid",
+                               factory=_EchoModel)
+    try:
+        m = make_model("echo:e1", env={"ECHO_KEY": "k"}, flavour="x")
+        assert isinstance(m, _EchoModel) and isinstance(m, Model)
+        assert (m.name, m.api_key, m.base_url, m.options) == ("e1", "k", "http://echo.invalid", {"flavour": "x"})
+        assert m.complete("", [], [user("ping")], session_id="s").message.text == "ping"
+        assert make_model("echo:e1", env={"ECHO_KEY": "k", "ECHO_URL": "http://h:1/"}).base_url == "http://h:1"
+        with pytest.raises(ConfigError, match="set the ECHO_KEY environment variable"):
+            make_model("echo:e1", env={"ECHO_URL": "http://h:1"})  # this provider needs a key even at a URL
+        with pytest.raises(ConfigError, match="use anthropic:, openai:, openai-chat: or echo:"):
+            parse_model_spec("nope:m")
+    finally:
+        del registry.PROVIDERS["echo"]
+    with pytest.raises(ConfigError, match="unknown model provider 'echo'"):
+        make_model("echo:e1", env={"ECHO_KEY": "k"})
+
+
+def test_provider_classes_are_imported_only_when_built():
+    import subprocess
+    import sys
+
+    code = ("import sys, tenax.harness.registry as r; "
+            "print('tenax.harness.openai_models' in sys.modules, 'tenax.harness.anthropic_model' in sys.modules); "
+            "r.make_model('openai-chat:q@http://127.0.0.1:9/v1', env={}); "
+            "print('tenax.harness.openai_models' in sys.modules, 'tenax.harness.anthropic_model' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "True", "False"]
 
 
 def test_model_switch_refused():

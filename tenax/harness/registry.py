@@ -1,27 +1,79 @@
-"""Model specs (``provider:name[@base_url]``) and the factory that builds a ``Model``."""
+"""Model specs (``provider:name[@base_url]``), the provider registration table and the factory
+that builds a ``Model``.
+
+Adding a provider is one ``register_provider(...)`` call: its name, the environment variables
+for its key and base URL, its default URL, whether a key is needed once a base URL is given,
+and a factory (``lazy("module:Class")`` imports the class only when a model is built).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
 from tenax.core.errors import ConfigError, ModelSwitchRefused
-from tenax.harness.retry import RetryPolicy
 from tenax.core.protocols import Model
+from tenax.harness.retry import RetryPolicy
 
-PROVIDERS = ("anthropic", "openai", "openai-chat")
-API_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "openai-chat": "OPENAI_API_KEY"}
-BASE_URL_ENV = {"anthropic": "ANTHROPIC_BASE_URL", "openai": "OPENAI_BASE_URL", "openai-chat": "OPENAI_BASE_URL"}
-DEFAULT_BASE_URL = {
-    "anthropic": "https://api.anthropic.com",
-    "openai": "https://api.openai.com/v1",
-    "openai-chat": "https://api.openai.com/v1",
-}
 NO_KEY = "not-needed"
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    name: str
+    key_env: str  # environment variable holding the API key
+    base_url_env: str  # environment variable holding the base URL
+    default_url: str
+    factory: Callable[..., Model]  # called as factory(model_name, api_key=, base_url=, timeout=, retry=, **options)
+    key_needed_with_url: bool = True  # False: a server at an explicit URL (e.g. a local one) needs no key
+
+
+PROVIDERS: dict[str, ProviderEntry] = {}
+
+
+def register_provider(name: str, *, key_env: str, base_url_env: str, default_url: str,
+                      factory: Callable[..., Model], key_needed_with_url: bool = True) -> ProviderEntry:
+    """Add (or replace) the provider ``name``; model specs ``name:model`` then build it."""
+    entry = ProviderEntry(name, key_env, base_url_env, default_url, factory, key_needed_with_url)
+    PROVIDERS[name] = entry
+    return entry
+
+
+def lazy(target: str) -> Callable[..., Model]:
+    """A factory for ``"package.module:ClassName"`` that imports the module on first use."""
+    module, _, attr = target.partition(":")
+
+    def build(*args: Any, **kwargs: Any) -> Model:
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+
+    build.__qualname__ = f"lazy({target!r})"
+    return build
+
+
+register_provider("anthropic", key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
+                  default_url="https://api.anthropic.com",
+                  factory=lazy("tenax.harness.anthropic_model:AnthropicModel"))
+register_provider("openai", key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
+                  default_url="https://api.openai.com/v1",
+                  factory=lazy("tenax.harness.openai_models:OpenAIResponsesModel"))
+register_provider("openai-chat", key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL",
+                  default_url="https://api.openai.com/v1",
+                  factory=lazy("tenax.harness.openai_models:OpenAIChatModel"), key_needed_with_url=False)
+
+
+def provider_entry(name: str, *, spec: str = "") -> ProviderEntry:
+    entry = PROVIDERS.get(name)
+    if entry is None:
+        names = [f"{p}:" for p in PROVIDERS]
+        choices = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        raise ConfigError(f"unknown model provider {name!r} in {spec!r}; use {choices}")
+    return entry
 
 
 class ModelSpec(BaseModel):
@@ -59,10 +111,7 @@ def parse_model_spec(spec: str) -> ModelSpec:
         )
     provider, rest = text.split(":", 1)
     provider = provider.strip().lower()
-    if provider not in PROVIDERS:
-        raise ConfigError(
-            f"unknown model provider {provider!r} in {spec!r}; use anthropic:, openai: or openai-chat:"
-        )
+    provider_entry(provider, spec=spec)
     base_url = None
     for marker in ("@http://", "@https://"):
         if marker in rest:
@@ -95,31 +144,23 @@ def make_model(
     Extra ``options`` go to the provider (e.g. ``sleep=``, ``cache_ttl=``, ``reasoning=``).
     """
     ms = parse_model_spec(spec)
-    explicit_url = base_url or ms.base_url or env.get(BASE_URL_ENV[ms.provider]) or None
+    entry = PROVIDERS[ms.provider]
+    explicit_url = base_url or ms.base_url or env.get(entry.base_url_env) or None
     # Always pass a URL so the SDKs never fall back to os.environ behind ``env``'s back.
-    url = validate_base_url(explicit_url or DEFAULT_BASE_URL[ms.provider], spec=spec)
-    key = api_key or env.get(API_KEY_ENV[ms.provider]) or None
+    url = validate_base_url(explicit_url or entry.default_url, spec=spec)
+    key = api_key or env.get(entry.key_env) or None
     if not key:
-        if ms.provider == "openai-chat" and explicit_url is not None:
+        if explicit_url is not None and not entry.key_needed_with_url:
             key = NO_KEY  # local OpenAI-compatible servers usually need none
         else:
+            hint = "" if entry.key_needed_with_url else (
+                f", or point {ms.provider}: at a server that needs none ({ms.provider}:MODEL@http://localhost:8000/v1)")
             raise ConfigError(
-                f"no API key for provider {ms.provider}: set {API_KEY_ENV[ms.provider]} (or pass --api-key)"
+                f"no API key for provider {ms.provider}: set the {entry.key_env} environment variable{hint}"
             )
     if timeout <= 0:
         raise ConfigError(f"bad timeout {timeout!r}: must be a positive number of seconds")
-    common: dict[str, Any] = {"api_key": key, "base_url": url, "timeout": timeout, "retry": retry, **options}
-    if ms.provider == "anthropic":
-        from tenax.harness.anthropic_model import AnthropicModel
-
-        return AnthropicModel(ms.name, **common)
-    if ms.provider == "openai":
-        from tenax.harness.openai_models import OpenAIResponsesModel
-
-        return OpenAIResponsesModel(ms.name, **common)
-    from tenax.harness.openai_models import OpenAIChatModel
-
-    return OpenAIChatModel(ms.name, **common)
+    return entry.factory(ms.name, api_key=key, base_url=url, timeout=timeout, retry=retry, **options)
 
 
 def _identity(spec: str) -> tuple[str, str]:

@@ -174,7 +174,7 @@ class StreamFailed(Exception):
 
 _ADVICE = {
     400: "the provider rejected the request as invalid; this is likely a tenax bug or an option the model does not support",
-    401: "check the API key (environment variable or --api-key)",
+    401: "check the API key in the provider's key environment variable (ANTHROPIC_API_KEY, OPENAI_API_KEY...)",
     403: "the API key has no access to this model or organization; check the key's permissions",
     404: "check the model name and the base URL",
     413: "the request is too large; compact the conversation or shorten tool outputs",
