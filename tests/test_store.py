@@ -21,10 +21,12 @@ from tenax.core.messages import Attempt, ToolSpec, Usage
 from tenax.core.protocols import Store
 from tenax.store import GoalRecord, NotFound, SqlStore, StepRecord, open_store
 from tenax.store.engine import make_engine
-from tenax.store.migrate import HEAD_REVISION, ensure_schema, find_migrations_dir, script_head
+from tenax.store.migrate import MIGRATIONS_DIR, ensure_schema, script_head
 from tenax.store.models import Base
 
 REPO = Path(__file__).resolve().parents[1]
+ALEMBIC_INI = REPO / "tenax/store/migrations/alembic.ini"
+HEAD_REVISION = script_head()
 TABLES = {"goals", "sessions", "steps", "usage", "alembic_version"}
 
 
@@ -109,47 +111,31 @@ def _schema_diff(url: str) -> list:
         eng.dispose()
 
 
-def test_migration_matches_models_and_head_constant(db: Path):
-    mig = find_migrations_dir()
-    assert mig is not None and mig == REPO / "alembic"
-    assert script_head(mig) == HEAD_REVISION
+def test_migrations_ship_in_the_package_and_match_the_models(db: Path):
+    import tenax.store
+
+    assert MIGRATIONS_DIR == Path(tenax.store.__file__).parent / "migrations"
+    assert not (REPO / "alembic").exists() and not (REPO / "alembic.ini").exists()
     open_store(str(db)).close()
     assert _schema_diff(f"sqlite:///{db}") == []
-
-
-def test_fallback_without_migrations_creates_and_stamps(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'fallback.db'}"
-    eng = make_engine(url)
-    try:
-        assert ensure_schema(eng, None) == HEAD_REVISION
-        assert ensure_schema(eng, None) == HEAD_REVISION  # idempotent
-        # The migrations then see the stamped head and do nothing.
-        assert ensure_schema(eng) == HEAD_REVISION
-    finally:
-        eng.dispose()
-    assert _schema_diff(url) == []
-    st = open_store(url)
-    sid = _session(st, _goal(st))
-    assert st.append_step(sid, "user", {"text": "hi"}) == 1
-    st.close()
 
 
 def test_alembic_cli_upgrade_head_from_empty_db(tmp_path: Path):
     alembic_bin = Path(sys.executable).parent / "alembic"
     target = tmp_path / "cli.db"
     r = subprocess.run(
-        [str(alembic_bin), "-c", str(REPO / "alembic.ini"), "-x", f"db=sqlite:///{target}", "upgrade", "head"],
+        [str(alembic_bin), "-c", str(ALEMBIC_INI), "-x", f"db=sqlite:///{target}", "upgrade", "head"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     assert _schema_diff(f"sqlite:///{target}") == []
     # Via TENAX_DB, without -x: "current" reports the head, downgrade drops everything.
     env = dict(os.environ, TENAX_DB=str(target))
-    r = subprocess.run([str(alembic_bin), "-c", str(REPO / "alembic.ini"), "current"],
+    r = subprocess.run([str(alembic_bin), "-c", str(ALEMBIC_INI), "current"],
                        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert HEAD_REVISION in r.stdout
-    r = subprocess.run([str(alembic_bin), "-c", str(REPO / "alembic.ini"), "downgrade", "base"],
+    r = subprocess.run([str(alembic_bin), "-c", str(ALEMBIC_INI), "downgrade", "base"],
                        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     eng = create_engine(f"sqlite:///{target}")
@@ -645,15 +631,22 @@ def test_database_from_a_newer_tenax_is_a_clear_error(db: Path):
     open_store(str(db)).close()
     raw = sqlite3.connect(db)
     try:
-        raw.execute("UPDATE alembic_version SET version_num = '9999'")
+        raw.execute("UPDATE alembic_version SET version_num = '9999_future'")
         raw.commit()
     finally:
         raw.close()
-    with pytest.raises(ConfigError, match="newer tenax"):
+    with pytest.raises(ConfigError) as ei:
         open_store(str(db))
+    msg = str(ei.value)
+    assert str(db) in msg and "9999_future" in msg and "newer tenax" in msg and "Upgrade tenax" in msg
     eng = make_engine(f"sqlite:///{db}")
     try:
-        with pytest.raises(ConfigError, match="9999"):
-            ensure_schema(eng, None)
+        with pytest.raises(ConfigError, match="9999_future"):
+            ensure_schema(eng)
     finally:
         eng.dispose()
+    raw = sqlite3.connect(db)  # refused, not touched
+    try:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999_future",)]
+    finally:
+        raw.close()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import DDL, ForeignKey, Index, Integer, String, Text, delete, event, select, text, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenax.core.errors import ConfigError
@@ -87,19 +87,10 @@ class MemoryDocRow(Base):
     )
 
 
-FTS_CREATE = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5("
-    "body, content='memory_docs', content_rowid='id', tokenize='unicode61')"
-)
-FTS_DROP = "DROP TABLE IF EXISTS memory_fts"
-
-
 def include_name(name: str | None, type_: str, parent_names: Any = None) -> bool:
     """Alembic ``include_name`` hook: the FTS5 table and its shadow tables (``memory_fts_data``,
     ``_idx``, ``_docsize``, ``_config``) are not models; schema comparison must skip them."""
     return not (type_ == "table" and name is not None and name.startswith("memory_fts"))
-# The metadata fallback (no migrations shipped) creates the FTS table too.
-event.listen(MemoryDocRow.__table__, "after_create", DDL(FTS_CREATE).execute_if(dialect="sqlite"))
 
 
 # -- records ------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Bring a database's schema to the current revision, safely under concurrent openers.
 
-The migrations live in the repository's root ``alembic/`` directory. When they cannot be
-found (e.g. a non-editable install that did not ship them) the schema is created from the
-models' metadata and stamped with ``HEAD_REVISION`` so a later Alembic run continues from there.
+The Alembic migrations ship inside the package (``tenax/store/migrations``) and run whenever a
+store is opened: an older database is upgraded to head; a database stamped with a revision this
+code does not know (written by a newer tenax) is refused with a clear error, never touched.
 """
 
 from __future__ import annotations
@@ -11,42 +11,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.engine import Connection, Engine
 
 from tenax.core.errors import ConfigError
 from tenax.store.engine import url_for_display, write_engine
-from tenax.store.models import Base
 
-HEAD_REVISION = "0003_memory"  # keep equal to the newest alembic/versions revision
-VERSION_TABLE = "alembic_version"
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_LOCK_KEY = 0x7E4A_0001  # arbitrary constant for pg_advisory_xact_lock
 
 
-def find_migrations_dir() -> Path | None:
-    """The root ``alembic/`` dir next to the ``tenax`` package (editable/source checkout)."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "alembic", here.parent / "alembic"):
-        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
-            return candidate
-    return None
-
-
-def alembic_config(script_location: Path, connection: Connection | None = None):  # -> alembic Config
+def alembic_config(connection: Connection | None = None):  # -> alembic Config
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
 
 
-def script_head(script_location: Path) -> str | None:
+def script_directory():  # -> alembic ScriptDirectory
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory(str(script_location)).get_current_head()
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+def script_head() -> str:
+    head = script_directory().get_current_head()
+    if head is None:  # pragma: no cover - a broken install
+        raise ConfigError(f"tenax's schema migrations are missing from {MIGRATIONS_DIR}; reinstall tenax")
+    return head
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -59,53 +54,58 @@ def current_revision(conn: Connection) -> str | None:
 def migration_lock(engine: Engine) -> Iterator[Connection]:
     """A connection inside a transaction that holds the database-wide write/migration lock:
     ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL. A second
-    process opening the same database waits here, then finds the schema already current."""
+    process opening the same database waits here, then finds the schema already current.
+
+    On SQLite, foreign keys are switched off around the transaction (SQLite's documented
+    procedure for rebuilding a table, which batch migrations do): dropping the old ``goals``
+    table would otherwise cascade-delete every session and step. The keys are checked before
+    the commit, so a migration can never leave a dangling reference behind."""
     with write_engine(engine).connect() as conn:
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
-            yield conn
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # on the raw connection, outside any transaction (inside one it is a no-op)
+            raw = conn.connection.driver_connection
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+                yield conn
+                if sqlite and (bad := conn.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                    raise ConfigError(f"a schema migration left dangling references {bad[:5]}; nothing was changed")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
-def ensure_schema(engine: Engine, script_location: Path | None | bool = True) -> str:
-    """Upgrade ``engine``'s database to head. ``script_location=True`` means "find it";
-    ``None``/``False`` forces the metadata fallback. Returns the resulting revision."""
-    if script_location is True:
-        script_location = find_migrations_dir()
-    if not script_location:
-        return _create_all_and_stamp(engine)
+def _refuse_unknown(engine: Engine, current: str | None) -> None:
+    if current is None:
+        return
+    try:
+        known = script_directory().get_revision(current) is not None
+    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
+        known = False
+    if not known:
+        raise ConfigError(
+            f"the database at {url_for_display(engine.url)} has schema revision {current!r}, which this tenax "
+            f"(schema {script_head()!r}) does not know: it was written by a newer tenax. Upgrade tenax "
+            "(pip install -U tenax), or point TENAX_DB at another database."
+        )
 
-    head = script_head(script_location)
+
+def ensure_schema(engine: Engine) -> str:
+    """Upgrade ``engine``'s database to the newest shipped revision; returns it."""
+    head = script_head()
     with engine.connect() as conn:  # fast path: already current, no write lock needed
-        if current_revision(conn) == head:
-            return head or ""
+        current = current_revision(conn)
+    if current == head:
+        return head
+    _refuse_unknown(engine, current)
 
     from alembic import command
-    from alembic.util import CommandError
 
     with migration_lock(engine) as conn:
-        try:
-            command.upgrade(alembic_config(script_location, conn), "head")
-        except CommandError as e:
-            raise ConfigError(
-                f"cannot upgrade the database schema at {url_for_display(engine.url)}: {e}. "
-                "It may have been created by a newer tenax; upgrade tenax or point TENAX_DB elsewhere."
-            ) from None
+        current = current_revision(conn)  # another opener may have moved it meanwhile
+        _refuse_unknown(engine, current)
+        if current != head:
+            command.upgrade(alembic_config(conn), "head")
         return current_revision(conn) or ""
-
-
-def _create_all_and_stamp(engine: Engine) -> str:
-    version = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), primary_key=True))
-    with migration_lock(engine) as conn:
-        version.create(conn, checkfirst=True)
-        current = conn.execute(select(version.c.version_num)).scalars().all()
-        if current and current != [HEAD_REVISION]:
-            raise ConfigError(
-                f"the database at {url_for_display(engine.url)} is at schema revision {current}, but this "
-                f"tenax install ships no migrations (expected {HEAD_REVISION!r}); reinstall tenax from source "
-                "or point TENAX_DB elsewhere."
-            )
-        Base.metadata.create_all(conn, checkfirst=True)
-        if not current:
-            conn.execute(version.insert().values(version_num=HEAD_REVISION))
-    return HEAD_REVISION

@@ -1,7 +1,7 @@
 """SQLAlchemy 2.0 declarative models for tenax's durable state.
 
-The schema itself is owned by the Alembic migrations in the repository's root ``alembic/``
-directory; these models must stay in step with them (``tests/test_store.py`` compares the
+The schema itself is owned by the Alembic migrations in ``tenax/store/migrations``; these
+models must stay in step with them (``tests/test_store.py`` compares the
 migrated schema against this metadata).
 """
 

@@ -3,7 +3,7 @@
 Two ways in:
 - programmatically (``tenax.store.open_store``): the caller passes an open connection, already
   inside a locked transaction, in ``config.attributes["connection"]``;
-- the ``alembic`` CLI (``alembic -c alembic.ini upgrade head``): the database URL comes from
+- the ``alembic`` CLI (``alembic -c tenax/store/migrations/alembic.ini upgrade head``): the URL comes from
   ``-x db=URL``, else ``sqlalchemy.url`` in the ini file, else ``$TENAX_DB`` / the default path.
 """
 
@@ -13,9 +13,10 @@ from logging.config import fileConfig
 
 from alembic import context
 
+import tenax.store  # noqa: F401  (registers every model on Base.metadata)
 from tenax.store.engine import make_engine, resolve_url
-from tenax.store.migrate import migration_lock
 from tenax.store.memory import include_name
+from tenax.store.migrate import migration_lock
 from tenax.store.models import Base
 
 config = context.config

@@ -1,0 +1,1 @@
+"""Alembic migrations of tenax's store (run by ``tenax.store.migrate.ensure_schema``)."""

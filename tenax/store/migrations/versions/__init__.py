@@ -1,0 +1,1 @@
+"""One module per schema revision. Revisions are frozen snapshots: never edit one that shipped."""
