@@ -257,7 +257,8 @@ class SyntheticSandbox:
         pass
 
     def exec(self, command: str, *, timeout: float = 120.0, cwd: str = "/workspace",
-             env: dict[str, str] | None = None) -> ExecResult:
+             env: dict[str, str] | None = None, max_output_chars: int | None = None,
+             retry_on_restart: bool = False) -> ExecResult:
         self.execs += 1
         if env and "TENAX_TOOL_ARGS" in env:  # a ToolBox file tool (read_file, list_files, ...)
             args = json.loads(env["TENAX_TOOL_ARGS"])

@@ -46,17 +46,41 @@ class ExecResult(BaseModel):
 
 @runtime_checkable
 class Sandbox(Protocol):
+    """Where model-issued commands run. ``exec`` never raises for what the command does (a
+    failing, hung or memory-hungry command is an ExecResult); when the sandbox itself died and
+    was replaced, the result's ``note`` says so."""
+
     workspace: str  # host path bind-mounted at /workspace
 
     def start(self) -> None: ...
 
     def exec(
-        self, command: str, *, timeout: float = 120.0, cwd: str = "/workspace", env: dict[str, str] | None = None
+        self,
+        command: str,
+        *,
+        timeout: float = 120.0,
+        cwd: str = "/workspace",
+        env: dict[str, str] | None = None,
+        max_output_chars: int | None = None,
+        retry_on_restart: bool = False,
     ) -> ExecResult:
-        """Run ``command`` inside the sandbox; the timeout is enforced in-container."""
+        """Run ``command`` inside the sandbox; the timeout is enforced in-container and every
+        process the command started is gone when it returns. ``max_output_chars`` bounds each
+        of stdout/stderr (None: the sandbox's default). With ``retry_on_restart`` an idempotent
+        command (a goal's check) is run again once when the sandbox died under it."""
         ...
 
-    def stop(self) -> None: ...
+    def put_file(self, directory: str, name: str, data: bytes, mode: int = 0o600) -> None:
+        """Write ``data`` to ``directory/name`` inside the sandbox, owned by the sandbox user."""
+        ...
+
+    def halt(self) -> None:
+        """Kill whatever runs in the sandbox and stop it, keeping it for a later ``start()``."""
+        ...
+
+    def stop(self) -> None:
+        """Stop and remove the sandbox (the goal is over)."""
+        ...
 
 
 class ToolOutcome(BaseModel):

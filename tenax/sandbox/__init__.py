@@ -1,7 +1,8 @@
 """Hardened Docker sandbox: containers, exec with real timeouts, file tools, offline image build."""
 
-from tenax.sandbox.docker_sandbox import DockerSandbox, cleanup_by_label, ensure_docker
-from tenax.sandbox.image import DEFAULT_IMAGE, ImageBuildError, build_image, image_exists
+from tenax.sandbox._docker import DEFAULT_IMAGE, ensure_docker
+from tenax.sandbox.docker_sandbox import DockerSandbox, cleanup_by_label
+from tenax.sandbox.image import ImageBuildError, build_image, image_exists
 from tenax.sandbox.tools import ToolBox
 
 __all__ = [

@@ -22,36 +22,16 @@ from collections import deque
 from pathlib import Path
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
-from tenax.core.errors import DockerUnavailable, SandboxError
+from tenax.core.errors import SandboxError
 from tenax.core.protocols import ExecResult
-from tenax.sandbox.image import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID
+from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
 
-WORKDIR = "/workspace"
 KILL_AFTER_S = 2  # SIGKILL this long after SIGTERM when the command ignores TERM
 _TIMEOUT_NOTE = re.compile(r"^timeout: sending signal \w+ to command .bash.$")
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]+")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _docker_target() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
-def ensure_docker() -> docker.DockerClient:
-    """Return a docker client whose engine answered a ping, or raise DockerUnavailable."""
-    target = _docker_target()
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except (DockerException, OSError) as exc:
-        raise DockerUnavailable(
-            f"no Docker engine answers at {target} ({exc.__class__.__name__}: {exc}). "
-            "Run `make setup` (or `sudo scripts/ensure-docker.sh`) to install and start dockerd, "
-            "or start it yourself / set DOCKER_HOST to a running engine."
-        ) from exc
-    return client
 
 
 def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | None = None) -> int:
@@ -317,6 +297,10 @@ class DockerSandbox:
             raise SandboxError(f"could not stop sandbox container {self.name}: {exc.explanation or exc}") from exc
         if remove:
             self._container = None
+
+    def halt(self) -> None:
+        """Stop the container (and so everything running in it), keeping it for ``start()``."""
+        self.stop(remove=False)
 
     def _revive(self) -> None:
         """Restart the dead container (or recreate it if it is gone)."""

@@ -20,11 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tenax.core.errors import SandboxError
+from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, SANDBOX_USER, ensure_docker
 
-DEFAULT_IMAGE = "tenax-sandbox:default"
-SANDBOX_UID = 10001
-SANDBOX_GID = 10001
-SANDBOX_USER = "tenax"
+__all__ = ["DEFAULT_IMAGE", "SANDBOX_GID", "SANDBOX_UID", "SANDBOX_USER", "ImageBuildError", "build_image", "image_exists"]
 PACKAGES = ("bash", "coreutils", "python3", "git", "ca-certificates", "procps")
 IMAGE_CHANGES = (
     f"USER {SANDBOX_UID}:{SANDBOX_GID}",
@@ -47,8 +45,6 @@ def image_exists(tag: str = DEFAULT_IMAGE, client=None) -> bool:
     from docker.errors import ImageNotFound
 
     if client is None:
-        from tenax.sandbox.docker_sandbox import ensure_docker
-
         client = ensure_docker()
     try:
         client.images.get(tag)
@@ -181,8 +177,6 @@ def build_image(
     or when a step fails (with the failing tool's output tail), and
     :class:`tenax.core.errors.DockerUnavailable` when no engine answers.
     """
-    from tenax.sandbox.docker_sandbox import ensure_docker
-
     client = ensure_docker()
     if not force and image_exists(tag, client):
         log(f"image {tag} already exists (use force=True / --force to rebuild)")

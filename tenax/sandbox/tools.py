@@ -18,7 +18,8 @@ from typing import Any
 from tenax.core.errors import TenaxError
 from tenax.core.messages import ToolSpec
 from tenax.core.protocols import ToolOutcome
-from tenax.sandbox.docker_sandbox import DockerSandbox, truncate_middle
+from tenax.core.protocols import Sandbox
+from tenax.sandbox.docker_sandbox import truncate_middle
 
 _SCRIPT = (Path(__file__).parent / "_incontainer.py").read_text(encoding="utf-8")
 _ENV_ARGS_LIMIT = 32_000  # larger argument payloads are staged as a file in /tmp
@@ -131,10 +132,10 @@ def _validate(name: str, arguments: Any) -> dict[str, Any]:
 
 
 class ToolBox:
-    """Tools for a model, executed in ``sandbox`` (a started or startable DockerSandbox)."""
+    """Tools for a model, executed in ``sandbox`` (any started or startable Sandbox)."""
 
     def __init__(
-        self, sandbox, *, exec_timeout: float = 120.0, max_timeout: float = 3600.0, max_output_chars: int = 20_000
+        self, sandbox: Sandbox, *, exec_timeout: float = 120.0, max_timeout: float = 3600.0, max_output_chars: int = 20_000
     ):
         self.sandbox = sandbox
         self.exec_timeout = float(exec_timeout)
@@ -207,19 +208,13 @@ class ToolBox:
         if len(payload) <= _ENV_ARGS_LIMIT:
             env["TENAX_TOOL_ARGS"] = payload
         else:
-            put_file = getattr(self.sandbox, "put_file", None)
-            if put_file is None:
-                return self._error(f"arguments too large ({len(payload)} bytes) for this sandbox")
             staged = f".tenax-args-{uuid.uuid4().hex}.json"
-            put_file("/tmp", staged, payload.encode("ascii"))
+            self.sandbox.put_file("/tmp", staged, payload.encode("ascii"))
             env["TENAX_TOOL_ARGS_FILE"] = f"/tmp/{staged}"
-        if isinstance(self.sandbox, DockerSandbox):
-            # The JSON reply carries content already bounded in-container; let it through whole.
-            res = self.sandbox.exec(
-                _RUN_SCRIPT, timeout=self.exec_timeout, env=env, max_output_chars=8 * self.max_output_chars + 4096
-            )
-        else:
-            res = self.sandbox.exec(_RUN_SCRIPT, timeout=self.exec_timeout, env=env)
+        # The JSON reply carries content already bounded in-container; let it through whole.
+        res = self.sandbox.exec(
+            _RUN_SCRIPT, timeout=self.exec_timeout, env=env, max_output_chars=8 * self.max_output_chars + 4096
+        )
         if res.timed_out:
             return self._error(f"the {op} operation timed out after {self.exec_timeout:g}s")
         try:
