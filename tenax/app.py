@@ -1,4 +1,5 @@
-"""Library entry points the CLI (and the daemon) call: create, run and resume goals.
+"""The one place that wires concrete classes together: the entry points the CLI, the daemon and
+the tests call to create, run and resume goals.
 
 Everything a user can get wrong is checked before a goal row is written: the workspace, the
 model spec and its API key, the Docker engine and the sandbox image.
@@ -6,17 +7,27 @@ model spec and its API key, the Docker engine and the sandbox image.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tenax.compaction import CompactionConfig, Compactor, Ralph, memory_tools
 from tenax.config import Settings, load_settings
-from tenax.core.errors import ConfigError, ModelSwitchRefused
 from tenax.core.budget import Budgets
-from tenax.goal.loop import FINAL_STATUSES, EventHook, GoalRunner
+from tenax.core.engine import Engine, EventHook, Hook
+from tenax.core.errors import ConfigError, ModelSwitchRefused
+from tenax.core.messages import ToolCallPart, ToolSpec
+from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
+from tenax.core.status import ENDED, FINAL, GoalStatus
+from tenax.goal import instructions, prompts
+from tenax.goal.hooks import SteeringHook
+from tenax.goal.policy import GoalPolicy, drive
 from tenax.harness import pricing
 from tenax.harness.registry import make_model, parse_model_spec
-from tenax.core.protocols import Model
+from tenax.sandbox import DockerSandbox, ToolBox, ensure_docker, image_exists
+from tenax.store import open_store  # noqa: F401 - the CLI opens its store through the app
+from tenax.subagents import AgentManager, ReviewerJudge, copy_root, remove_agent_containers
 
 
 STRATEGIES = ("continuous", "ralph")
@@ -67,19 +78,8 @@ def cost_function(model: Model, settings: Settings) -> Callable[[Any], tuple[flo
     return lambda usage: (pricing.cost_usd(price, usage), pricing.uncached_cost_usd(price, usage))
 
 
-def memory_wiring(store: Any, goal: Any, model: Model, settings: Settings) -> tuple[Any, dict[str, Any]]:
-    """The compactor (window from the pricing/model table, overridable per goal in
-    ``config["compaction"]``) and the memory tools (update_plan, note, recall)."""
-    from tenax.compaction import CompactionConfig, Compactor, memory_tools
-
-    window = price_for(model, settings).context_window
-    compactor = Compactor(store, goal.id, window=window, config=CompactionConfig.from_goal(goal),
-                          strategy=goal.strategy or "continuous")
-    return compactor, memory_tools(store, goal.id)
-
-
-def build_model(spec: str, base_url: str | None, api_key: str | None = None) -> Model:
-    return make_model(spec, base_url=base_url, api_key=api_key)
+def build_model(spec: str, base_url: str | None, api_key: str | None = None, **options: Any) -> Model:
+    return make_model(spec, base_url=base_url, api_key=api_key, **options)
 
 
 def create_goal(store: Any, req: GoalRequest, *, settings: Settings | None = None, api_key: str | None = None) -> str:
@@ -109,8 +109,6 @@ def create_goal(store: Any, req: GoalRequest, *, settings: Settings | None = Non
 
 
 def _sandbox_preflight(settings: Settings) -> None:
-    from tenax.sandbox import ensure_docker, image_exists
-
     ensure_docker()
     if not image_exists(settings.image):
         raise ConfigError(
@@ -119,8 +117,49 @@ def _sandbox_preflight(settings: Settings) -> None:
         )
 
 
+def main_session(store: Store, goal: Any, tools: list[ToolSpec]) -> tuple[str, str, list[ToolSpec]]:
+    """The goal's main session: created once with its system prompt and tools frozen, then reused
+    verbatim on every resume so the cached prefix never moves."""
+    for s in store.sessions_for_goal(goal.id):
+        if s.role == "main":
+            return s.id, s.system, [ToolSpec.model_validate(t) for t in s.tools]
+    system = instructions.system_prompt(prompts.SYSTEM_PROMPT, goal.workspace)
+    sid = store.create_session(goal.id, role="main", model=goal.model, system=system,
+                               tools=[t.model_dump() for t in tools])
+    return sid, system, tools
+
+
+def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, toolbox: Toolbox, *,
+                agents: AgentManager | None = None, judge: Any = None, settings: Settings | None = None,
+                on_event: EventHook | None = None, sleep: Callable[[float], None] = time.sleep,
+                ) -> tuple[Engine, GoalPolicy]:
+    """The engine of a goal's main session with the goal policy and its hooks: steering,
+    compaction (or Ralph) and the memory and sub-agent tools."""
+    settings = settings or load_settings()
+    goal = store.get_goal(goal_id)
+    extra: dict[str, Any] = {name: (spec, _args_only(fn)) for name, (spec, fn) in memory_tools(store, goal.id).items()}
+    if agents is not None:
+        extra.update(agents.main_tools())
+    policy = GoalPolicy(store, goal.id, sandbox, toolbox, extra_tools=extra, judge=judge,
+                        check_timeout=settings.check_timeout)
+    session_id, system, tools = main_session(store, goal, policy.tools())
+    if agents is not None:
+        agents.main_session_id = session_id
+    compactor = Compactor(store, goal.id, window=price_for(model, settings).context_window,
+                          config=CompactionConfig.from_goal(goal), budget_text=policy.budget_text)
+    hooks: list[Hook] = [SteeringHook(store, goal.id)]
+    hooks += [Ralph(compactor), compactor] if goal.strategy == "ralph" else [compactor]
+    engine = Engine(store, goal.id, session_id, model, system, tools, policy, hooks=hooks,
+                    costs=cost_function(model, settings), on_event=on_event, sleep=sleep)
+    return engine, policy
+
+
+def _args_only(fn: Callable[[dict[str, Any]], ToolOutcome]) -> Callable[[ToolCallPart], ToolOutcome]:
+    return lambda call: fn(call.arguments)
+
+
 def run_goal(
-    store: Any,
+    store: Store,
     goal_id: str,
     *,
     api_key: str | None = None,
@@ -128,15 +167,15 @@ def run_goal(
     budgets: Budgets | None = None,
     on_event: EventHook | None = None,
     settings: Settings | None = None,
+    model_options: dict[str, Any] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Run (or resume) a goal to a final status. Resuming re-attaches to the goal's container
-    and continues from its journal."""
-    from tenax.sandbox import DockerSandbox, ToolBox
-
+    """Run (or resume) a goal to an end and return its status. Resuming re-attaches to the goal's
+    container and continues from its journal. ``model_options`` go to the provider (retry policy...)."""
     settings = settings or load_settings()
     goal = store.get_goal(goal_id)
-    if goal.status == "succeeded":
-        raise ConfigError(f"goal {goal.id} already succeeded; there is nothing to resume")
+    if goal.status in FINAL:
+        raise ConfigError(f"goal {goal.id} is {goal.status}; there is nothing to resume")
     if model_override and model_override != goal.model:
         raise ModelSwitchRefused(
             f"goal {goal.id} runs on {goal.model}; switching the main session's model mid-goal would discard "
@@ -146,29 +185,56 @@ def run_goal(
     if budgets is not None:
         store.update_goal(goal.id, budgets=budgets.model_dump())
     config = goal.config or {}
-    model = build_model(goal.model, config.get("base_url"), api_key)
+    model = build_model(goal.model, config.get("base_url"), api_key, **(model_options or {}))
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
     _sandbox_preflight(settings.model_copy(update={"image": image}))
-    costs = cost_function(model, settings)
     sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, network=goal.network or "none")
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)
-    from tenax.subagents import setup_subagents
-
     # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent
-    agents, judge = setup_subagents(store, goal, model, toolbox, settings=settings, api_key=api_key, image=image)
-    compactor, memory_extra = memory_wiring(store, goal, model, settings)
-    runner = GoalRunner(
-        store, goal.id, model, sandbox, toolbox, costs=costs, judge=judge, on_event=on_event,
-        check_timeout=settings.check_timeout, extra_tools={**memory_extra, **agents.main_tools()}, compactor=compactor,
-    )
-    status = "failed"
+    agents, judge = subagents_for(store, goal, toolbox, settings=settings, api_key=api_key, image=image,
+                                  model_options=model_options)
+    engine, policy = goal_engine(store, goal.id, model, sandbox, toolbox, agents=agents, judge=judge,
+                                 settings=settings, on_event=on_event, sleep=sleep)
+    status = GoalStatus.FAILED.value
     try:
         agents.resume_unfinished()  # crashed sub-agents continue from their journal, never re-spawned
-        status = runner.run()
+        status = drive(engine, policy)
     finally:
-        agents.shutdown(final=status in FINAL_STATUSES and status != "stopped")
-        if status in FINAL_STATUSES and status != "stopped":
+        ended = status in {s.value for s in ENDED} and status != GoalStatus.STOPPED
+        agents.shutdown(final=ended)
+        if ended:
             sandbox.stop()
     return status
+
+
+def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settings, api_key: str | None, image: str,
+                  model_options: dict[str, Any] | None = None) -> tuple[AgentManager, ReviewerJudge | None]:
+    """An AgentManager for ``goal`` (sub-agent models built on the goal's base_url / API key when they
+    use the same provider, else from the environment) and, for a goal without a check, the reviewer
+    judge (model: goal config ``judge_model``, else ``TENAX_JUDGE_MODEL``, else the goal's model)."""
+    config = goal.config or {}
+    main_provider = parse_model_spec(goal.model).provider
+
+    def model_factory(spec: str) -> Model:
+        same = parse_model_spec(spec).provider == main_provider
+        return build_model(spec, config.get("base_url") if same else None, api_key if same else None,
+                           **(model_options or {}))
+
+    def sandbox_factory(agent_id: str, path: str) -> tuple[Sandbox, Toolbox]:
+        sb = DockerSandbox(path, goal_id=goal.id, image=image, network=goal.network or "none",
+                           name_suffix=f"-agent-{agent_id}", labels={"tenax.agent": agent_id})
+        sb.start()
+        return sb, ToolBox(sb, exec_timeout=settings.exec_timeout)
+
+    manager = AgentManager(
+        store, goal.id, toolbox=toolbox, model_factory=model_factory,
+        costs_for=lambda m: cost_function(m, settings), default_model=goal.model,
+        sandbox_factory=sandbox_factory, copy_root=copy_root(), workspace=goal.workspace,
+        sandbox_cleanup=lambda: remove_agent_containers(goal.id),
+    )
+    judge = None
+    if not goal.check_cmd:
+        judge = ReviewerJudge(manager, toolbox.sandbox, model=config.get("judge_model") or settings.judge_model)
+    return manager, judge

@@ -183,19 +183,13 @@ def test_sigterm_stops_the_goal_resumably(tmp_path, workspace):
         store.close()
 
 
-def _runner(store, gid, sim, *, retry_attempts=2):
-    from tenax.goal.loop import GoalRunner
-    from tenax.harness.registry import make_model
+def _run(store, gid, *, retry_attempts=2):
+    """Run the goal through the app with fast provider retries; returns (status, outage waits)."""
     from tenax.harness.retry import RetryPolicy
-    from tenax.sandbox import DockerSandbox, ToolBox
 
-    goal = store.get_goal(gid)
-    model = make_model(goal.model, base_url=sim.url, api_key=KEY,
-                       retry=RetryPolicy(max_attempts=retry_attempts, base_delay=0.01), sleep=lambda s: None)
-    sandbox = DockerSandbox(goal.workspace, goal_id=gid)
-    sandbox.start()
     waits: list[float] = []
-    return GoalRunner(store, gid, model, sandbox, ToolBox(sandbox), sleep=waits.append), sandbox, waits
+    options = {"retry": RetryPolicy(max_attempts=retry_attempts, base_delay=0.01), "sleep": lambda s: None}
+    return run_goal(store, gid, api_key=KEY, model_options=options, sleep=waits.append), waits
 
 
 def test_provider_outage_is_waited_out_not_fatal(store, workspace):
@@ -205,11 +199,8 @@ def test_provider_outage_is_waited_out_not_fatal(store, workspace):
     script = Script([overloaded] * 4 + list(FIX[1:]))
     with Simulator(script) as sim:
         gid = start(store, sim, workspace)
-        runner, sandbox, waits = _runner(store, gid, sim)
-        try:
-            assert runner.run() == "succeeded"
-        finally:
-            sandbox.stop()
+        status, waits = _run(store, gid)
+        assert status == "succeeded"
     assert waits == [30.0, 60.0]  # two exhausted calls, backing off further each time
     main = [s for s in store.sessions_for_goal(gid) if s.role == "main"][0]
     outages = [s.payload for s in store.steps(main.id) if s.kind == "event" and s.payload["type"] == "provider_outage"]
@@ -223,11 +214,8 @@ def test_non_retryable_provider_error_fails_with_a_clear_reason(store, workspace
     script = Script([Reply(error=SimError(status=401, message="invalid x-api-key"))])
     with Simulator(script) as sim:
         gid = start(store, sim, workspace)
-        runner, sandbox, waits = _runner(store, gid, sim)
-        try:
-            assert runner.run() == "failed"
-        finally:
-            sandbox.stop()
+        status, waits = _run(store, gid)
+        assert status == "failed"
     goal = store.get_goal(gid)
     assert "401" in goal.error and "API key" in goal.error
     assert waits == [] and len(sim.requests) == 1

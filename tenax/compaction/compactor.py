@@ -1,18 +1,19 @@
 """Compaction: keep a long goal inside the model's window without losing the plan.
 
-Before each model call ``GoalRunner`` asks ``Compactor.before_call``, which
+Two hooks of the engine (``tenax.core.engine.Hook``):
 
-1. journals queued steering messages (``tenax steer``) as user steps;
-2. (Ralph strategy) starts a fresh iteration when the model ended its turn or after K turns;
-3. compacts when the context estimate (last call's reported input + output, plus chars/4 of what
-   was appended since) reaches ``threshold`` x the model's window.
+- ``Compactor`` compacts before a model call when the context estimate (the last call's reported
+  input + output, plus chars/4 of what was appended since) reaches ``threshold`` x the model's
+  window, and on ``ContextTooLong`` (keeping fewer turns each time) so the engine can retry.
+- ``Ralph`` (the Ralph strategy) starts a fresh iteration when the model ended its turn without a
+  tool call, or after K turns, with the ledger as its memory.
 
-``Compactor.complete`` makes the main call and, on ``ContextTooLong``, compacts and retries.
+Both return a ``Replace`` action; the engine journals it and restarts the context from it.
 
 A compaction asks the *same* model with the *same* system prompt and tools (so the request rides
-the cached prefix) for a handoff summary, indexes the archived steps for ``recall``, and journals
-a ``compaction`` step; ``tenax.core.journal.fold`` then starts the context from it. Nothing is
-deleted from the journal.
+the cached prefix) for a handoff summary, indexes the archived steps for ``recall``, and hands the
+engine a ``compaction`` step; the context then starts from it (``tenax.core.journal``). Nothing
+is deleted from the journal.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from tenax.compaction.ledger import build_ledger, render
+from tenax.core.engine import Hook, Replace, TurnContext
 from tenax.core.errors import ContextTooLong
-from tenax.core.journal import fold
-from tenax.core.messages import Message, ModelResponse, TextPart, ToolResultPart
-from tenax.store import memory
-
-CONTEXT_KINDS = ("user", "assistant", "tool_result")
+from tenax.core.messages import Message, ModelResponse, TextPart
+from tenax.core.protocols import Store
 
 SUMMARY_REQUEST = (
     "[runtime] The context window is nearly full: this conversation is about to be compacted. Do not call "
@@ -74,22 +73,6 @@ def _step_chars(step: Any) -> int:
     return 0
 
 
-def _marker_index(steps: list[Any]) -> int | None:
-    for i in range(len(steps) - 1, -1, -1):
-        if steps[i].kind == "compaction":
-            return i
-    return None
-
-
-def _context_steps(steps: list[Any]) -> list[Any]:
-    """The steps that the current context folds (after the latest marker's kept_from)."""
-    i = _marker_index(steps)
-    if i is None:
-        return [s for s in steps if s.kind in CONTEXT_KINDS]
-    kept_from = int(steps[i].payload["kept_from"])
-    return [s for s in steps if s.seq >= kept_from and s.kind in CONTEXT_KINDS]
-
-
 def _doc(step: Any) -> str:
     p = step.payload
     if step.kind == "user":
@@ -103,123 +86,84 @@ def _doc(step: Any) -> str:
     return ""
 
 
-class Compactor:
-    def __init__(self, store: Any, goal_id: str, *, window: int, config: CompactionConfig | None = None,
-                 strategy: str = "continuous"):
+class Compactor(Hook):
+    def __init__(self, store: Store, goal_id: str, *, window: int, config: CompactionConfig | None = None,
+                 budget_text: Callable[[], str] = lambda: ""):
         self.store = store
         self.goal_id = goal_id
         self.window = int(config.window if config and config.window else window)
         self.config = config or CompactionConfig()
-        self.strategy = strategy
+        self.budget_text = budget_text
 
     @property
     def limit(self) -> int:
         return int(self.window * self.config.threshold)
 
     # -- estimate ----------------------------------------------------------------------------
-    def context_tokens(self, runner: Any, steps: list[Any]) -> int:
+    def context_tokens(self, ctx: TurnContext) -> int:
         """Reported input + output of the last call in the current context, plus chars/4 of what
-        was appended since; with no call since the last compaction, chars/4 of the whole fold."""
-        ctx = _context_steps(steps)
-        last = None
-        for i in range(len(ctx) - 1, -1, -1):
-            if ctx[i].kind == "assistant" and ctx[i].payload.get("usage"):
-                last = i
-                break
+        was appended since; with no call since the last compaction, chars/4 of the whole context."""
+        steps = ctx.conversation.steps
+        last = next((i for i in range(len(steps) - 1, -1, -1)
+                     if steps[i].kind == "assistant" and steps[i].payload.get("usage")), None)
         if last is None:
-            body = runner.system + "".join(t.canonical() for t in runner.tools)
-            body += json.dumps([m.model_dump() for m in fold(steps)])
+            body = ctx.system + "".join(t.canonical() for t in ctx.tools)
+            body += json.dumps([m.model_dump() for m in ctx.conversation.messages])
             return estimate_tokens(body)
-        u = ctx[last].payload["usage"]
+        u = steps[last].payload["usage"]
         reported = (u.get("input_tokens", 0) + u.get("cache_read_tokens", 0) + u.get("cache_write_tokens", 0)
                     + u.get("output_tokens", 0))
-        appended = sum(_step_chars(s) for s in ctx[last + 1 :])
+        appended = sum(_step_chars(s) for s in steps[last + 1:])
         return reported + (appended + 3) // 4
 
-    # -- hooks for GoalRunner ----------------------------------------------------------------
-    def before_call(self, runner: Any, steps: list[Any]) -> list[Any]:
-        steps = self._take_steering(runner, steps)
-        if self.strategy == "ralph" and self._iteration_over(steps):
-            return self.compact(runner, steps, reason="ralph", mode="ralph")
-        ctx = _context_steps(steps)
-        if any(s.kind == "assistant" for s in ctx):  # never compact a freshly compacted context again
-            tokens = self.context_tokens(runner, steps)
-            if tokens >= self.limit:
-                return self.compact(runner, steps, reason="threshold", tokens_before=tokens)
-        return steps
+    # -- the hook ----------------------------------------------------------------------------
+    def before_call(self, ctx: TurnContext) -> list[Replace]:
+        if ctx.conversation.turns == 0:  # never compact a freshly compacted context again
+            return []
+        tokens = self.context_tokens(ctx)
+        if tokens < self.limit:
+            return []
+        return [self.compact(ctx, reason="threshold", tokens_before=tokens)]
 
-    def complete(self, runner: Any, messages: list[Message]) -> ModelResponse:
-        """The main call; on ContextTooLong compact (keeping fewer turns each time) and retry."""
+    def on_context_too_long(self, ctx: TurnContext, attempt: int) -> Replace | None:
+        """Compact (keeping fewer turns each time) so the engine can retry the call."""
         plans = [self.config.keep_turns, 0] if self.config.keep_turns else [0]
-        for attempt in range(len(plans) + 1):
-            try:
-                return runner.model.complete(runner.system, runner.tools, messages, session_id=runner.session_id)
-            except ContextTooLong:
-                if attempt == len(plans):
-                    raise
-                steps = self.compact(runner, runner.store.steps(runner.session_id), reason="context_too_long",
-                                     keep_turns=plans[attempt])
-                messages = fold(steps)
-        raise AssertionError("unreachable")
-
-    # -- steering ----------------------------------------------------------------------------
-    def _take_steering(self, runner: Any, steps: list[Any]) -> list[Any]:
-        pending = memory.steering(self.store, self.goal_id, pending_only=True)
-        if not pending:
-            return steps
-        done = {s.payload.get("steering_id") for s in steps if s.kind == "user" and s.payload.get("why") == "steering"}
-        for item in pending:
-            if item.id not in done:  # a kill between journaling and marking must not duplicate it
-                runner._journal("user", {"text": f"[user steering message] {item.text}", "why": "steering",
-                                         "steering_id": item.id, "verbatim": item.text})
-            memory.mark_steering_consumed(self.store, item.id)
-        return runner.store.steps(runner.session_id)
-
-    # -- ralph -------------------------------------------------------------------------------
-    def _iteration_over(self, steps: list[Any]) -> bool:
-        ctx = _context_steps(steps)
-        assistants = [s for s in ctx if s.kind == "assistant"]
-        if not assistants:
-            return False
-        if len(assistants) >= self.config.ralph_turns:
-            return True
-        return not Message.model_validate(assistants[-1].payload["message"]).tool_calls
+        if attempt >= len(plans):
+            return None
+        return self.compact(ctx, reason="context_too_long", keep_turns=plans[attempt])
 
     # -- the compaction step -----------------------------------------------------------------
-    def compact(self, runner: Any, steps: list[Any], *, reason: str, mode: str = "summary",
-                keep_turns: int | None = None, tokens_before: int | None = None) -> list[Any]:
-        sid = runner.session_id
-        tokens_before = tokens_before if tokens_before is not None else self.context_tokens(runner, steps)
-        ctx = _context_steps(steps)
+    def compact(self, ctx: TurnContext, *, reason: str, mode: str = "summary",
+                keep_turns: int | None = None, tokens_before: int | None = None) -> Replace:
+        steps = ctx.journal()  # the whole journal: once per compaction, for the ledger
+        tokens_before = tokens_before if tokens_before is not None else self.context_tokens(ctx)
+        context = list(ctx.conversation.steps)
         last_seq = steps[-1].seq if steps else 0
-        first_ctx = ctx[0].seq if ctx else last_seq + 1
+        first_ctx = context[0].seq if context else last_seq + 1
 
         keep = 0 if mode == "ralph" else (self.config.keep_turns if keep_turns is None else keep_turns)
-        assistants = [s.seq for s in ctx if s.kind == "assistant"]
+        assistants = [s.seq for s in context if s.kind == "assistant"]
         k = max(0, min(keep, len(assistants) - 1))
         budget = self.limit * self.config.tail_share
-        while k > 0 and sum(_step_chars(s) for s in ctx if s.seq >= assistants[-k]) / 4 > budget:
+        while k > 0 and sum(_step_chars(s) for s in context if s.seq >= assistants[-k]) / 4 > budget:
             k -= 1
         kept_from = assistants[-k] if k > 0 else last_seq + 1
-        archived = [s for s in ctx if s.seq < kept_from]
+        archived = [s for s in context if s.seq < kept_from]
 
-        summary, usage, response = "", None, None
         started = time.monotonic()
+        response = None
         if mode == "ralph":
-            summary = self._ralph_text(runner, steps, ctx)
+            summary = self._ralph_text(steps, context)
         else:
-            summary, response = self._summarize(runner, steps)
+            summary, response = self._summarize(ctx, steps)
         duration = time.monotonic() - started
 
-        memory.index_docs(self.store, self.goal_id, [(sid, s.seq, s.kind, _doc(s)) for s in archived])
-        led = build_ledger(self.store, self.goal_id, sid, steps)
+        self.store.index_docs(self.goal_id, [(ctx.session_id, s.seq, s.kind, _doc(s)) for s in archived])
+        led = build_ledger(self.store, self.goal_id, ctx.session_id, steps)
         led.archived = (first_ctx, kept_from - 1) if archived else None
         ledger_text = render(led)
-        if response is not None:
-            usage = response.usage.model_dump()
-        head = ledger_text + "\n" + summary
-        tail_chars = sum(_step_chars(s) for s in ctx if s.seq >= kept_from)
-        tokens_after = estimate_tokens(runner.system + "".join(t.canonical() for t in runner.tools) + head) + tail_chars // 4
+        tail_chars = sum(_step_chars(s) for s in context if s.seq >= kept_from)
+        prefix = ctx.system + "".join(t.canonical() for t in ctx.tools)
         payload = {
             "mode": mode,
             "reason": reason,
@@ -229,25 +173,22 @@ class Compactor:
             "kept_turns": k,
             "archived": list(led.archived) if led.archived else None,
             "tokens_before": tokens_before,
-            "tokens_after": tokens_after,
+            "tokens_after": estimate_tokens(prefix + ledger_text + "\n" + summary) + tail_chars // 4,
             "window": self.window,
-            "summary_usage": usage,
+            "summary_usage": response.usage.model_dump() if response is not None else None,
         }
-        seq = runner._journal("compaction", payload)
-        if response is not None:
-            runner.record_call(response, seq, duration, turn=False)
-        return runner.store.steps(sid)
+        return Replace(payload, response=response, duration_s=duration)
 
-    def _summarize(self, runner: Any, steps: list[Any]) -> tuple[str, ModelResponse | None]:
-        messages = fold(steps)
+    def _summarize(self, ctx: TurnContext, steps: list[Any]) -> tuple[str, ModelResponse | None]:
+        messages = list(ctx.conversation.messages)
         ask = TextPart(text=SUMMARY_REQUEST)
         if messages and messages[-1].role == "user":
             messages[-1] = Message(role="user", parts=[*messages[-1].parts, ask])
         else:
             messages.append(Message(role="user", parts=[ask]))
         try:
-            response = runner.model.complete(runner.system, runner.tools, messages, session_id=runner.session_id,
-                                             max_tokens=self.config.summary_max_tokens)
+            response = ctx.model.complete(ctx.system, ctx.tools, messages, session_id=ctx.session_id,
+                                          max_tokens=self.config.summary_max_tokens)
         except ContextTooLong:
             return self._fallback_summary(steps, "the summary request itself exceeded the window"), None
         text = response.message.text.strip()
@@ -264,15 +205,30 @@ class Compactor:
         lines.append("[runtime] Continue working toward the goal from here; use recall(query) for details.")
         return "\n".join(lines)
 
-    def _ralph_text(self, runner: Any, steps: list[Any], ctx: list[Any]) -> str:
+    def _ralph_text(self, steps: list[Any], context: list[Any]) -> str:
         n = 1 + sum(1 for s in steps if s.kind == "compaction" and s.payload.get("mode") == "ralph")
-        last = [Message.model_validate(s.payload["message"]).text for s in ctx if s.kind == "assistant"]
+        last = [Message.model_validate(s.payload["message"]).text for s in context if s.kind == "assistant"]
         said = next((t.strip() for t in reversed(last) if t.strip()), "")
         lines = [f"[runtime] Ralph iteration {n + 1}: a fresh context. The previous iteration's work is in "
                  "/workspace (inspect it); the ledger above is your memory. Continue toward the goal; only "
                  "complete_goal with a passing verification ends the run."]
         if said:
             lines.append(f"The previous iteration ended with: {said[:1500]}")
-        lines.append(f"Budget: {runner._budget_text()}")
+        lines.append(f"Budget: {self.budget_text()}")
         return "\n".join(lines)
 
+
+class Ralph(Hook):
+    """The Ralph strategy: a fresh context per iteration (the model ended its turn without a tool
+    call, or ``ralph_turns`` turns passed), carrying only the ledger and the workspace."""
+
+    def __init__(self, compactor: Compactor):
+        self.compactor = compactor
+
+    def before_call(self, ctx: TurnContext) -> list[Replace]:
+        last = ctx.conversation.last_assistant()
+        if last is None:
+            return []
+        over = (ctx.conversation.turns >= self.compactor.config.ralph_turns
+                or not Message.model_validate(last.payload["message"]).tool_calls)
+        return [self.compactor.compact(ctx, reason="ralph", mode="ralph")] if over else []

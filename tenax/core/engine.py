@@ -17,7 +17,7 @@ costs what turn 10 does.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, Union
 
 from tenax.core.errors import ContextTooLong, ProviderError
@@ -54,11 +54,10 @@ Action = Union[Append, Replace]
 
 @dataclass
 class End:
-    """How a run ends: a status, what goes with it (an error text, a report), events to journal."""
+    """How a run ends: a status and what goes with it (a summary, an error text, a report)."""
 
     status: str
     detail: Any = None
-    events: list[Append] = field(default_factory=list)
 
 
 @dataclass
@@ -73,6 +72,7 @@ class TurnContext:
     conversation: Conversation  # the current context: its steps and their folded messages
     journal: Callable[[], list[Any]]  # the session's whole journal, read from the store on demand
     turn: int  # model calls made in this session so far
+    emit: Callable[[dict[str, Any]], Any]  # journal an ``event`` step now (a check, an outage...)
 
 
 class Hook:
@@ -113,7 +113,7 @@ class Engine:
 
     def context(self) -> TurnContext:
         return TurnContext(self.goal_id, self.session_id, self.model, self.system, self.tools, self.conversation,
-                           lambda: self.store.steps(self.session_id), self.turn)
+                           lambda: self.store.steps(self.session_id), self.turn, lambda p: self.journal("event", p))
 
     def journal(self, kind: str, payload: dict[str, Any], usage: UsageEntry | None = None) -> int:
         seq = self.store.append_step(self.session_id, kind, payload, usage=usage)
@@ -140,20 +140,16 @@ class Engine:
             self.apply([self.policy.opening(self.context())])
         else:
             pending, started = pending_tool_calls(steps)
-            end = self._run_calls([c for c in pending if c.id not in started or self.policy.rerun_interrupted(c)],
-                                  interrupted=[c for c in pending if c.id in started and not self.policy.rerun_interrupted(c)])
+            dead = {c.id for c in pending if c.id in started and not self.policy.rerun_interrupted(c)}
+            end = self._run_calls(pending, interrupted=dead)
             if pending:
                 self.journal("event", {"type": "resumed", "settled": len(pending), "interrupted": len(started)})
             if end is not None:
-                return self._end(end)
+                return end
         while True:
             end = self._turn()
             if end is not None:
-                return self._end(end)
-
-    def _end(self, end: End) -> End:
-        self.apply(end.events)
-        return end
+                return end
 
     def _turn(self) -> End | None:
         ctx = self.context()
@@ -214,12 +210,13 @@ class Engine:
         return entry
 
     # -- tools ------------------------------------------------------------------------------
-    def _run_calls(self, calls: list[ToolCallPart], interrupted: Sequence[ToolCallPart] = ()) -> End | None:
-        for call in interrupted:
-            self._result(call, ToolOutcome(is_error=True, content=interrupted_result(call.name)))
+    def _run_calls(self, calls: list[ToolCallPart], interrupted: set[str] = frozenset()) -> End | None:
         end: End | None = None
         ctx = self.context()
         for call in calls:  # every call gets its result, even after one that ends the run
+            if call.id in interrupted:  # started before a crash: may have had effects, never repeated
+                self._result(call, ToolOutcome(is_error=True, content=interrupted_result(call.name)))
+                continue
             self.journal("tool_started", {"id": call.id, "name": call.name})
             if call.error:  # cut off by max_tokens or not valid JSON: never executed
                 outcome = ToolOutcome(is_error=True, content=f"[runtime] The {call.name} call was not run: "

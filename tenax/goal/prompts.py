@@ -66,10 +66,3 @@ def wrap_up_message(budget_text: str) -> str:
         "change, make sure the check passes, and call complete_goal.\n"
         f"Budget: {budget_text}"
     )
-
-
-def interrupted_result(name: str) -> str:
-    return (
-        f"[runtime] The {name} call was interrupted (tenax was stopped while it ran) and was not "
-        "repeated on resume. Its effects may be partial: inspect the workspace before relying on it."
-    )

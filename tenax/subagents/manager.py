@@ -18,18 +18,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from tenax.core.errors import ConfigError, TenaxError
 from tenax.core.budget import Budgets, Spent, exhausted, fraction_used
-from tenax.core.messages import ToolSpec, Usage
+from tenax.core.messages import ToolCallPart, ToolSpec, Usage
+from tenax.core.engine import CostFn
 from tenax.core.protocols import Model, ToolOutcome
 from tenax.store.agents import UNFINISHED_AGENT_STATUSES, AgentRecord
 from tenax.subagents.copies import copy_changes, ensure_copy
 from tenax.subagents.roles import SANDBOX_TOOLS, SPAWN_TOOLS, Role, load_roles
-from tenax.subagents.runner import Halted, SubAgentRun, render_summary, report_spec
+from tenax.subagents.runner import Halted, LiveAgent, render_summary, report_spec, run_subagent, summary_from_journal
 
 MAX_CONCURRENT = 4
 MAX_DEPTH = 2
@@ -38,7 +38,6 @@ SHARE = 0.5  # a sub-agent may spend at most this share of the goal budget left 
 WAIT_DEFAULT_S = 600.0
 WAIT_MAX_S = 3600.0
 
-CostFn = Callable[[Any], tuple[float, float]]
 
 SPAWN_AGENT = ToolSpec(
     name="spawn_agent",
@@ -110,34 +109,6 @@ TOOL_SPECS = {"spawn_agent": SPAWN_AGENT, "wait_agents": WAIT_AGENTS, "list_agen
               "apply_agent_changes": APPLY_AGENT_CHANGES}
 
 
-@dataclass
-class _Live:
-    """In-process state of one running agent."""
-
-    agent: AgentRecord
-    session_id: str
-    model: Model
-    costs: CostFn
-    system: str
-    tools: list[ToolSpec]
-    toolbox: Any
-    first_message: str
-    max_turns: int
-    with_verdict: bool
-    usd_cap: float | None = None
-    token_cap: int | None = None
-    spent_usd: float = 0.0
-    spent_tokens: int = 0
-    sandbox: Any = None  # a private sandbox (isolation copy), stopped when the agent ends
-    copy_path: Path | None = None  # its workspace copy on the host (isolation copy)
-    keep_sandbox: bool = False  # halted for a later resume: leave its container running
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def add_spent(self, usage: Usage, cost: float) -> None:
-        self.spent_usd += cost
-        self.spent_tokens += usage.input_tokens + usage.cache_write_tokens + usage.output_tokens
-
-
 class AgentManager:
     def __init__(
         self,
@@ -171,33 +142,26 @@ class AgentManager:
         self.stopping = threading.Event()
         self.final = False  # set by shutdown(final=True): unfinished agents end as "stopped"
         self._lock = threading.Lock()
-        self._active: dict[str, _Live] = {}
+        self._active: dict[str, LiveAgent] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self.main_session_id: str | None = None
 
     # -- the main session's tools --------------------------------------------------------------
-    def main_tools(self) -> dict[str, tuple[ToolSpec, Callable[[dict[str, Any]], ToolOutcome]]]:
-        """``extra_tools`` for GoalRunner. The main session is found lazily (GoalRunner creates it)."""
+    def main_tools(self) -> dict[str, tuple[ToolSpec, Callable[[ToolCallPart], ToolOutcome]]]:
+        """The main session's sub-agent tools (``main_session_id`` is set once that session exists)."""
         return {
-            "spawn_agent": (SPAWN_AGENT, lambda a: self.spawn(a, parent_session_id=self._main_sid(), depth=0,
-                                                              call_id=self._last_started("spawn_agent"))),
-            "wait_agents": (WAIT_AGENTS, lambda a: self.wait(a, parent_session_id=self._main_sid())),
-            "list_agents": (LIST_AGENTS, lambda a: self.list(parent_session_id=self._main_sid(), depth=0)),
-            "apply_agent_changes": (APPLY_AGENT_CHANGES, lambda a: self.apply_changes(a, session_id=self._main_sid())),
+            "spawn_agent": (SPAWN_AGENT, lambda c: self.spawn(c.arguments, parent_session_id=self._main_sid(), depth=0,
+                                                              call_id=c.id)),
+            "wait_agents": (WAIT_AGENTS, lambda c: self.wait(c.arguments, parent_session_id=self._main_sid())),
+            "list_agents": (LIST_AGENTS, lambda c: self.list(parent_session_id=self._main_sid(), depth=0)),
+            "apply_agent_changes": (APPLY_AGENT_CHANGES,
+                                    lambda c: self.apply_changes(c.arguments, session_id=self._main_sid())),
         }
 
     def _main_sid(self) -> str:
-        for s in self.store.sessions_for_goal(self.goal_id):
-            if s.role == "main":
-                return s.id
-        raise TenaxError(f"goal {self.goal_id} has no main session yet")
-
-    def _last_started(self, name: str) -> str | None:
-        """The id of the tool call being run (GoalRunner journals tool_started just before)."""
-        steps = self.store.steps(self._main_sid(), kinds=["tool_started"])
-        for s in reversed(steps):
-            if s.payload.get("name") == name:
-                return s.payload.get("id")
-        return None
+        if self.main_session_id is None:
+            raise TenaxError(f"goal {self.goal_id} has no main session yet")
+        return self.main_session_id
 
     # -- spawn ---------------------------------------------------------------------------------
     def spawn(self, args: dict[str, Any], *, parent_session_id: str, depth: int, call_id: str | None = None,
@@ -281,7 +245,7 @@ class AgentManager:
         return usd, tok
 
     # -- preparing and running one agent -------------------------------------------------------
-    def _prepare(self, agent: AgentRecord, role: Role, model: Model) -> _Live:
+    def _prepare(self, agent: AgentRecord, role: Role, model: Model) -> LiveAgent:
         """Build the agent's tools, session (created once, then reused verbatim) and sandbox."""
         with_verdict = agent.role == "reviewer"
         toolbox, sandbox, copy_path = self.toolbox, None, None
@@ -304,7 +268,7 @@ class AgentManager:
         if agent.isolation == "copy":  # the session exists first: its journal records where the copy is
             sandbox, toolbox, copy_path = self._copy_sandbox(agent)
         usd_cap, token_cap = self._caps()
-        live = _Live(agent=agent, session_id=agent.session_id or "", model=model, costs=self.costs_for(model),
+        live = LiveAgent(agent=agent, session_id=agent.session_id or "", model=model, costs=self.costs_for(model),
                      system=system, tools=tools, toolbox=toolbox, first_message=_first_message(agent),
                      max_turns=agent.max_turns or role.max_turns, with_verdict=with_verdict,
                      usd_cap=usd_cap, token_cap=token_cap, sandbox=sandbox, copy_path=copy_path)
@@ -331,16 +295,16 @@ class AgentManager:
         sandbox, toolbox = self.sandbox_factory(agent.id, str(dest))
         return sandbox, toolbox, dest
 
-    def _start_thread(self, live: _Live) -> None:
+    def _start_thread(self, live: LiveAgent) -> None:
         t = threading.Thread(target=self._execute, args=(live,), name=f"tenax-agent-{live.agent.id}", daemon=True)
         self._threads[live.agent.id] = t
         t.start()
 
-    def _execute(self, live: _Live) -> None:
+    def _execute(self, live: LiveAgent) -> None:
         aid = live.agent.id
         try:
             self.store.update_agent(aid, status="running")
-            summary = SubAgentRun(self, live).run()
+            summary = run_subagent(self, live)
             _add_copy_info(summary, live, can_apply=self._can_apply(live.agent))
             status = "stopped" if summary.get("outcome") == "stopped" else "done"
             self.store.update_agent(aid, status=status, summary=summary)
@@ -351,8 +315,6 @@ class AgentManager:
         except Exception as e:  # noqa: BLE001 - a failed sub-agent is reported to its parent, not fatal
             msg = f"{type(e).__name__}: {e}"
             steps = self.store.steps(live.session_id) if live.session_id else []
-            from tenax.subagents.runner import summary_from_journal
-
             summary = summary_from_journal(steps, outcome="failed", with_verdict=live.with_verdict,
                                            note=f"the sub-agent failed: {msg}")
             _add_copy_info(summary, live, can_apply=self._can_apply(live.agent))
@@ -585,7 +547,7 @@ def _check_spawn_args(args: Any) -> str | None:
     return None
 
 
-def _add_copy_info(summary: dict[str, Any], live: _Live, *, can_apply: bool = False) -> None:
+def _add_copy_info(summary: dict[str, Any], live: LiveAgent, *, can_apply: bool = False) -> None:
     """For an ``isolation: copy`` agent: where its copy is on the host and what changed in it."""
     if live.copy_path is None:
         return

@@ -1,4 +1,4 @@
-"""The sub-agent loop: short, journaled, resumable. Deliberately not the GoalRunner.
+"""The sub-agent policy over the engine (``tenax.core.engine``): the same turn loop as the goal.
 
 A sub-agent has its own session row (system + tools frozen at spawn), its own journal and its
 own usage rows. Its context is folded from its own journal only: the task, its role prompt and
@@ -9,18 +9,58 @@ runtime asks once, and if it still does not report, the summary is built from it
 from __future__ import annotations
 
 import json
-import time
-from typing import TYPE_CHECKING, Any
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
 
-from tenax.core.errors import SandboxError
-from tenax.goal import prompts
 from tenax.core.budget import Budgets, Spent, exhausted
-from tenax.core.journal import fold, pending_tool_calls
-from tenax.core.messages import Message, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
-from tenax.core.protocols import ToolOutcome
+from tenax.core.engine import Action, Append, CostFn, End, Engine, TurnContext
+from tenax.core.errors import ProviderError, SandboxError
+from tenax.core.messages import Message, ToolCallPart, ToolResultPart, ToolSpec, Usage
+from tenax.core.protocols import Model, Store, ToolOutcome, UsageEntry
+from tenax.store.agents import AgentRecord
 
-if TYPE_CHECKING:
-    from tenax.subagents.manager import AgentManager, _Live
+
+
+@dataclass
+class LiveAgent:
+    """In-process state of one running agent."""
+
+    agent: AgentRecord
+    session_id: str
+    model: Model
+    costs: CostFn
+    system: str
+    tools: list[ToolSpec]
+    toolbox: Any
+    first_message: str
+    max_turns: int
+    with_verdict: bool
+    usd_cap: float | None = None
+    token_cap: int | None = None
+    spent_usd: float = 0.0
+    spent_tokens: int = 0
+    sandbox: Any = None  # a private sandbox (isolation copy), stopped when the agent ends
+    copy_path: Path | None = None  # its workspace copy on the host (isolation copy)
+    keep_sandbox: bool = False  # halted for a later resume: leave its container running
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def add_spent(self, usage: Usage, cost: float) -> None:
+        self.spent_usd += cost
+        self.spent_tokens += usage.input_tokens + usage.cache_write_tokens + usage.output_tokens
+
+
+class Lead(Protocol):
+    """What a sub-agent needs of its ``AgentManager``: the store, the stop flags and the spawn tools."""
+
+    store: Store
+    stopping: threading.Event
+    final: bool
+
+    def spawn(self, args: dict[str, Any], *, parent_session_id: str, depth: int, call_id: str | None = None) -> ToolOutcome: ...
+    def wait(self, args: dict[str, Any], *, parent_session_id: str) -> ToolOutcome: ...
+    def list(self, *, parent_session_id: str, depth: int) -> ToolOutcome: ...
 
 REPORT_NUDGE = (
     "[runtime] You ended without calling the report tool. Call report now with your result "
@@ -115,52 +155,55 @@ class Halted(Exception):
     """The run stopped (interrupted) with the agent unfinished; resume continues it."""
 
 
-class SubAgentRun:
-    """Runs (or resumes) one ledger agent to its summary. ``live`` carries the model, tools and
-    sandbox the manager prepared for it."""
+class SubAgentPolicy:
+    """A sub-agent over the engine: its task is its first message, it ends by calling ``report``
+    (reminded once if it stops without one), and it stops with the goal's budget or its share."""
 
-    def __init__(self, manager: "AgentManager", live: "_Live"):
-        self.m = manager
-        self.live = live
+    def __init__(self, manager: Lead, live: LiveAgent):
+        self.m, self.live = manager, live
         self.store = manager.store
         self.agent = live.agent
-        self.sid = live.session_id
         self.with_verdict = live.with_verdict
+        self.allowed = {t.name for t in live.tools}
+        self.nudged_at: int | None = None  # the turn count when the report reminder was sent
+        self.learnt = False
 
-    def _journal(self, kind: str, payload: dict[str, Any]) -> int:
-        return self.store.append_step(self.sid, kind, payload)
+    def _summary(self, ctx: TurnContext, outcome: str, note: str) -> End:
+        return End(outcome, summary_from_journal(ctx.journal(), outcome=outcome, note=note,
+                                                 with_verdict=self.with_verdict))
 
-    def run(self) -> dict[str, Any]:
-        steps = self.store.steps(self.sid)
-        if not any(s.kind == "user" for s in steps):
-            self._journal("user", {"text": self.live.first_message, "why": "task"})
-        else:
-            self._settle(steps)
-        max_turns = self.live.max_turns
-        while True:
-            steps = self.store.steps(self.sid)
+    def opening(self, ctx: TurnContext) -> Append:
+        return Append("user", {"text": self.live.first_message, "why": "task"})
+
+    def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]:
+        if not self.learnt:  # resumed: a report already journaled, the reminder's state
+            self.learnt = True
+            steps = ctx.journal()
             found = _reported(steps)
             if found is not None:
-                return normalize_report(found, with_verdict=self.with_verdict)
-            turns = sum(1 for s in steps if s.kind == "assistant")
-            nudged = any(s.kind == "user" and s.payload.get("why") == "report_nudge" for s in steps)
-            last_kind = next((s.kind for s in reversed(steps) if s.kind in ("user", "assistant", "tool_result")), "")
-            if nudged and last_kind != "user" and _after_nudge(steps):
-                return summary_from_journal(steps, outcome="no_report", with_verdict=self.with_verdict,
-                                            note="the sub-agent ended without calling report; summary built from its journal")
-            if turns >= max_turns and not nudged:
-                self._journal("user", {"text": REPORT_NUDGE + f" (turn limit {max_turns} reached)", "why": "report_nudge"})
-                continue
-            if self.m.stopping.is_set():
-                if not self.m.final:  # interrupted, not ended: the ledger keeps it unfinished for resume
-                    raise Halted(self.agent.id)
-                return summary_from_journal(steps, outcome="stopped", with_verdict=self.with_verdict,
-                                            note="the goal ended before the sub-agent finished")
-            why = self._over_budget()
-            if why:
-                return summary_from_journal(steps, outcome="budget_exhausted", with_verdict=self.with_verdict,
-                                            note=f"stopped: {why}")
-            self._turn(steps, nudged)
+                return End("done", normalize_report(found, with_verdict=self.with_verdict))
+            self.nudged_at = _nudged_at(steps)
+        if self.nudged_at is not None and ctx.turn > self.nudged_at:
+            return self._summary(ctx, "no_report", "the sub-agent ended without calling report; summary built from its journal")
+        if self.m.stopping.is_set():
+            if not self.m.final:  # interrupted, not ended: the ledger keeps it unfinished for resume
+                raise Halted(self.agent.id)
+            return self._summary(ctx, "stopped", "the goal ended before the sub-agent finished")
+        why = self._over_budget()
+        if why:
+            return self._summary(ctx, "budget_exhausted", f"stopped: {why}")
+        if ctx.turn >= self.live.max_turns and self.nudged_at is None:
+            return [self._nudge(ctx, f" (turn limit {self.live.max_turns} reached)")]
+        return ()
+
+    def _nudge(self, ctx: TurnContext, extra: str = "") -> Append:
+        self.nudged_at = ctx.turn
+        return Append("user", {"text": REPORT_NUDGE + extra, "why": "report_nudge"})
+
+    def idle(self, ctx: TurnContext) -> End | Sequence[Action]:
+        if self.nudged_at is not None:
+            return self._summary(ctx, "no_report", "the sub-agent ended without calling report; summary built from its journal")
+        return [self._nudge(ctx)]
 
     def _over_budget(self) -> str | None:
         goal = self.store.get_goal(self.agent.goal_id)
@@ -173,60 +216,47 @@ class SubAgentRun:
             return f"this sub-agent's share of the goal's token budget ({self.live.token_cap}) is used up"
         return None
 
-    def _turn(self, steps: list[Any], nudged: bool) -> None:
-        messages = fold(steps)
-        model = self.live.model
-        started = time.monotonic()
-        resp = model.complete(self.live.system, self.live.tools, messages, session_id=self.sid)
-        msg = resp.message if resp.message.parts else Message(role="assistant", parts=[TextPart(text="(empty response)")])
-        seq = self._journal("assistant", {"message": msg.model_dump(), "stop_reason": resp.stop_reason,
-                                          "usage": resp.usage.model_dump()})
-        cost, uncached = self.live.costs(resp.usage)
-        self.store.record_usage(self.sid, step_seq=seq, provider=model.provider, model=model.name, usage=resp.usage,
-                                cost_usd=cost, uncached_cost_usd=uncached, attempts=resp.attempts,
-                                duration_s=time.monotonic() - started, add_to_totals=True)
-        self.store.add_agent_cost(self.agent.id, cost)
-        self.live.add_spent(resp.usage, cost)
-        for call in msg.tool_calls:
-            self._run_tool(call)
-        if not msg.tool_calls and not nudged:
-            self._journal("user", {"text": REPORT_NUDGE, "why": "report_nudge"})
+    def on_model_error(self, error: ProviderError, ctx: TurnContext) -> float | None:
+        return None  # the agent fails; its parent reads why in the summary
 
-    def _settle(self, steps: list[Any]) -> None:
-        """On resume: interrupted tool calls get an "interrupted" result and are never re-run."""
-        pending, started = pending_tool_calls(steps)
-        for call in pending:
-            if call.id in started and call.name != "report":
-                part = ToolResultPart(tool_call_id=call.id, content=prompts.interrupted_result(call.name), is_error=True)
-                self._journal("tool_result", part.model_dump())
-            else:
-                self._run_tool(call)
+    def accounted(self, entry: UsageEntry) -> None:
+        self.store.add_agent_cost(self.agent.id, entry.cost_usd)
+        self.live.add_spent(entry.usage, entry.cost_usd)
 
-    def _run_tool(self, call: ToolCallPart) -> None:
-        self._journal("tool_started", {"id": call.id, "name": call.name})
-        outcome = self._dispatch(call)
-        self._journal("tool_result", ToolResultPart(tool_call_id=call.id, content=outcome.content,
-                                                    is_error=outcome.is_error).model_dump())
+    def rerun_interrupted(self, call: ToolCallPart) -> bool:
+        return call.name == "report"  # reporting has no effect beyond the journal: safe to redo
 
-    def _dispatch(self, call: ToolCallPart) -> ToolOutcome:
-        allowed = {t.name for t in self.live.tools}
-        if call.name not in allowed:
+    def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> End | None:
+        if call.name == "report" and not outcome.is_error:
+            return End("done", normalize_report(call.arguments, with_verdict=self.with_verdict))
+        return None
+
+    def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome:
+        if call.name not in self.allowed:
             return ToolOutcome(is_error=True, content=f"tool {call.name!r} is not available to this sub-agent "
-                                                      f"(role {self.agent.role}); available: {', '.join(sorted(allowed))}")
+                                                      f"(role {self.agent.role}); available: {', '.join(sorted(self.allowed))}")
         if call.name == "report":
             return ToolOutcome(content="Report recorded. You are done.")
+        sid, depth = self.live.session_id, self.agent.depth
         try:
             if call.name == "spawn_agent":
-                return self.m.spawn(call.arguments, parent_session_id=self.sid, depth=self.agent.depth, call_id=call.id)
+                return self.m.spawn(call.arguments, parent_session_id=sid, depth=depth, call_id=call.id)
             if call.name == "wait_agents":
-                return self.m.wait(call.arguments, parent_session_id=self.sid)
+                return self.m.wait(call.arguments, parent_session_id=sid)
             if call.name == "list_agents":
-                return self.m.list(parent_session_id=self.sid, depth=self.agent.depth)
+                return self.m.list(parent_session_id=sid, depth=depth)
             return self.live.toolbox.call(call.name, call.arguments)
         except SandboxError:
             raise
         except Exception as e:  # noqa: BLE001 - tool errors go back to the model
             return ToolOutcome(is_error=True, content=f"tool failed: {type(e).__name__}: {e}")
+
+
+def run_subagent(manager: Lead, live: LiveAgent) -> dict[str, Any]:
+    """Run (or resume) one ledger agent to its summary on the engine."""
+    engine = Engine(manager.store, live.agent.goal_id, live.session_id, live.model, live.system, live.tools,
+                    SubAgentPolicy(manager, live), costs=live.costs, main=False)
+    return engine.run().detail
 
 
 def _reported(steps: list[Any]) -> dict[str, Any] | None:
@@ -240,15 +270,15 @@ def _reported(steps: list[Any]) -> dict[str, Any] | None:
     return None
 
 
-def _after_nudge(steps: list[Any]) -> bool:
-    """True once the model has answered after the (single) report reminder."""
-    seen = False
+def _nudged_at(steps: list[Any]) -> int | None:
+    """How many model turns came before the (single) report reminder; None before it."""
+    turns = 0
     for s in steps:
-        if s.kind == "user" and s.payload.get("why") == "report_nudge":
-            seen = True
-        elif seen and s.kind == "assistant":
-            return True
-    return False
+        if s.kind == "assistant":
+            turns += 1
+        elif s.kind == "user" and s.payload.get("why") == "report_nudge":
+            return turns
+    return None
 
 
 def render_summary(agent: Any, summary: dict[str, Any] | None) -> str:
@@ -257,4 +287,4 @@ def render_summary(agent: Any, summary: dict[str, Any] | None) -> str:
                        "task": agent.task[:300], "summary": summary}, ensure_ascii=False, indent=1)
 
 
-__all__ = ["SubAgentRun", "report_spec", "normalize_report", "summary_from_journal", "render_summary", "Usage"]
+__all__ = ["run_subagent", "SubAgentPolicy", "report_spec", "normalize_report", "summary_from_journal", "render_summary", "Usage"]

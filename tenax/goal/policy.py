@@ -1,0 +1,187 @@
+"""The goal policy over the engine: how a goal's main session opens, runs its tools and ends.
+
+A goal ends ``succeeded`` only when ``complete_goal`` is verified: its check passes in the sandbox,
+or (no check) the independent judge accepts. The model's "done" or "impossible" only starts a new
+turn with a continuation message. Budgets end it ``budget_exhausted``; a transient provider
+outage is waited out (journaled, backing off) instead of failing an overnight run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+from tenax.core.budget import Budgets, Spent, describe, exhausted, near_end
+from tenax.core.engine import Action, Append, End, Engine, TurnContext
+from tenax.core.errors import ProviderError, SandboxError
+from tenax.core.messages import ToolCallPart, ToolSpec
+from tenax.core.protocols import Sandbox, Store, ToolOutcome, Toolbox, UsageEntry
+from tenax.core.status import GoalStatus
+from tenax.goal import prompts
+
+WRAP_UP_AT = 0.85
+OUTAGE_BACKOFF_S = (30.0, 60.0, 120.0, 300.0)  # between model calls that exhausted their retries
+OUTAGE_GIVE_UP_S = 3600.0  # a continuous provider outage this long fails the goal
+CHECK_TIMEOUT_S = 900.0
+OUTPUT_TAIL = 4000
+
+ToolFn = Callable[[ToolCallPart], ToolOutcome]  # an extra tool gets the whole call (its id, its arguments)
+Verifier = Callable[[str, str], tuple[bool, str]]  # (summary, session_id) -> (passed, report)
+
+
+class Verdict(ToolOutcome):
+    passed: bool = False
+
+
+class GoalPolicy:
+    def __init__(self, store: Store, goal_id: str, sandbox: Sandbox, toolbox: Toolbox, *,
+                 extra_tools: dict[str, tuple[ToolSpec, ToolFn]] | None = None, judge: Verifier | None = None,
+                 check_timeout: float = CHECK_TIMEOUT_S):
+        self.store, self.goal_id = store, goal_id
+        self.sandbox, self.toolbox = sandbox, toolbox
+        self.extra_tools = extra_tools or {}
+        self.judge = judge
+        self.check_timeout = check_timeout
+        goal = store.get_goal(goal_id)
+        self.objective, self.check_cmd = goal.objective, goal.check_cmd
+        self.budgets = Budgets(**(goal.budgets or {}))
+        self._outage: list[float] = []  # waits of the current provider outage
+        self._clock = time.monotonic()
+        self._wrapped_up: bool | None = None  # learnt from the journal on the first turn
+
+    def tools(self) -> list[ToolSpec]:
+        """The main session's tools, frozen when its session is created."""
+        return list(self.toolbox.specs()) + [spec for spec, _ in self.extra_tools.values()] + [prompts.COMPLETE_GOAL]
+
+    # -- budget -----------------------------------------------------------------------------
+    def spent(self) -> Spent:
+        now = time.monotonic()
+        self.store.add_to_goal_totals(self.goal_id, elapsed_s=now - self._clock)
+        self._clock = now
+        return Spent.of_goal(self.store.get_goal(self.goal_id))
+
+    def budget_text(self) -> str:
+        return describe(self.budgets, self.spent())
+
+    # -- the policy ---------------------------------------------------------------------------
+    def opening(self, ctx: TurnContext) -> Append:
+        text = prompts.objective_message(self.objective, self.check_cmd, self.budget_text())
+        return Append("user", {"text": text, "why": "objective"})
+
+    def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]:
+        spent = self.spent()
+        if (which := exhausted(self.budgets, spent)) is not None:
+            ctx.emit({"type": "budget_exhausted", "budget": which, "spent": spent.model_dump()})
+            return End(GoalStatus.BUDGET_EXHAUSTED)
+        if self._wrapped_up is None:
+            self._wrapped_up = any(s.kind == "user" and s.payload.get("why") == "wrap_up" for s in ctx.journal())
+        if not self._wrapped_up and near_end(self.budgets, spent, WRAP_UP_AT):
+            self._wrapped_up = True
+            return [Append("user", {"text": prompts.wrap_up_message(describe(self.budgets, spent)), "why": "wrap_up"})]
+        return ()
+
+    def idle(self, ctx: TurnContext) -> Sequence[Action]:
+        idle = 0
+        for msg in reversed(ctx.conversation.messages):
+            if msg.role == "assistant":
+                if msg.tool_calls:
+                    break
+                idle += 1
+        text = prompts.continuation_message(self.objective, self.budget_text(), idle)
+        return [Append("user", {"text": text, "why": "continuation"})]
+
+    def on_model_error(self, error: ProviderError, ctx: TurnContext) -> float | None:
+        self.spent()  # the failed call's time counts
+        if not error.transient or sum(self._outage) >= OUTAGE_GIVE_UP_S:
+            return None
+        # Retries are used up but the cause is transient (overload, 5xx, network): an unattended
+        # run waits the outage out instead of failing; the wall-time budget still rules.
+        wait = OUTAGE_BACKOFF_S[min(len(self._outage), len(OUTAGE_BACKOFF_S) - 1)]
+        self._outage.append(wait)
+        ctx.emit({"type": "provider_outage", "error": str(error)[:500], "status": error.status, "wait_s": wait,
+                  "attempts": len(error.attempts), "outage_waits": len(self._outage)})
+        return wait
+
+    def accounted(self, entry: UsageEntry) -> None:
+        self._outage.clear()
+
+    def rerun_interrupted(self, call: ToolCallPart) -> bool:
+        return False  # a started call may have had effects: never repeated blindly
+
+    def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome:
+        if call.name == "complete_goal":
+            return self._complete(call, ctx)
+        if call.name in self.extra_tools:
+            return _safe(lambda: self.extra_tools[call.name][1](call))
+        return _safe(lambda: self.toolbox.call(call.name, call.arguments))
+
+    def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> End | None:
+        if isinstance(outcome, Verdict) and outcome.passed:
+            summary = call.arguments.get("summary")
+            return End(GoalStatus.SUCCEEDED, detail=summary if isinstance(summary, str) else "")
+        return None
+
+    # -- verification -------------------------------------------------------------------------
+    def _complete(self, call: ToolCallPart, ctx: TurnContext) -> Verdict:
+        summary = call.arguments.get("summary", "")
+        summary = summary if isinstance(summary, str) else str(summary)
+        if self.check_cmd:
+            return self._check(ctx)
+        if self.judge is None:
+            return Verdict(passed=False, is_error=True, content="No check command and no judge configured; cannot verify.")
+        passed, report = self.judge(summary, ctx.session_id)
+        ctx.emit({"type": "judge", "passed": passed, "report": report[-2000:]})
+        if passed:
+            return Verdict(passed=True, content=f"The independent reviewer accepted the work.\n{report}")
+        return Verdict(passed=False, is_error=True, content=f"The independent reviewer rejected the work; keep going.\n{report}")
+
+    def _check(self, ctx: TurnContext) -> Verdict:
+        cmd = self.check_cmd or ""
+        result = self.sandbox.exec(cmd, timeout=self.check_timeout)
+        output = _tail((result.stdout + ("\n" + result.stderr if result.stderr else "")).strip(), OUTPUT_TAIL)
+        ctx.emit({"type": "check", "command": cmd, "passed": result.ok, "exit_code": result.exit_code,
+                  "timed_out": result.timed_out, "output_tail": output[-1500:]})
+        if result.ok:
+            return Verdict(passed=True, content=f"Check passed: `{cmd}` exited 0. The goal is complete.\n{output}")
+        why = "timed out" if result.timed_out else f"exited {result.exit_code}"
+        return Verdict(passed=False, is_error=True,
+                       content=f"The check `{cmd}` {why}; the goal is NOT complete. Keep working.\n--- check output ---\n{output}")
+
+
+def drive(engine: Engine, policy: GoalPolicy) -> str:
+    """Run the goal's engine to an end and record the goal's status. Returns the status."""
+    store, goal_id = policy.store, policy.goal_id
+    store.set_status(goal_id, GoalStatus.RUNNING)
+    engine.journal("event", {"type": "status", "status": "running"})
+    error: str | None = None
+    try:
+        end = engine.run()
+        status = str(end.status)
+        if status == GoalStatus.SUCCEEDED:
+            store.update_goal(goal_id, summary=end.detail or "")
+        elif status == GoalStatus.FAILED:
+            error = str(end.detail)
+    except KeyboardInterrupt:
+        status, error = GoalStatus.STOPPED.value, "interrupted by the user"
+    except ProviderError as e:
+        status, error = GoalStatus.FAILED.value, f"model call failed: {e}"
+    except SandboxError as e:
+        status, error = GoalStatus.FAILED.value, f"sandbox failed: {e}"
+    policy.spent()
+    store.set_status(goal_id, status, error=error)
+    engine.journal("event", {"type": "status", "status": status, "error": error})
+    return status
+
+
+def _safe(fn: Callable[[], ToolOutcome]) -> ToolOutcome:
+    """Tool errors go back to the model as tool results; only the sandbox dying stops the run."""
+    try:
+        return fn()
+    except SandboxError:
+        raise
+    except Exception as e:  # noqa: BLE001 - anything a tool raises is reported to the model
+        return ToolOutcome(is_error=True, content=f"tool failed: {type(e).__name__}: {e}")
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
