@@ -8,11 +8,12 @@ import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, NoReturn, Optional, Union
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tenax.core.errors import TenaxError
 
@@ -24,8 +25,25 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(no_args_is_help=True, help="Build and clean up the sandbox.")
 app.add_typer(sandbox_app, name="sandbox")
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+# Untrusted text (model output, tool output, objectives, error messages quoting them) is data.
+# Neither console parses markup or emoji codes in a plain str; styles come only from `say`'s
+# (text, style) pairs, and tables get plain cells.
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+Part = Union[str, "tuple[str, str]"]
+
+
+def say(*parts: Part, err: bool = False) -> None:
+    """Print one line. A str part is shown verbatim; a (text, style) pair is shown styled."""
+    (err_console if err else console).print(Text.assemble(*parts))
+
+
+def _table(*columns: str, rows: Iterable[Iterable[Any]], **kw: Any) -> Table:
+    t = Table(*columns, box=None, **kw)
+    for row in rows:
+        t.add_row(*(Text(str(c)) for c in row))
+    return t
 
 
 def _store() -> Any:
@@ -44,50 +62,60 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _fail(e: Exception, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {e}")
+def _fail(e: Exception | str, code: int = 2) -> NoReturn:
+    say(("error:", "bold red"), " ", str(e), err=True)
     raise typer.Exit(code)
 
 
 # -- rendering --------------------------------------------------------------------------------
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f) if c != 0x0a}
+
+
 def _short(v: Any, n: int = 100) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-    s = s.replace("\n", "⏎ ")
+    """One line of at most n characters; control characters (terminal escapes) made visible."""
+    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+    s = s.replace("\n", "⏎ ").translate(_CONTROL)
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
 def render_event(kind: str, p: dict[str, Any]) -> None:
+    """The engine's on_event hook: one journal step as terminal lines. A display fault is reported,
+    never raised into the run."""
+    try:
+        _render(kind, p)
+    except Exception as e:  # noqa: BLE001 - the display must never end an unattended run
+        say((f"(cannot display a {kind} step: {type(e).__name__}: {e})", "dim"), err=True)
+
+
+def _render(kind: str, p: dict[str, Any]) -> None:
     if kind == "assistant":
         for part in p["message"]["parts"]:
             if part["type"] == "text" and part["text"].strip():
-                console.print(f"[cyan]model[/] {_short(part['text'], 160)}")
+                say(("model", "cyan"), " ", _short(part["text"], 160))
             elif part["type"] == "tool_call":
-                console.print(f"  [magenta]→ {part['name']}[/] {_short(part['arguments'])}")
+                say(("  → ", "magenta"), (part["name"], "magenta"), " ", _short(part["arguments"]))
     elif kind == "tool_result":
-        style = "red" if p.get("is_error") else "dim"
-        console.print(f"  [{style}]← {_short(p['content'], 140)}[/]")
+        say(("  ← " + _short(p["content"], 140), "red" if p.get("is_error") else "dim"))
     elif kind == "user" and p.get("why") in ("continuation", "wrap_up"):
-        console.print(f"[yellow]runtime[/] {p['why']}: {_short(p['text'], 120)}")
+        say(("runtime", "yellow"), f" {p['why']}: ", _short(p["text"], 120))
     elif kind == "user" and p.get("why") == "steering":
-        console.print(f"[yellow]steering[/] {_short(p.get('verbatim', p['text']), 140)}")
+        say(("steering", "yellow"), " ", _short(p.get("verbatim", p["text"]), 140))
     elif kind == "compaction":
         rng = p.get("archived")
         arch = f"archived steps {rng[0]}-{rng[1]}" if rng else "nothing archived"
-        console.print(f"[bold blue]compaction[/] ({p.get('mode')}, {p.get('reason')}): ~{p.get('tokens_before', 0):,} -> "
-                      f"~{p.get('tokens_after', 0):,} tokens, {arch}, kept {p.get('kept_turns', 0)} turn(s)")
+        say(("compaction", "bold blue"), f" ({p.get('mode')}, {p.get('reason')}): ~{p.get('tokens_before', 0):,} -> "
+            f"~{p.get('tokens_after', 0):,} tokens, {arch}, kept {p.get('kept_turns', 0)} turn(s)")
     elif kind == "event":
         t = p.get("type")
         if t == "check":
-            mark = "[green]passed[/]" if p["passed"] else f"[red]failed (exit {p['exit_code']})[/]"
-            console.print(f"[bold]check[/] `{p['command']}` {mark}")
+            mark = ("passed", "green") if p["passed"] else (f"failed (exit {p['exit_code']})", "red")
+            say(("check", "bold"), f" `{_short(p['command'])}` ", mark)
         elif t == "judge":
-            console.print(f"[bold]judge[/] {'[green]passed[/]' if p['passed'] else '[red]rejected[/]'}")
+            say(("judge", "bold"), " ", ("passed", "green") if p["passed"] else ("rejected", "red"))
         elif t == "budget_exhausted":
-            console.print(f"[red]budget exhausted[/]: {p['budget']}")
-        elif t == "status" and p["status"] != "running":
-            pass
-        elif t not in ("status",):
-            console.print(f"[dim]event {t}[/]")
+            say(("budget exhausted", "red"), f": {p['budget']}")
+        elif t != "status":
+            say((f"event {_short(t)}", "dim"))
 
 
 def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Optional[int], max_minutes: Optional[float], base: Any = None) -> Any:
@@ -111,11 +139,12 @@ def _duration(seconds: float) -> str:
 def _final(store: Any, goal_id: str, status: str) -> None:
     goal = store.get_goal(goal_id)
     color = {"succeeded": "green", "budget_exhausted": "yellow", "stopped": "yellow"}.get(status, "red")
-    console.print(f"\n[bold {color}]{status}[/] goal {goal.id} after {goal.turns} turns, ${goal.cost_usd:.4f}")
+    say()
+    say((status, f"bold {color}"), f" goal {goal.id} after {goal.turns} turns, ${goal.cost_usd:.4f}")
     if goal.error:
-        console.print(f"[red]{goal.error}[/]")
+        say((goal.error, "red"))
     if status == "stopped":
-        console.print(f"resume with: tenax resume {goal.id}")
+        say(f"resume with: tenax resume {goal.id}")
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -147,7 +176,7 @@ def goal_cmd(
                           compaction={"threshold": compact_at} if compact_at is not None else None)
         goal_id = create_goal(store, req)
         _stop_on_sigterm()
-        console.print(f"goal [bold]{goal_id}[/] started; model {store.get_goal(goal_id).model}")
+        say("goal ", (goal_id, "bold"), f" started; model {store.get_goal(goal_id).model}")
         status = run_goal(store, goal_id, on_event=render_event)
         _final(store, goal_id, status)
     except TenaxError as e:
@@ -172,7 +201,7 @@ def resume_cmd(
         goal = store.get_goal(goal_id)
         changed = any(v is not None for v in (max_turns, max_usd, max_tokens, max_minutes))
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes, base=goal.budgets) if changed else None
-        console.print(f"resuming goal [bold]{goal.id}[/] ({goal.status}, {goal.turns} turns so far)")
+        say("resuming goal ", (goal.id, "bold"), f" ({goal.status}, {goal.turns} turns so far)")
         _stop_on_sigterm()
         status = run_goal(store, goal.id, model_override=model, budgets=budgets, on_event=render_event)
         _final(store, goal.id, status)
@@ -192,12 +221,10 @@ def ls_cmd(
     except TenaxError as e:
         _fail(e)
     if not goals:
-        console.print("no goals yet; start one with: tenax goal \"...\" --workspace DIR --check \"...\"")
+        say("no goals yet; start one with: tenax goal \"...\" --workspace DIR --check \"...\"")
         return
-    t = Table("id", "status", "turns", "cost", "model", "objective", box=None)
-    for g in goals:
-        t.add_row(g.id, g.status, str(g.turns), f"${g.cost_usd:.4f}", g.model, _short(g.objective, 60))
-    console.print(t)
+    console.print(_table("id", "status", "turns", "cost", "model", "objective", rows=(
+        (g.id, g.status, g.turns, f"${g.cost_usd:.4f}", g.model, _short(g.objective, 60)) for g in goals)))
 
 
 @app.command("show")
@@ -215,9 +242,6 @@ def show_cmd(
         _fail(e)
     total_in = g.input_tokens + g.cache_read_tokens + g.cache_write_tokens
     share = (g.cache_read_tokens / total_in) if total_in else 0.0
-    t = Table(box=None, show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
     rows = [
         ("goal", g.id),
         ("status", g.status + (f"  ({g.error})" if g.error else "")),
@@ -236,24 +260,21 @@ def show_cmd(
     ]
     if g.summary:
         rows.append(("summary", g.summary))
-    for k, v in rows:
-        t.add_row(k, v)
+    t = _table(rows=rows, show_header=False)
+    t.columns[0].style = "bold"
     console.print(t)
     agents = store.agents_for_goal(g.id) if hasattr(store, "agents_for_goal") else []
     if agents:
-        at = Table("agent", "role", "model", "status", "cost", "depth", "outcome", "task", box=None, title="sub-agents")
-        for a in agents:
-            at.add_row(a.id, a.role, a.model, a.status, f"${a.cost_usd:.4f}", str(a.depth),
-                       str((a.summary or {}).get("outcome") or ""), _short(a.task, 60))
-        console.print(at)
+        console.print(_table("agent", "role", "model", "status", "cost", "depth", "outcome", "task", title="sub-agents",
+                             rows=((a.id, a.role, a.model, a.status, f"${a.cost_usd:.4f}", a.depth,
+                                    (a.summary or {}).get("outcome") or "", _short(a.task, 60)) for a in agents)))
     ledgered = {a.session_id for a in agents}
     subs = [s for s in sessions if s.role != "main" and s.id not in ledgered]
     if subs:
-        st = Table("session", "role", "model", "status", box=None, title="sub-sessions")
-        for s in subs:
-            st.add_row(s.id, s.role, s.model, s.status or "")
-        console.print(st)
-    console.print("\n[bold]last events[/]")
+        console.print(_table("session", "role", "model", "status", title="sub-sessions",
+                             rows=((s.id, s.role, s.model, s.status or "") for s in subs)))
+    say()
+    say(("last events", "bold"))
     for step in recent:
         render_event(step.kind, step.payload)
 
@@ -264,15 +285,13 @@ def steer_cmd(
     message: str = typer.Argument(..., help="What the agent should know or do; delivered verbatim before its next model call."),
 ) -> None:
     """Queue a steering message for a goal; the running loop (or the next resume) picks it up."""
-    from tenax.store import memory
-
     try:
         store = _store()
         goal = store.get_goal(goal_id)
-        sid = memory.push_steering(store, goal.id, message)
+        sid = store.push_steering(goal.id, message)
     except TenaxError as e:
         _fail(e)
-    console.print(f"queued steering message #{sid} for goal {goal.id} ({goal.status})")
+    say(f"queued steering message #{sid} for goal {goal.id} ({goal.status})")
 
 
 @app.command("export")
@@ -293,7 +312,7 @@ def export_cmd(
         _fail(e)
     if out:
         out.write_text(text)
-        console.print(f"wrote {out}")
+        say(f"wrote {out}")
     else:
         sys.stdout.write(text)
 
@@ -312,10 +331,10 @@ def sandbox_build(
         tag = tag or load_settings().image
         ensure_docker()
         if image_exists(tag) and not force:
-            console.print(f"image {tag} exists" + ("" if if_missing else "; use --force to rebuild"))
+            say(f"image {tag} exists" + ("" if if_missing else "; use --force to rebuild"))
             return
-        build_image(tag, force=force, log=lambda m: console.print(f"[dim]{m}[/]"))
-        console.print(f"[green]built {tag}[/]")
+        build_image(tag, force=force, log=lambda m: say((m, "dim")))
+        say((f"built {tag}", "green"))
     except TenaxError as e:
         _fail(e, 1)
 
@@ -329,7 +348,7 @@ def sandbox_cleanup(goal_id: Optional[str] = typer.Option(None, "--goal", help="
         n = cleanup_by_label(ensure_docker(), goal_id=goal_id)
     except TenaxError as e:
         _fail(e, 1)
-    console.print(f"removed {n} container(s)")
+    say(f"removed {n} container(s)")
 
 
 @app.command("demo")
@@ -345,11 +364,11 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
     with resources.as_file(demo_pkg / "sample_repo") as src:
         shutil.copytree(src, workspace)
     script = Script.from_yaml((demo_pkg / "script.yaml").read_text())
-    console.print(
-        "[bold yellow]Demo: the model is SIMULATED.[/] A local simulator speaking the real Anthropic API "
+    say(
+        ("Demo: the model is SIMULATED.", "bold yellow"), " A local simulator speaking the real Anthropic API "
         "replays a scripted agent; everything else is real: the Docker sandbox, the check, the SQLite journal."
     )
-    console.print(f"workspace: {workspace}")
+    say(f"workspace: {workspace}")
     api_key = "sim-demo-key"
     status = "failed"
     try:
@@ -361,7 +380,7 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
                 base_url=sim.url, budgets=Budgets(max_turns=20),
             )
             goal_id = create_goal(store, req, api_key=api_key)
-            console.print(f"goal [bold]{goal_id}[/] (check: python3 -m unittest -q)\n")
+            say("goal ", (goal_id, "bold"), " (check: python3 -m unittest -q)\n")
             status = run_goal(store, goal_id, api_key=api_key, on_event=render_event)
             _final(store, goal_id, status)
             from tenax.export.transcript import to_markdown
@@ -370,10 +389,11 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
             transcript.write_text(to_markdown(store, goal_id))
     except TenaxError as e:
         _fail(e, 1)
-    console.print("\n[bold]calc.py now:[/]")
-    console.print((workspace / "calc.py").read_text(), markup=False)
-    console.print(f"transcript: {transcript}")
-    console.print(f"journal:    {store.url}  (tenax show {goal_id})")
+    say()
+    say(("calc.py now:", "bold"))
+    say((workspace / "calc.py").read_text())
+    say(f"transcript: {transcript}")
+    say(f"journal:    {store.url}  (tenax show {goal_id})")
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     raise typer.Exit(0 if status == "succeeded" else 1)
