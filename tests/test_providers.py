@@ -383,7 +383,27 @@ def test_connection_drops_are_retried_then_reported(spec):
     assert delays == [0.5, 1.0]
     attempts = err.value.attempts
     assert [a.number for a in attempts] == [1, 2, 3] and not any(a.ok for a in attempts)
-    assert "after 3 attempt(s)" in str(err.value) and "try again later" in str(err.value)
+    assert "after 3 attempts" in str(err.value) and "try again later" in str(err.value)
+    # the server was reached each time (it hung up): an outage to wait out, not a wrong URL
+    assert err.value.transient and not err.value.unreachable
+
+
+@pytest.mark.parametrize("spec", ["anthropic:claude-sonnet-4-6", "openai:gpt-5", "openai-chat:qwen3"])
+def test_an_endpoint_nothing_listens_on_is_unreachable_and_named(spec):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}" + ("" if spec.startswith("anthropic") else "/v1")
+    delays: list[float] = []
+    model = make_model(spec, api_key="k", env={}, base_url=url, timeout=10,
+                       retry=RetryPolicy(max_attempts=3, base_delay=0.1, jitter=False), sleep=delays.append)
+    with pytest.raises(ProviderError) as err:
+        model.complete("sys", TOOLS, [user("hi")], session_id="s1")
+    assert err.value.unreachable and err.value.transient and not err.value.retryable
+    assert f"cannot reach {url}: could not connect" in str(err.value) and "Connection refused" in str(err.value)
+    assert "Check the base URL" in str(err.value) and len(err.value.attempts) == 3
 
 
 # --------------------------------------------------------------------------- through the simulator
@@ -607,8 +627,34 @@ def test_exhausted_retries_raise_provider_error(kind, sim_factory):
     with pytest.raises(ProviderError) as err:
         model.complete("sys", TOOLS, [user("hi")], session_id="s")
     assert err.value.status == 500 and not err.value.retryable
+    assert err.value.transient and not err.value.unreachable  # a plain 500: an outage to wait out
     assert len(err.value.attempts) == 3 and delays == [0.1, 0.2]
-    assert "after 3 attempt(s)" in str(err.value)
+    assert "HTTP 500 server error: boom (after 3 attempts)" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_overload_reads_as_status_words_and_server_message(kind, sim_factory):
+    sim = sim_factory(Script([Reply(error=SimError(status=529, message="Overloaded"))] * 2))
+    model = model_for(kind, sim, retry=RetryPolicy(max_attempts=2, base_delay=0.1, jitter=False))
+    with pytest.raises(ProviderError) as err:
+        model.complete("sys", TOOLS, [user("hi")], session_id="s")
+    assert f"{SPECS[kind]}: HTTP 529 overloaded: Overloaded (after 2 attempts)" in str(err.value)
+    assert err.value.transient and err.value.status == 529
+
+
+LLAMA_INVALID_CONTENT = "Invalid 'content' type (ref: https://github.com/ggerganov/llama.cpp/issues/8367)"
+
+
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_a_5xx_naming_an_invalid_request_fails_after_a_few_attempts_not_transient(kind, sim_factory):
+    sim = sim_factory(Script([Reply(error=SimError(status=500, message=LLAMA_INVALID_CONTENT))] * 8))
+    delays: list[float] = []
+    model = model_for(kind, sim, sleep=delays, retry=RetryPolicy(max_attempts=8, base_delay=0.1, jitter=False))
+    with pytest.raises(ProviderError) as err:
+        model.complete("sys", TOOLS, [user("hi")], session_id="s")
+    assert not err.value.transient and not err.value.retryable and not err.value.unreachable
+    assert len(sim.requests) == 3 and len(err.value.attempts) == 3  # not the policy's 8
+    assert f"HTTP 500 server error: {LLAMA_INVALID_CONTENT} (after 3 attempts)" in str(err.value)
 
 
 @pytest.mark.parametrize("kind", list(SPECS))
@@ -620,7 +666,9 @@ def test_client_errors_are_not_retried(kind, status, advice, sim_factory):
     with pytest.raises(ProviderError) as err:
         model.complete("sys", TOOLS, [user("hi")], session_id="s")
     assert not isinstance(err.value, ContextTooLong)
-    assert err.value.status == status and advice in str(err.value) and "nope" in str(err.value)
+    assert err.value.status == status and advice in str(err.value) and f"HTTP {status} " in str(err.value)
+    assert str(err.value).split(": ", 1)[1].startswith(f"request failed: HTTP {status}") and "nope" in str(err.value)
+    assert not err.value.transient and not err.value.unreachable
     assert delays == [] and len(sim.requests) == 1 and len(err.value.attempts) == 1
 
 

@@ -25,15 +25,18 @@ class ProviderError(TenaxError):
     ``retryable``: another attempt of the same call may succeed (False once retries are used up).
     ``transient``: the cause is the provider's or the network's state, not the request (overload,
     5xx, connection trouble), so an unattended run may wait it out. A request the server calls
-    invalid is neither."""
+    invalid is neither.
+    ``unreachable``: every attempt failed to connect at all (connection refused, DNS failure): a
+    mistyped base URL looks like this, so a goal whose very first call gets it should fail at once."""
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 transient: bool = False, attempts: list | None = None):
+                 transient: bool = False, attempts: list | None = None, unreachable: bool = False):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.transient = transient
         self.attempts = attempts or []
+        self.unreachable = unreachable
 
 
 class ContextTooLong(ProviderError):

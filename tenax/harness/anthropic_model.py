@@ -189,7 +189,8 @@ class AnthropicModel:
                 return final, stream.request_id
 
         (final, request_id), attempts = call_with_retries(
-            attempt, self.retry, provider=self.provider, model=self.name, sleep=self.sleep, rng=self.rng
+            attempt, self.retry, provider=self.provider, model=self.name, url=self.base_url, sleep=self.sleep,
+            rng=self.rng,
         )
         message, usage, stop = response_to_neutral(final)
         return ModelResponse(

@@ -57,6 +57,7 @@ def _failure_from_event(code: str | None, message: str | None) -> StreamFailed:
             retryable=retryable,
             context_too_long=too_long,
             code=code,
+            invalid_request=not too_long and not retryable,
         )
     )
 
@@ -84,7 +85,8 @@ class _OpenAIBase:
 
     def _run(self, attempt: Callable[[], Any]) -> tuple[Any, list]:
         return call_with_retries(
-            attempt, self.retry, provider=self.provider, model=self.name, sleep=self.sleep, rng=self.rng
+            attempt, self.retry, provider=self.provider, model=self.name, url=self.base_url, sleep=self.sleep,
+            rng=self.rng,
         )
 
 

@@ -9,6 +9,7 @@ by ``classify_error`` into a ``Failure``.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,17 @@ _ANTHROPIC_ERROR_TYPES = {
 }
 # Longest wait we accept from a retry-after header; beyond this we treat it as a failure.
 MAX_RETRY_AFTER_S = 900.0
+# A 5xx whose body says the request itself is invalid (llama.cpp answers a malformed message with a
+# 500) gets this many attempts at most: another try rarely helps, and it is never waited out.
+INVALID_REQUEST_ATTEMPTS = 3
+_INVALID_TYPES = ("invalid_request_error", "badrequesterror", "bad_request", "validation_error")
+_INVALID_WORDS = re.compile(r"\b(invalid|missing|expected|malformed|unsupported|not supported|must be|required)\b",
+                            re.IGNORECASE)
+_STATUS_WORDS = {
+    400: "invalid request", 401: "unauthorized", 403: "forbidden", 404: "not found", 408: "request timeout",
+    409: "conflict", 413: "request too large", 422: "unprocessable request", 429: "rate limited",
+    500: "server error", 502: "bad gateway", 503: "unavailable", 504: "gateway timeout", 529: "overloaded",
+}
 
 
 class RetryPolicy(BaseModel):
@@ -74,6 +86,16 @@ class Failure:
     retry_after: float | None = None
     context_too_long: bool = False
     code: str | None = None
+    invalid_request: bool = False  # the server says the request itself is wrong: never transient
+    connect_failed: bool = False  # no connection was made at all (refused, DNS failure, connect timeout)
+
+    def describe(self) -> str:
+        """``HTTP 529 overloaded: <server message>`` (or the transport's own words)."""
+        message = self.message.rstrip(". ")
+        if self.status is None:
+            return message
+        words = _STATUS_WORDS.get(self.status, "client error" if self.status < 500 else "server error")
+        return f"HTTP {self.status} {words}: {message}"
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -129,12 +151,31 @@ def _is_too_long(status: int | None, code: str | None, message: str | None) -> b
     return any(m in text for m in _TOO_LONG_MARKERS)
 
 
+def _names_invalid_request(etype: str | None, message: str | None) -> bool:
+    if (etype or "").lower() in _INVALID_TYPES:
+        return True
+    return bool(_INVALID_WORDS.search(message or ""))
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its chain of causes (an SDK error wraps the transport's, which wraps the OS's)."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and chain[-1].__cause__ not in chain:
+        chain.append(chain[-1].__cause__)
+    return chain
+
+
 def classify_error(exc: BaseException) -> Failure | None:
     """Classify an exception from a model call; ``None`` means "not a provider failure"."""
-    if isinstance(exc, (anthropic.APITimeoutError, openai.APITimeoutError, httpx2.TimeoutException)):
-        return Failure(message=f"timed out: {exc}", retryable=True)
     if isinstance(exc, (anthropic.APIConnectionError, openai.APIConnectionError, httpx2.TransportError)):
-        return Failure(message=f"connection error: {exc}", retryable=True)
+        chain = _causes(exc)
+        connect = any(isinstance(e, (httpx2.ConnectError, httpx2.ConnectTimeout)) for e in chain)
+        detail = next((str(e) for e in chain[1:] if str(e)), str(exc))
+        timeout_types = (anthropic.APITimeoutError, openai.APITimeoutError, httpx2.TimeoutException)
+        if any(isinstance(e, timeout_types) for e in chain) and not connect:
+            return Failure(message=f"timed out: {detail}", retryable=True)
+        what = "could not connect" if connect else "connection error"
+        return Failure(message=f"{what}: {detail}", retryable=True, connect_failed=connect)
     if isinstance(exc, (anthropic.APIStatusError, openai.APIStatusError)):
         etype, code, msg = _error_fields(exc.body)
         status = exc.status_code
@@ -143,6 +184,8 @@ def classify_error(exc: BaseException) -> Failure | None:
         if code is None:
             code = getattr(exc, "code", None) or getattr(exc, "error_code", None)
         message = msg or getattr(exc, "message", None) or str(exc)
+        invalid = status < 500 and status not in RETRYABLE_STATUSES or (
+            status >= 500 and _names_invalid_request(etype, message))
         return Failure(
             message=message,
             status=status,
@@ -150,6 +193,7 @@ def classify_error(exc: BaseException) -> Failure | None:
             retry_after=parse_retry_after(exc.response.headers),
             context_too_long=_is_too_long(status, code, message),
             code=code,
+            invalid_request=invalid,
         )
     if isinstance(exc, (anthropic.APIError, openai.APIError)):
         # An error event in a stream with no HTTP status of its own.
@@ -158,7 +202,9 @@ def classify_error(exc: BaseException) -> Failure | None:
         message = msg or str(exc)
         too_long = _is_too_long(status, code, message)
         retryable = not too_long and (status is None or status in RETRYABLE_STATUSES)
-        return Failure(message=message, status=status, retryable=retryable, context_too_long=too_long, code=code)
+        invalid = (status is not None and status < 500 and not retryable) or (etype or "") == "invalid_request_error"
+        return Failure(message=message, status=status, retryable=retryable, context_too_long=too_long, code=code,
+                       invalid_request=invalid)
     if isinstance(exc, StreamFailed):
         return exc.failure
     return None
@@ -182,31 +228,31 @@ _ADVICE = {
 }
 
 
-def _final_error(provider: str, model: str, failure: Failure, attempts: int) -> ProviderError:
+def _final_error(provider: str, model: str, failure: Failure, attempts: int, *, url: str | None,
+                 unreachable: bool) -> ProviderError:
     where = f"{provider}:{model}"
-    status_txt = f"HTTP {failure.status}" if failure.status is not None else "no HTTP status"
+    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
     if failure.context_too_long:
-        err: ProviderError = ContextTooLong(
+        return ContextTooLong(
             f"{where}: the prompt exceeds the model's context window ({failure.message}); "
             "compact the conversation or use a model with a larger context window",
             status=failure.status,
         )
-    elif failure.retryable:
-        err = ProviderError(
-            f"{where}: call failed after {attempts} attempt(s); last error {status_txt}: {failure.message}. "
-            "The provider is overloaded, rate-limited or unreachable; try again later, check the base URL "
-            "and network, or allow more retries",
-            status=failure.status,
-            retryable=False,
-            transient=True,  # the goal loop may wait out an outage
+    if unreachable:
+        return ProviderError(
+            f"{where}: cannot reach {url or 'the provider'}: {failure.describe()}{tries}. Check the base URL "
+            "(host and port) and that the server is running",
+            status=None, transient=True, unreachable=True,
         )
-    else:
-        advice = _ADVICE.get(failure.status or 0, "see the provider's message")
-        err = ProviderError(
-            f"{where}: request failed ({status_txt}): {failure.message}. {advice}",
+    if failure.retryable and not failure.invalid_request:
+        return ProviderError(
+            f"{where}: {failure.describe()}{tries}. The provider is overloaded, rate-limited or unreachable; "
+            "try again later, check the base URL and network, or allow more retries",
             status=failure.status,
+            transient=True,  # the goal may wait out an outage
         )
-    return err
+    advice = _ADVICE.get(failure.status or 0, "the server says the request is invalid; see its message")
+    return ProviderError(f"{where}: request failed: {failure.describe()}{tries}. {advice}", status=failure.status)
 
 
 def call_with_retries(
@@ -215,6 +261,7 @@ def call_with_retries(
     *,
     provider: str,
     model: str,
+    url: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -222,10 +269,11 @@ def call_with_retries(
     """Run ``attempt_fn`` with retries. Returns its result and every ``Attempt``.
 
     On final failure raises ``ProviderError`` (or ``ContextTooLong``) whose ``attempts``
-    attribute holds the recorded attempts.
+    attribute holds the recorded attempts; ``url`` (the base URL) is named when it cannot be reached.
     """
     attempts: list[Attempt] = []
     number = 0
+    never_connected = True
     while True:
         number += 1
         started = clock()
@@ -240,6 +288,7 @@ def call_with_retries(
                 not failure.retryable
                 or failure.context_too_long
                 or number >= policy.max_attempts
+                or (failure.invalid_request and number >= INVALID_REQUEST_ATTEMPTS)
                 or (failure.retry_after is not None and failure.retry_after > MAX_RETRY_AFTER_S)
             )
             attempts.append(
@@ -252,8 +301,9 @@ def call_with_retries(
                     retry_after_s=failure.retry_after,
                 )
             )
+            never_connected = never_connected and failure.connect_failed
             if give_up:
-                err = _final_error(provider, model, failure, number)
+                err = _final_error(provider, model, failure, number, url=url, unreachable=never_connected)
                 err.attempts = attempts
                 raise err from exc
             sleep(policy.delay(number, failure.retry_after, rng))
