@@ -1,10 +1,10 @@
 """Token economics: tenax's prompt layout against a naive one, on the providers' caching rules.
 
 A scripted long goal (200 main turns by default, realistic sizes) runs per provider through the
-REAL goal loop against the provider simulator (``tenax.testing``): ``GoalRunner`` with its
+REAL goal loop against the provider simulator (``tenax.testing``): the engine with the goal policy, its
 ``Compactor`` (threshold trigger, handoff-summary request on the frozen system + tools, ledger +
 summary + kept tail folded from the journal) and its ``AgentManager`` (``spawn_agent`` runs a
-journaled ``SubAgentRun`` in its own session and context), the real provider classes of
+journaled sub-agent engine in its own session and context), the real provider classes of
 ``tenax.harness``, the real ``anthropic`` / ``openai`` SDKs over HTTP and a temporary SQLite store.
 
 - **tenax**: what that run sent, as sent (frozen, deterministically serialized tools + system;
@@ -53,9 +53,9 @@ from typing import Any, Callable
 from tenax.compaction import SUMMARY_REQUEST, memory_tools
 from tenax.config import Settings
 from tenax.goal import instructions, prompts
-from tenax.app import cost_function, memory_wiring
+from tenax.app import cost_function, goal_engine
 from tenax.core.budget import Budgets
-from tenax.goal.loop import GoalRunner
+from tenax.goal.policy import drive
 from tenax.harness import pricing
 from tenax.harness.anthropic_model import AnthropicModel
 from tenax.harness.anthropic_model import build_request as anthropic_build_request
@@ -91,7 +91,7 @@ SUB_MARK = BUILTIN_ROLES[SUBAGENT_ROLE].system.split("\n", 1)[0][:40]
 SUMMARY_MARK = SUMMARY_REQUEST[:60]
 
 NOTES = [
-    "goal loop: the real GoalRunner with its Compactor and AgentManager, a temporary SQLite store, the real "
+    "goal loop: the real engine with the goal policy, its Compactor and AgentManager, a temporary SQLite store, the real "
     "provider classes and SDKs over HTTP to the simulator",
     "model: a deterministic simulator policy plays the workload; simulated clock +5-45 s per call",
     "sandbox: an in-process Sandbox that executes nothing and returns deterministic synthetic outputs of "
@@ -99,7 +99,7 @@ NOTES = [
     "compaction: the shipped Compactor (summary request on the frozen prefix, ledger + summary + kept tail "
     "folded from the journal); its window is set so the real 0.8 threshold is crossed the requested number "
     "of times",
-    f"sub-agents: real spawn_agent -> SubAgentRun ({SUBAGENT_ROLE} role: own session, system, tools and "
+    f"sub-agents: real spawn_agent -> the sub-agent engine ({SUBAGENT_ROLE} role: own session, system, tools and "
     f"context; {SUBAGENT_TURNS} tool turns + report)",
     "naive layout: every recorded call replayed with no cache breakpoints, no prompt_cache_key and the current "
     "time at the head of the system prompt; same messages, same replies, same simulated clock",
@@ -366,7 +366,7 @@ def main_prefix_tokens() -> int:
 
 
 def run_tenax(provider: str, w: Workload, tmp: Path) -> tuple[list[Call], dict[str, Any]]:
-    """Run the workload as a real goal through GoalRunner; return the recorded calls and what the
+    """Run the workload as a real goal through the engine (``tenax.app.goal_engine``); return the recorded calls and what the
     store says about the run."""
     spec = SPECS[provider]
     workspace = tmp / "workspace"
@@ -394,15 +394,13 @@ def run_tenax(provider: str, w: Workload, tmp: Path) -> tuple[list[Call], dict[s
             agents = AgentManager(store, gid, toolbox=toolbox, model_factory=model_factory,
                                   costs_for=lambda m: cost_function(m, settings), default_model=spec,
                                   workspace=str(workspace))
-            compactor, memory_extra = memory_wiring(store, goal, model, settings)
-            runner = GoalRunner(store, gid, model, sandbox, toolbox, costs=cost_function(model, settings),
-                                extra_tools={**memory_extra, **agents.main_tools()}, compactor=compactor)
+            engine, goal_policy = goal_engine(store, gid, model, sandbox, toolbox, agents=agents, settings=settings)
             try:
-                status = runner.run()
+                status = drive(engine, goal_policy)
             finally:
                 agents.shutdown(final=True)
         goal = store.get_goal(gid)
-        steps = store.steps(runner.session_id)
+        steps = store.steps(engine.session_id)
         info = {
             "status": status,
             "error": goal.error,

@@ -3,7 +3,7 @@
 The 30-turn tests drive the REAL goal loop (create_goal/run_goal: real SDKs over HTTP to the
 simulator, a real Docker sandbox, a real SQLite store) and read the cache usage the simulator
 computed with each provider's prefix rules. The bench tests run ``bench/cache_economics.py`` at a
-small scale (a real GoalRunner run with a real compaction and a real sub-agent, then the naive
+small scale (a real engine run with a real compaction and a real sub-agent, then the naive
 replay of the same calls) and check that its naive baseline really misses the cache while tenax's
 layout hits, and that the bench counts exactly what the store recorded.
 """
@@ -163,7 +163,7 @@ def test_bench_small_run_compares_layouts():
     bench = _load_bench()
     result = bench.run(turns=16, compactions=1, subagents=1, seed=3, jobs=1)
     a, o = result["anthropic"], result["openai"]
-    # The tenax side is a real goal run: GoalRunner, its Compactor and AgentManager, a SQLite store.
+    # The tenax side is a real goal run: the engine, its Compactor and AgentManager, a SQLite store.
     for p in (a, o):
         run = p["run"]
         assert run["status"] == "succeeded", run["error"]
@@ -204,7 +204,7 @@ def test_bench_json_line(capsys):
     text = "\n".join(out)
     # The real features run now; the output says what is still simulated (the sandbox).
     assert "placeholder" not in text.lower()
-    assert "executes nothing" in text and "GoalRunner" in text
+    assert "executes nothing" in text and "the real engine with the goal policy" in text
     # Exit status says whether the targets were met; a 3-turn run is too short to meet them.
     assert "FAIL  anthropic cached share" in text and code == 1
 
