@@ -521,3 +521,28 @@ def test_concurrent_requests_and_stop_closes_connections() -> None:
     with pytest.raises(openai.APIConnectionError):  # the pooled keep-alive connection is not served any more
         client.chat.completions.create(model="g", messages=[{"role": "user", "content": "late"}])
     assert len(sim.requests) == 24
+
+
+# ------------------------------------------------------------------------------------------ latency
+
+
+def test_simulated_calls_do_not_wait_for_delayed_acks() -> None:
+    """Nagle on the server socket made each call wait ~40 ms for the client's delayed ACK
+    (headers and body are separate writes); with TCP_NODELAY a local round trip takes ~2 ms."""
+    import socket
+    import statistics
+    import time
+
+    import httpx2
+
+    with Simulator(Script([Reply(text="hello there")] * 40)) as s, httpx2.Client() as client:
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        client.post(s.url + "/v1/chat/completions", json=body).raise_for_status()
+        (conn,) = list(s._conns)  # the server side of the one keep-alive connection
+        assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        times = []
+        for _ in range(30):
+            t = time.perf_counter()
+            client.post(s.url + "/v1/chat/completions", json=body).raise_for_status()
+            times.append(time.perf_counter() - t)
+    assert statistics.median(times) < 0.02, f"median round trip {statistics.median(times) * 1000:.1f} ms"

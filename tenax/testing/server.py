@@ -56,6 +56,15 @@ class _Outcome:
     usage: dict[str, Any] | None = None
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):  # a client hung up, or stop() closed its connection
+            return
+        super().handle_error(request, client_address)
+
+
 def _per_model(value: int | dict[str, int], model: str, default: int) -> int:
     if isinstance(value, dict):
         return value.get(model, value.get("*", default))
@@ -103,8 +112,7 @@ class Simulator:
     def start(self) -> "Simulator":
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
-        server.daemon_threads = True
+        server = _Server((self.host, self.port), _make_handler(self))
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -247,6 +255,9 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "tenax-simulator"
+        # TCP_NODELAY on each accepted socket: headers and body go out in separate writes, and with
+        # Nagle on, the second write waits for the client's delayed ACK (~40 ms per call).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
