@@ -6,7 +6,7 @@ Workload (one goal, run by the real ``GoalRunner`` through ``tenax.app.run_goal`
 - early on the scripted model plants 20 plan items (``update_plan``), 10 pitfalls (``note``), two
   failing checks (``complete_goal`` while the check fails; each run prints a distinct line);
   5 sub-agents are written to the sub-agent ledger (``store.create_agent``, as the spawn tool
-  does); a user queues 3 steering messages (``tenax.store.memory.push_steering``, what
+  does); a user queues 3 steering messages (``SqlStore.push_steering``, what
   ``tenax steer`` does) while the goal runs;
 - then it keeps reading large files until 10 compactions have happened (the goal's window is set
   small, via ``config["compaction"]["window"]``, so that the threshold trigger fires often);
@@ -39,7 +39,7 @@ from pathlib import Path
 from tenax.compaction import SUMMARY_REQUEST
 from tenax.app import GoalRequest, create_goal, run_goal
 from tenax.core.budget import Budgets
-from tenax.store import memory, open_store
+from tenax.store import open_store
 from tenax.testing import Reply, SimRequest, Simulator, ToolCall
 
 KEY = "bench-key"
@@ -97,7 +97,7 @@ class Workload:
             return Reply(text=f"Handoff {self.summaries}: making progress on the parser; keep going with the plan.")
         self.turn += 1
         if self.turn in (2, 4, 6):  # the user steers while the goal runs
-            memory.push_steering(self.store, self.goal_id, STEERING[self.turn // 2 - 1])
+            self.store.push_steering(self.goal_id, STEERING[self.turn // 2 - 1])
         if self.early:
             return self.early.pop(0)
         if self.summaries < self.target:

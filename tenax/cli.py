@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, NoReturn, Optional, Union
+from typing import Any, Callable, Iterable, NoReturn, Optional, Union
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tenax.core.errors import TenaxError
+from tenax.core.errors import ConfigError, TenaxError
 
 app = typer.Typer(
     add_completion=False,
@@ -118,11 +119,19 @@ def _render(kind: str, p: dict[str, Any]) -> None:
             say((f"event {_short(t)}", "dim"))
 
 
+def _require(option: str, value: float | int | None, what: str, ok: Callable[[Any], bool] = lambda v: v > 0) -> None:
+    """Refuse a numeric option (nan, inf, zero, negative, out of range) with its name and value."""
+    if value is not None and not ((isinstance(value, int) or math.isfinite(value)) and ok(value)):
+        raise ConfigError(f"{option} must be {what}, got {value}")
+
+
 def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Optional[int], max_minutes: Optional[float], base: Any = None) -> Any:
     from tenax.core.budget import Budgets
 
     values = dict(base or {})
     for k, v in (("max_turns", max_turns), ("max_usd", max_usd), ("max_tokens", max_tokens), ("max_minutes", max_minutes)):
+        _require("--" + k.replace("_", "-"), v, "a positive whole number" if k in ("max_turns", "max_tokens")
+                 else "a finite positive number")
         if v is not None:
             values[k] = v
     return Budgets.parse(**values)
@@ -167,10 +176,9 @@ def goal_cmd(
     from tenax.app import GoalRequest, create_goal, run_goal
 
     try:
-        store = _store()
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes)
-        if compact_at is not None and not 0.05 <= compact_at <= 1.0:
-            raise TenaxError(f"--compact-at must be between 0.05 and 1.0, got {compact_at}")
+        _require("--compact-at", compact_at, "a fraction between 0.05 and 1.0", lambda v: 0.05 <= v <= 1.0)
+        store = _store()
         req = GoalRequest(objective=objective, workspace=str(workspace), check=check, model=model, base_url=base_url,
                           network=network, budgets=budgets, strategy=strategy,
                           compaction={"threshold": compact_at} if compact_at is not None else None)
@@ -197,9 +205,10 @@ def resume_cmd(
     from tenax.app import run_goal
 
     try:
+        changed = any(v is not None for v in (max_turns, max_usd, max_tokens, max_minutes))
+        _budgets(max_turns, max_usd, max_tokens, max_minutes)  # refuse bad numbers before touching the store
         store = _store()
         goal = store.get_goal(goal_id)
-        changed = any(v is not None for v in (max_turns, max_usd, max_tokens, max_minutes))
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes, base=goal.budgets) if changed else None
         say("resuming goal ", (goal.id, "bold"), f" ({goal.status}, {goal.turns} turns so far)")
         _stop_on_sigterm()

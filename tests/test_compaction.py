@@ -17,7 +17,7 @@ from tenax.app import GoalRequest, create_goal, run_goal
 from tenax.core.budget import Budgets
 from tenax.core.journal import fold
 from tenax.core.messages import ToolResultPart
-from tenax.store import memory, open_store
+from tenax.store import open_store
 from tenax.testing import Reply, SimError, Simulator, ToolCall
 
 pytestmark = pytest.mark.docker
@@ -210,7 +210,7 @@ def test_ledger_survives_kill_9_and_resume(tmp_path, workspace):
     assert steer_reqs
     sid = main_session(store, gid).id
     assert len([s for s in store.steps(sid) if s.payload.get("why") == "steering"]) == 1
-    assert memory.steering(store, gid, pending_only=True) == []
+    assert store.pending_steering(gid) == []
     # the first request after the compaction carried the whole ledger
     i = next(k for k, r in enumerate(sim.requests) if SUMMARY_REQUEST in body_text(r))
     text = body_text(sim.requests[i + 1])

@@ -74,8 +74,8 @@ def _agent_line(a: Any) -> str:
 def build_ledger(store: Any, goal_id: str, session_id: str, steps: list[Any] | None = None) -> Ledger:
     goal = store.get_goal(goal_id)
     steps = steps if steps is not None else store.steps(session_id)
-    led = Ledger(objective=goal.objective, check=goal.check_cmd, plan=memory.plan(store, goal.id))
-    for n in memory.notes(store, goal.id):
+    led = Ledger(objective=goal.objective, check=goal.check_cmd, plan=store.plan_items(goal.id))
+    for n in store.notes(goal.id):
         {"pitfall": led.pitfalls, "decision": led.decisions, "fact": led.facts}[n.kind].append(n.text)
 
     calls: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -110,7 +110,7 @@ def build_ledger(store: Any, goal_id: str, session_id: str, steps: list[Any] | N
     led.error_pitfalls = errors[-MAX_ERROR_PITFALLS:]
     # steering queued but not journaled yet still belongs to the ledger
     journaled = {st.payload.get("steering_id") for st in steps if st.kind == "user" and st.payload.get("why") == "steering"}
-    led.steering += [s.text for s in memory.steering(store, goal.id) if s.id not in journaled]
+    led.steering += [s.text for s in store.steering(goal.id) if s.id not in journaled]
     agents_for_goal = getattr(store, "agents_for_goal", None)
     if callable(agents_for_goal):
         led.subagents = [_agent_line(a) for a in agents_for_goal(goal.id)]

@@ -76,7 +76,7 @@ RECALL = ToolSpec(
 def memory_tools(store: Any, goal_id: str) -> dict[str, tuple[ToolSpec, Handler]]:
     def update_plan(args: dict[str, Any]) -> ToolOutcome:
         try:
-            items = memory.set_plan(store, goal_id, memory.parse_plan_items(args.get("items")))
+            items = store.set_plan(goal_id, memory.parse_plan_items(args.get("items")))
         except TenaxError as e:
             return ToolOutcome(is_error=True, content=f"update_plan: {e}")
         lines = [f"{i + 1}. [{p.status}] {p.text}" for i, p in enumerate(items)]
@@ -84,7 +84,7 @@ def memory_tools(store: Any, goal_id: str) -> dict[str, tuple[ToolSpec, Handler]
 
     def note(args: dict[str, Any]) -> ToolOutcome:
         try:
-            n = memory.add_note(store, goal_id, str(args.get("kind", "")), args.get("text"))  # type: ignore[arg-type]
+            n = store.add_note(goal_id, str(args.get("kind", "")), args.get("text"))  # type: ignore[arg-type]
         except TenaxError as e:
             return ToolOutcome(is_error=True, content=f"note: {e}")
         return ToolOutcome(content=f"Noted ({n.kind} #{n.id}). It stays in the ledger across compactions.")
@@ -95,7 +95,7 @@ def memory_tools(store: Any, goal_id: str) -> dict[str, tuple[ToolSpec, Handler]
             return ToolOutcome(is_error=True, content="recall needs a non-empty 'query' string")
         limit = args.get("limit", 8)
         limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else 8
-        hits = memory.search(store, goal_id, query, limit=limit)
+        hits = store.recall(goal_id, query, limit=limit)
         if not hits:
             return ToolOutcome(content=f"No archived step or note matches {query!r}.")
         lines = []

@@ -20,7 +20,9 @@ from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenax.core.errors import ConfigError
+from tenax.store.errors import NotFound
 from tenax.store.models import Base, GoalRow, UTCDateTime, new_id, utcnow
+from tenax.store.base import StoreBase
 
 AGENT_STATUSES = ("pending", "running", "done", "failed", "stopped")
 UNFINISHED_AGENT_STATUSES = frozenset({"pending", "running"})
@@ -102,8 +104,8 @@ def _check_status(status: Any) -> str:
     return status
 
 
-class AgentLedger:
-    """Ledger methods of ``SqlStore`` (which provides ``_read``/``_write``)."""
+class AgentLedger(StoreBase):
+    """Ledger methods of ``SqlStore``."""
 
     def create_agent(
         self,
@@ -132,20 +134,16 @@ class AgentLedger:
             background=bool(background), isolation=isolation, tools=[str(t) for t in tools], max_turns=max_turns,
             spawn_call_id=spawn_call_id, error=None, created_at=now, updated_at=now, finished_at=None,
         )
-        with self._write() as s:  # type: ignore[attr-defined]
+        with self._write() as s:
             if s.get(GoalRow, goal_id) is None:
-                from tenax.store.sql import NotFound
-
                 raise NotFound(f"no goal {goal_id!r}")
             s.add(row)
         return row.id
 
     def get_agent(self, agent_id: str) -> AgentRecord:
-        with self._read() as s:  # type: ignore[attr-defined]
+        with self._read() as s:
             row = s.get(AgentRow, agent_id)
             if row is None:
-                from tenax.store.sql import NotFound
-
                 raise NotFound(f"no agent {agent_id!r}")
             return _record(row)
 
@@ -165,17 +163,15 @@ class AgentLedger:
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"agent summary is not JSON-serializable: {e}") from None
         values["updated_at"] = utcnow()
-        with self._write() as s:  # type: ignore[attr-defined]
+        with self._write() as s:
             res = s.execute(update(AgentRow).where(AgentRow.id == agent_id).values(**values))
             if res.rowcount == 0:
-                from tenax.store.sql import NotFound
-
                 raise NotFound(f"no agent {agent_id!r}")
 
     def add_agent_cost(self, agent_id: str, cost_usd: float) -> None:
         if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)) or not math.isfinite(cost_usd):
             raise ConfigError(f"cost_usd must be a finite number, got {cost_usd!r}")
-        with self._write() as s:  # type: ignore[attr-defined]
+        with self._write() as s:
             s.execute(
                 update(AgentRow).where(AgentRow.id == agent_id)
                 .values(cost_usd=AgentRow.cost_usd + float(cost_usd), updated_at=utcnow())
@@ -184,14 +180,14 @@ class AgentLedger:
     def agents_for_goal(self, goal_id: str) -> list[AgentRecord]:
         """Every sub-agent of a goal, oldest first."""
         q = select(AgentRow).where(AgentRow.goal_id == goal_id).order_by(AgentRow.created_at, AgentRow.id)
-        with self._read() as s:  # type: ignore[attr-defined]
+        with self._read() as s:
             return [_record(r) for r in s.scalars(q)]
 
     def agents_for_session(self, parent_session_id: str) -> list[AgentRecord]:
         """The sub-agents spawned by one session, oldest first."""
         q = (select(AgentRow).where(AgentRow.parent_session_id == parent_session_id)
              .order_by(AgentRow.created_at, AgentRow.id))
-        with self._read() as s:  # type: ignore[attr-defined]
+        with self._read() as s:
             return [_record(r) for r in s.scalars(q)]
 
 

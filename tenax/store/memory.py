@@ -10,7 +10,7 @@ Tables (migration ``0003_memory``):
                     FTS5 table ``memory_fts`` (external content = ``memory_docs``) indexes it;
                     other backends fall back to ``LIKE``.
 
-The functions take a ``SqlStore`` and use its short write transactions, so every call commits
+``MemoryLedger`` is mixed into ``SqlStore``; every method is one short transaction that commits
 before it returns (a ``kill -9`` right after loses nothing).
 """
 
@@ -25,7 +25,9 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, select,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenax.core.errors import ConfigError
-from tenax.store.models import Base, UTCDateTime, utcnow
+from tenax.store.base import StoreBase
+from tenax.store.errors import NotFound
+from tenax.store.models import Base, GoalRow, UTCDateTime, utcnow
 
 PLAN_STATUSES = ("pending", "in_progress", "done", "blocked", "dropped")
 NOTE_KINDS = ("pitfall", "decision", "fact")
@@ -127,7 +129,6 @@ class Hit:
     snippet: str
 
 
-# -- plan ---------------------------------------------------------------------------------------
 def _clean_status(status: Any) -> str:
     s = str(status or "pending").strip().lower().replace(" ", "_").replace("-", "_")
     if s not in PLAN_STATUSES:
@@ -152,84 +153,117 @@ def parse_plan_items(items: Any) -> list[tuple[str, str]]:
     return out
 
 
-def set_plan(store: Any, goal_id: str, items: Iterable[tuple[str, str]]) -> list[PlanItem]:
-    """Replace the plan. Items of the previous plan that the new one omits are kept, marked
-    ``dropped`` (unless done), so nothing planned is ever silently forgotten."""
-    items = list(items)
-    new_texts = {t for t, _ in items}
-    now = utcnow()
-    with store._write() as s:
-        old = s.scalars(select(PlanItemRow).where(PlanItemRow.goal_id == goal_id).order_by(PlanItemRow.position)).all()
-        kept = [(r.text, r.status if r.status == "done" else "dropped") for r in old if r.text not in new_texts]
-        s.execute(delete(PlanItemRow).where(PlanItemRow.goal_id == goal_id))
-        for pos, (txt, status) in enumerate(items + kept):
-            s.add(PlanItemRow(goal_id=goal_id, position=pos, text=txt, status=status, updated_at=now))
-    return plan(store, goal_id)
+class MemoryLedger(StoreBase):
+    """Memory-ledger methods of ``SqlStore``: the plan, notes, the steering queue, the recall index."""
+
+    # -- plan -----------------------------------------------------------------------------------
+    def set_plan(self, goal_id: str, items: Iterable[tuple[str, str]]) -> list[PlanItem]:
+        """Replace the plan. Items of the previous plan that the new one omits are kept, marked
+        ``dropped`` (unless done), so nothing planned is ever silently forgotten."""
+        items = list(items)
+        new_texts = {t for t, _ in items}
+        now = utcnow()
+        with self._write() as s:
+            old = s.scalars(select(PlanItemRow).where(PlanItemRow.goal_id == goal_id).order_by(PlanItemRow.position)).all()
+            kept = [(r.text, r.status if r.status == "done" else "dropped") for r in old if r.text not in new_texts]
+            s.execute(delete(PlanItemRow).where(PlanItemRow.goal_id == goal_id))
+            for pos, (txt, status) in enumerate(items + kept):
+                s.add(PlanItemRow(goal_id=goal_id, position=pos, text=txt, status=status, updated_at=now))
+        return self.plan_items(goal_id)
+
+    def plan_items(self, goal_id: str) -> list[PlanItem]:
+        with self._read() as s:
+            rows = s.scalars(select(PlanItemRow).where(PlanItemRow.goal_id == goal_id).order_by(PlanItemRow.position))
+            return [PlanItem(text=r.text, status=r.status, position=r.position) for r in rows]
+
+    # -- notes ----------------------------------------------------------------------------------
+    def add_note(self, goal_id: str, kind: str, text_: str, *, source: str = "model",
+                 session_id: str | None = None, step_seq: int | None = None) -> Note:
+        if kind not in NOTE_KINDS:
+            raise ConfigError(f"note kind {kind!r} is not one of: {', '.join(NOTE_KINDS)}")
+        if not isinstance(text_, str) or not text_.strip():
+            raise ConfigError("note text must be a non-empty string")
+        now = utcnow()
+        with self._write() as s:
+            row = NoteRow(goal_id=goal_id, kind=kind, text=text_.strip(), source=source, session_id=session_id,
+                          step_seq=step_seq, created_at=now)
+            s.add(row)
+            s.flush()
+            note = Note(id=row.id, kind=kind, text=row.text, source=source, step_seq=step_seq, created_at=now)
+            _index(s, goal_id, [(None, -note.id, f"note:{kind}", note.text)])
+        return note
+
+    def notes(self, goal_id: str, kind: str | None = None) -> list[Note]:
+        q = select(NoteRow).where(NoteRow.goal_id == goal_id)
+        if kind is not None:
+            q = q.where(NoteRow.kind == kind)
+        with self._read() as s:
+            return [Note(id=r.id, kind=r.kind, text=r.text, source=r.source, step_seq=r.step_seq,
+                         created_at=r.created_at) for r in s.scalars(q.order_by(NoteRow.id))]
+
+    # -- steering -------------------------------------------------------------------------------
+    def push_steering(self, goal_id: str, text_: str) -> int:
+        """Queue a steering message for a (running or later resumed) goal; returns its id."""
+        if not isinstance(text_, str) or not text_.strip():
+            raise ConfigError("the steering message is empty")
+        with self._write() as s:
+            if s.get(GoalRow, goal_id) is None:
+                raise NotFound(f"no goal {goal_id!r}")
+            row = SteeringRow(goal_id=goal_id, text=text_, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def steering(self, goal_id: str, *, pending_only: bool = False) -> list[Steering]:
+        q = select(SteeringRow).where(SteeringRow.goal_id == goal_id)
+        if pending_only:
+            q = q.where(SteeringRow.consumed_at.is_(None))
+        with self._read() as s:
+            return [Steering(id=r.id, text=r.text, created_at=r.created_at, consumed=r.consumed_at is not None)
+                    for r in s.scalars(q.order_by(SteeringRow.id))]
+
+    def pending_steering(self, goal_id: str) -> list[Steering]:
+        """Steering messages queued for the goal and not yet delivered, oldest first."""
+        return self.steering(goal_id, pending_only=True)
+
+    def mark_steering_consumed(self, steering_id: int) -> None:
+        with self._write() as s:
+            s.execute(update(SteeringRow).where(SteeringRow.id == steering_id).values(consumed_at=utcnow()))
+
+    # -- recall index ---------------------------------------------------------------------------
+    def index_docs(self, goal_id: str, docs: Iterable[tuple[str | None, int | None, str, str]]) -> int:
+        """Add archived transcript pieces to the recall index (idempotent per (session, seq, kind))."""
+        with self._write() as s:
+            return _index(s, goal_id, list(docs))
+
+    def recall(self, goal_id: str, query: str, *, limit: int = 8) -> list[Hit]:
+        """Full-text search over the archived transcript and the notes: all words first, then any."""
+        words = _WORD.findall(query or "")[:12]
+        if not words:
+            return []
+        limit = max(1, min(int(limit), 50))
+        with self._read() as s:
+            if _is_sqlite(s):
+                for joiner in (" AND ", " OR "):
+                    match = joiner.join('"' + w.replace('"', "") + '"' for w in words)
+                    rows = s.execute(text(
+                        "SELECT d.kind, d.step_seq, d.session_id, snippet(memory_fts, 0, '[', ']', ' ... ', 24) "
+                        "FROM memory_fts JOIN memory_docs d ON d.id = memory_fts.rowid "
+                        "WHERE memory_fts MATCH :m AND d.goal_id = :g ORDER BY rank LIMIT :n"),
+                        {"m": match, "g": goal_id, "n": limit}).all()
+                    if rows or len(words) == 1:
+                        break
+            else:
+                q = select(MemoryDocRow.kind, MemoryDocRow.step_seq, MemoryDocRow.session_id, MemoryDocRow.body).where(
+                    MemoryDocRow.goal_id == goal_id)
+                for w in words:
+                    q = q.where(MemoryDocRow.body.ilike(f"%{w}%"))
+                rows = [(k, seq, sid, _like_snippet(body, words[0])) for k, seq, sid, body in
+                        s.execute(q.order_by(MemoryDocRow.id.desc()).limit(limit)).all()]
+        return [Hit(kind=k, step_seq=seq if (seq or 0) > 0 else None, session_id=sid, snippet=snip)
+                for k, seq, sid, snip in rows]
 
 
-def plan(store: Any, goal_id: str) -> list[PlanItem]:
-    with store._read() as s:
-        rows = s.scalars(select(PlanItemRow).where(PlanItemRow.goal_id == goal_id).order_by(PlanItemRow.position))
-        return [PlanItem(text=r.text, status=r.status, position=r.position) for r in rows]
-
-
-# -- notes --------------------------------------------------------------------------------------
-def add_note(
-    store: Any, goal_id: str, kind: str, text_: str, *, source: str = "model",
-    session_id: str | None = None, step_seq: int | None = None,
-) -> Note:
-    if kind not in NOTE_KINDS:
-        raise ConfigError(f"note kind {kind!r} is not one of: {', '.join(NOTE_KINDS)}")
-    if not isinstance(text_, str) or not text_.strip():
-        raise ConfigError("note text must be a non-empty string")
-    now = utcnow()
-    with store._write() as s:
-        row = NoteRow(goal_id=goal_id, kind=kind, text=text_.strip(), source=source, session_id=session_id,
-                      step_seq=step_seq, created_at=now)
-        s.add(row)
-        s.flush()
-        note = Note(id=row.id, kind=kind, text=row.text, source=source, step_seq=step_seq, created_at=now)
-        _index(s, goal_id, [(None, -note.id, f"note:{kind}", note.text)])
-    return note
-
-
-def notes(store: Any, goal_id: str, kind: str | None = None) -> list[Note]:
-    q = select(NoteRow).where(NoteRow.goal_id == goal_id)
-    if kind is not None:
-        q = q.where(NoteRow.kind == kind)
-    with store._read() as s:
-        return [Note(id=r.id, kind=r.kind, text=r.text, source=r.source, step_seq=r.step_seq, created_at=r.created_at)
-                for r in s.scalars(q.order_by(NoteRow.id))]
-
-
-# -- steering -----------------------------------------------------------------------------------
-def push_steering(store: Any, goal_id: str, text_: str) -> int:
-    """Queue a steering message for a (running or later resumed) goal; returns its id."""
-    if not isinstance(text_, str) or not text_.strip():
-        raise ConfigError("the steering message is empty")
-    store.get_goal(goal_id)  # NotFound for a bad id
-    with store._write() as s:
-        row = SteeringRow(goal_id=goal_id, text=text_, created_at=utcnow())
-        s.add(row)
-        s.flush()
-        return row.id
-
-
-def steering(store: Any, goal_id: str, *, pending_only: bool = False) -> list[Steering]:
-    q = select(SteeringRow).where(SteeringRow.goal_id == goal_id)
-    if pending_only:
-        q = q.where(SteeringRow.consumed_at.is_(None))
-    with store._read() as s:
-        return [Steering(id=r.id, text=r.text, created_at=r.created_at, consumed=r.consumed_at is not None)
-                for r in s.scalars(q.order_by(SteeringRow.id))]
-
-
-def mark_steering_consumed(store: Any, steering_id: int) -> None:
-    with store._write() as s:
-        s.execute(update(SteeringRow).where(SteeringRow.id == steering_id).values(consumed_at=utcnow()))
-
-
-# -- recall index -------------------------------------------------------------------------------
 def _is_sqlite(conn_or_session: Any) -> bool:
     return conn_or_session.get_bind().dialect.name == "sqlite"
 
@@ -255,41 +289,7 @@ def _index(s: Any, goal_id: str, docs: list[tuple[str | None, int | None, str, s
     return added
 
 
-def index_docs(store: Any, goal_id: str, docs: Iterable[tuple[str | None, int | None, str, str]]) -> int:
-    """Add archived transcript pieces to the recall index (idempotent per (session, seq, kind))."""
-    with store._write() as s:
-        return _index(s, goal_id, list(docs))
-
-
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def search(store: Any, goal_id: str, query: str, *, limit: int = 8) -> list[Hit]:
-    """Full-text search over the archived transcript and the notes: all words first, then any."""
-    words = _WORD.findall(query or "")[:12]
-    if not words:
-        return []
-    limit = max(1, min(int(limit), 50))
-    with store._read() as s:
-        if _is_sqlite(s):
-            for joiner in (" AND ", " OR "):
-                match = joiner.join('"' + w.replace('"', "") + '"' for w in words)
-                rows = s.execute(text(
-                    "SELECT d.kind, d.step_seq, d.session_id, snippet(memory_fts, 0, '[', ']', ' ... ', 24) "
-                    "FROM memory_fts JOIN memory_docs d ON d.id = memory_fts.rowid "
-                    "WHERE memory_fts MATCH :m AND d.goal_id = :g ORDER BY rank LIMIT :n"),
-                    {"m": match, "g": goal_id, "n": limit}).all()
-                if rows or len(words) == 1:
-                    break
-        else:
-            q = select(MemoryDocRow.kind, MemoryDocRow.step_seq, MemoryDocRow.session_id, MemoryDocRow.body).where(
-                MemoryDocRow.goal_id == goal_id)
-            for w in words:
-                q = q.where(MemoryDocRow.body.ilike(f"%{w}%"))
-            rows = [(k, seq, sid, _like_snippet(body, words[0])) for k, seq, sid, body in
-                    s.execute(q.order_by(MemoryDocRow.id.desc()).limit(limit)).all()]
-    return [Hit(kind=k, step_seq=seq if (seq or 0) > 0 else None, session_id=sid, snippet=snip)
-            for k, seq, sid, snip in rows]
 
 
 def _like_snippet(body: str, word: str, width: int = 160) -> str:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from tenax.core.errors import ConfigError
 from tenax.store.engine import url_for_display, write_engine
@@ -107,5 +108,12 @@ def ensure_schema(engine: Engine) -> str:
         current = current_revision(conn)  # another opener may have moved it meanwhile
         _refuse_unknown(engine, current)
         if current != head:
-            command.upgrade(alembic_config(conn), "head")
+            try:
+                command.upgrade(alembic_config(conn), "head")
+            except SQLAlchemyError as e:
+                raise ConfigError(
+                    f"cannot upgrade the database at {url_for_display(engine.url)} from schema {current!r} to "
+                    f"{head!r}: {getattr(e, 'orig', None) or e}. The database was left unchanged; fix the data the "
+                    "message names, or point TENAX_DB at another database."
+                ) from None
         return current_revision(conn) or ""

@@ -11,7 +11,8 @@ import secrets
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+                        Text, TypeDecorator, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenax.core import status
@@ -58,6 +59,7 @@ NAMING = {
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
 
 
@@ -91,10 +93,18 @@ class GoalRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The lease (see tenax.store.lease): who drives the goal and the fencing token of its hold.
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         Index("ix_goals_created_at", "created_at"),
         Index("ix_goals_status", "status"),
+        CheckConstraint("status IN (" + ", ".join(f"'{v}'" for v in GOAL_STATUSES) + ")", name="status"),
     )
 
 
@@ -147,6 +157,7 @@ class UsageRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     attempts_json: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (

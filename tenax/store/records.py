@@ -39,6 +39,12 @@ class GoalRecord(_Record):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    lease_token: int = 0
+    lease_host: str | None = None
+    lease_pid: int | None = None
+    lease_acquired_at: datetime | None = None
+    lease_heartbeat_at: datetime | None = None
+    lease_expires_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -90,6 +96,7 @@ class UsageRecord(_Record):
     attempts: int = 1
     attempts_json: list[dict[str, Any]] = Field(default_factory=list)
     duration_s: float = 0.0
+    estimated: bool = False
     created_at: datetime
 
     @property

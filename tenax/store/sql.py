@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -24,8 +23,8 @@ from sqlalchemy.orm import Session
 from tenax.core.errors import ConfigError, ModelSwitchRefused, TenaxError
 from tenax.core.messages import Attempt, Usage
 from tenax.core.protocols import UsageEntry
-from tenax.core.status import check_transition
-from tenax.store.engine import make_engine, resolve_url, url_for_display, write_engine
+from tenax.core.status import IllegalTransition, check_transition
+from tenax.store.engine import make_engine, resolve_url, url_for_display
 from tenax.store.migrate import ensure_schema
 from tenax.store.models import (
     BUDGET_KEYS,
@@ -40,12 +39,10 @@ from tenax.store.models import (
 )
 from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
 from tenax.store.agents import AgentLedger
+from tenax.store.errors import NotFound
+from tenax.store.memory import MemoryLedger
 
 __all__ = ["NotFound", "SqlStore", "open_store"]
-
-
-class NotFound(TenaxError):
-    """No goal/session matches the given id (or a goal prefix is ambiguous)."""
 
 
 _TOTAL_INT_FIELDS = ("turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
@@ -125,38 +122,12 @@ def _usage(row: UsageRow) -> UsageRecord:
     return UsageRecord.model_validate(row, from_attributes=True)
 
 
-class SqlStore(AgentLedger):
+class SqlStore(AgentLedger, MemoryLedger):
     """The reference ``tenax.core.protocols.Store``. Thread-safe; many processes may share one
     SQLite file (WAL; writers queue on the busy timeout)."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self._write_engine = write_engine(engine)
-        self.url = engine.url
-
     def __repr__(self) -> str:
         return f"SqlStore({url_for_display(self.url)!r})"
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            yield s
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        with Session(self._write_engine, expire_on_commit=False) as s, s.begin():
-            yield s
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> "SqlStore":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     # -- goals --------------------------------------------------------------------------
 
@@ -258,15 +229,18 @@ class SqlStore(AgentLedger):
         if "finished_at" in values and values["finished_at"] is not None and not isinstance(values["finished_at"], datetime):
             raise ConfigError(f"finished_at must be a datetime or None, got {values['finished_at']!r}")
         values["updated_at"] = utcnow()
-        with self._write() as s:
-            if "status" in values:
-                current = s.scalar(select(GoalRow.status).where(GoalRow.id == goal_id))
-                if current is None:
+        try:
+            with self._write() as s:
+                if "status" in values:
+                    current = s.scalar(select(GoalRow.status).where(GoalRow.id == goal_id))
+                    if current is None:
+                        raise NotFound(f"no goal {goal_id!r}")
+                    check_transition(current, values["status"])
+                res = s.execute(update(GoalRow).where(GoalRow.id == goal_id).values(**values))
+                if res.rowcount == 0:
                     raise NotFound(f"no goal {goal_id!r}")
-                check_transition(current, values["status"])
-            res = s.execute(update(GoalRow).where(GoalRow.id == goal_id).values(**values))
-            if res.rowcount == 0:
-                raise NotFound(f"no goal {goal_id!r}")
+        except IntegrityError as e:  # the database's own guard (a concurrent writer moved it first)
+            raise IllegalTransition(f"goal {goal_id}: the database refused status {values['status']!r} ({e.orig})") from None
 
     def set_status(self, goal_id: str, status: str, *, error: str | None = None) -> None:
         """Move a goal to ``status`` (the state machine of ``tenax.core.status`` decides; an
@@ -452,19 +426,6 @@ class SqlStore(AgentLedger):
         recs.sort(key=lambda r: (r.created_at, r.seq, r.session_id))
         return recs[-limit:]
 
-    # -- steering -------------------------------------------------------------------------
-
-    def pending_steering(self, goal_id: str) -> list[Any]:
-        """Steering messages queued for the goal and not yet delivered, oldest first."""
-        from tenax.store import memory
-
-        return memory.steering(self, goal_id, pending_only=True)
-
-    def mark_steering_consumed(self, steering_id: int) -> None:
-        from tenax.store import memory
-
-        memory.mark_steering_consumed(self, steering_id)
-
     # -- usage --------------------------------------------------------------------------
 
     def record_usage(
@@ -481,12 +442,13 @@ class SqlStore(AgentLedger):
         duration_s: float = 0.0,
         add_to_totals: bool = False,
         turns: int = 0,
+        estimated: bool = False,
     ) -> None:
         """Record one model call that has no journal step of its own. With ``add_to_totals=True``
         the goal's token and cost totals (and ``turns``) are incremented in the same transaction."""
         entry = UsageEntry(
             provider=provider, model=model, usage=usage if isinstance(usage, Usage) else Usage.model_validate(usage),
-            cost_usd=cost_usd, uncached_cost_usd=uncached_cost_usd, duration_s=duration_s, turns=turns,
+            cost_usd=cost_usd, uncached_cost_usd=uncached_cost_usd, duration_s=duration_s, turns=turns, estimated=estimated,
             attempts=[a.model_dump(mode="json") if isinstance(a, BaseModel) else Attempt.model_validate(a).model_dump(mode="json")
                       for a in attempts],
         )
@@ -508,7 +470,7 @@ class SqlStore(AgentLedger):
             model=_require_str("model", e.model), input_tokens=u.input_tokens, output_tokens=u.output_tokens,
             cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
             cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd), attempts=max(1, len(e.attempts)),
-            attempts_json=list(e.attempts), duration_s=float(e.duration_s), created_at=utcnow(),
+            attempts_json=list(e.attempts), duration_s=float(e.duration_s), estimated=bool(e.estimated), created_at=utcnow(),
         ))
         if totals:
             self._increment(s, goal_id, dict(
@@ -525,7 +487,8 @@ class SqlStore(AgentLedger):
 
     def goal_usage_totals(self, goal_id: str) -> dict[str, Any]:
         """Sums over the goal's recorded model calls: ``calls``, ``attempts``, the four token
-        counts, ``cost_usd``, ``uncached_cost_usd``, ``duration_s``, and ``by_model``
+        counts, ``cost_usd``, ``uncached_cost_usd``, ``duration_s``, ``estimated_calls`` (calls whose
+        tokens were estimated locally), and ``by_model``
         (model name -> the same sums)."""
         cols = (
             func.count(UsageRow.id),
@@ -537,9 +500,10 @@ class SqlStore(AgentLedger):
             func.coalesce(func.sum(UsageRow.cost_usd), 0.0),
             func.coalesce(func.sum(UsageRow.uncached_cost_usd), 0.0),
             func.coalesce(func.sum(UsageRow.duration_s), 0.0),
+            func.coalesce(func.sum(case((UsageRow.estimated, 1), else_=0)), 0),
         )
         names = ("calls", "attempts", "input_tokens", "output_tokens", "cache_read_tokens",
-                 "cache_write_tokens", "cost_usd", "uncached_cost_usd", "duration_s")
+                 "cache_write_tokens", "cost_usd", "uncached_cost_usd", "duration_s", "estimated_calls")
 
         def as_dict(row: Any) -> dict[str, Any]:
             d: dict[str, Any] = {}

@@ -1,0 +1,99 @@
+"""The store's plumbing: short read/write transactions, database faults turned into clear errors,
+and a periodic WAL checkpoint. ``SqlStore`` and its ledger mixins build on ``StoreBase``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from tenax.core.errors import TenaxError
+from tenax.store.engine import BUSY_TIMEOUT_MS, url_for_display, write_engine
+from tenax.store.errors import StoreBusy, StoreError
+
+CHECKPOINT_EVERY = 200  # write transactions between two ``wal_checkpoint(TRUNCATE)`` (SQLite files)
+
+# SQLite primary result codes (sqlite3 exceptions carry their name) -> what to tell the user.
+_SQLITE_FAULTS = {
+    "SQLITE_FULL": "the disk (or quota) holding the database is full: free some space and retry",
+    "SQLITE_CORRUPT": "the database file is corrupted: move it aside and restore a backup (tenax creates a new one)",
+    "SQLITE_NOTADB": "the file is not an SQLite database: point TENAX_DB at tenax's database, or move the file aside",
+    "SQLITE_IOERR": "an I/O error hit the database file: check the disk and the file system",
+    "SQLITE_READONLY": "the database is read-only: check the permissions of the file and its directory",
+    "SQLITE_CANTOPEN": "the database file cannot be opened: check that its directory exists and is writable",
+}
+
+
+def store_fault(e: BaseException, url: Any) -> TenaxError | None:
+    """The clear error for a database fault, or None when ``e`` is not one (e.g. a constraint)."""
+    if not isinstance(e, DBAPIError) or isinstance(e, IntegrityError):
+        return None
+    name = (getattr(e.orig, "sqlite_errorname", None) or "").split("_")
+    code = "_".join(name[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+    where = url_for_display(url)
+    if code in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return StoreBusy(
+            f"the database at {where} stayed locked by another process for over {BUSY_TIMEOUT_MS // 1000} s; "
+            "nothing was written. Retry when the other tenax process is done, or stop it."
+        )
+    if code in _SQLITE_FAULTS:
+        return StoreError(f"database {where}: {_SQLITE_FAULTS[code]} ({e.orig}); nothing was written.")
+    return None
+
+
+class StoreBase:
+    """An engine and the short transactions every store method runs in."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.url = engine.url
+        self._write_engine = write_engine(engine)
+        self._commits = itertools.count(1)
+        self._checkpoints = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+
+    @contextmanager
+    def _session(self, engine: Engine) -> Iterator[Session]:
+        try:
+            with Session(engine, expire_on_commit=False) as s, s.begin():
+                yield s
+        except DBAPIError as e:
+            fault = store_fault(e, self.url)
+            if fault is None:
+                raise
+            raise fault from None
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with self._session(self.engine) as s:
+            yield s
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite); it commits when the block ends."""
+        with self._session(self._write_engine) as s:
+            yield s
+        if self._checkpoints and next(self._commits) % CHECKPOINT_EVERY == 0:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite WAL into the database and truncate it, so it cannot grow without bound
+        while readers keep coming. Best effort: a checkpoint that cannot finish now is retried later."""
+        try:
+            with self.engine.connect() as conn:
+                conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except DBAPIError:
+            pass
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
