@@ -11,6 +11,7 @@ import pytest
 from tenax.core.errors import DockerUnavailable, SandboxError
 from tenax.core.protocols import Sandbox
 from tenax.sandbox import DEFAULT_IMAGE, DockerSandbox, ImageBuildError, ToolBox, build_image, cleanup_by_label
+from tenax.sandbox._incontainer import MARKER
 from tenax.sandbox.docker_sandbox import ensure_docker, truncate_middle
 
 
@@ -64,9 +65,12 @@ def tools(sandbox):
 def test_truncate_middle_keeps_head_and_tail():
     text = "".join(f"{i}\n" for i in range(10_000))
     out, cut = truncate_middle(text, 1000)
-    assert out.startswith("0\n1\n2\n") and out.endswith("9998\n9999\n")
-    assert f"[... {cut} bytes truncated ...]" in out
-    assert cut == len(text) - 1000
+    assert out.startswith("0\n1\n2\n") and out.endswith("9998\n9999\n") and len(out) <= 1000
+    m = MARKER.search(out)
+    head, tail = out[: m.start()], out[m.end() :]
+    lines = text.count("\n") - head.count("\n") - tail.count("\n")
+    assert m[0] == f"\n[... {cut} bytes ({lines} lines) cut here; the full output was not kept ...]\n"
+    assert cut == len(text) - len(head) - len(tail)
     assert truncate_middle("short", 1000) == ("short", 0)
 
 
@@ -163,11 +167,14 @@ def test_long_output_is_cut_head_and_tail_with_a_note(sandbox):
     r = sandbox.exec("seq 1 200000; head -c 50000 /dev/zero | tr '\\0' e >&2")
     assert r.ok
     assert r.stdout.startswith("1\n2\n3\n") and r.stdout.rstrip().endswith("199999\n200000")
-    full_len = len("".join(f"{i}\n" for i in range(1, 200001)))
-    note = f"[... {full_len - 20_000} bytes truncated ...]"
-    assert note in r.stdout and len(r.stdout) < 20_000 + 100
-    assert "[... 30000 bytes truncated ...]" in r.stderr
-    assert r.truncated_bytes == full_len - 20_000 + 30_000
+    full = "".join(f"{i}\n" for i in range(1, 200001))
+    head, _, tail = r.stdout.partition("\n[... ")
+    tail = tail.split("...]\n", 1)[1]
+    assert full.startswith(head) and full.endswith(tail) and len(head) + len(tail) == 20_000
+    lines = full.count("\n") - head.count("\n") - tail.count("\n")
+    assert f"\n[... {len(full) - 20_000} bytes ({lines} lines) cut here; " in r.stdout
+    assert "[... 30000 bytes (0 lines) cut here; " in r.stderr
+    assert r.truncated_bytes == len(full) - 20_000 + 30_000
 
 
 # -- lifecycle ---------------------------------------------------------------------------------

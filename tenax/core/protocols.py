@@ -37,6 +37,8 @@ class ExecResult(BaseModel):
     timed_out: bool = False
     duration_s: float = 0.0
     truncated_bytes: int = 0  # how much output was cut (head+tail kept)
+    reaped: int = 0  # processes the command left running that were killed when it returned
+    left_running: int = 0  # processes it started that could not be killed
     note: str | None = None  # what the sandbox itself has to say (container died, restarted, OOM...)
 
     @property

@@ -5,6 +5,8 @@ arguments as JSON, either in the env var TENAX_TOOL_ARGS or, for large payloads,
 named by TENAX_TOOL_ARGS_FILE (deleted after reading). Nothing is interpolated into a shell.
 It prints one JSON object: {"ok": bool, "content": str}. Paths are resolved here, in the
 container, with realpath semantics, so ``..`` and symlinks pointing outside /workspace are caught.
+``cut_middle`` (the truncation every tenax output goes through) lives here so host and container
+share one implementation.
 Standard library only: the sandbox image has python3 but nothing else.
 """
 
@@ -236,13 +238,34 @@ def op_grep(a):
     return "\n".join(matches) + tail
 
 
-def bound(text, limit):
-    """Keep head and tail within ``limit`` chars (same note as the host's truncate_middle)."""
+NOT_KEPT = "the full output was not kept"
+# One cut's marker, newlines included. Every cut states the bytes and lines it really dropped;
+# a later cut that drops a marker adds that marker's counts to its own, so no count is lost.
+MARKER = re.compile(r"\n\[\.\.\. (\d+) bytes \((\d+) lines\) cut here; ([^\]\n]*) \.\.\.\]\n")
+
+
+def marker(nbytes, nlines, where=NOT_KEPT):
+    return f"\n[... {nbytes} bytes ({nlines} lines) cut here; {where} ...]\n"
+
+
+def cut_middle(text, limit, where=NOT_KEPT):
+    """Keep the head and tail of ``text`` within about ``limit`` characters; return (text, bytes
+    dropped). The host (tenax.sandbox) uses this same function."""
     if not limit or len(text) <= limit:
-        return text
-    head, tail = text[: limit // 2], text[len(text) - (limit - limit // 2) :]
-    cut = len(text.encode("utf-8", "replace")) - len(head.encode("utf-8", "replace")) - len(tail.encode("utf-8", "replace"))
-    return f"{head}\n[... {cut} bytes truncated ...]\n{tail}"
+        return text, 0
+    room = max(limit - len(marker(10**12, 10**9, where)), 2)
+    head_end, tail_start = room // 2, len(text) - (room - room // 2)
+    for m in MARKER.finditer(text):  # never split a marker: drop it whole instead
+        if m.start() < head_end < m.end():
+            head_end = m.start()
+        if m.start() < tail_start < m.end():
+            tail_start = m.end()
+    dropped = text[head_end:tail_start]
+    nbytes, nlines = len(dropped.encode("utf-8", "replace")), dropped.count("\n")
+    for m in MARKER.finditer(dropped):
+        nbytes += int(m[1]) - len(m[0].encode("utf-8", "replace"))
+        nlines += int(m[2]) - m[0].count("\n")
+    return text[:head_end] + marker(nbytes, nlines, where) + text[tail_start:], nbytes
 
 
 OPS = {"read": op_read, "write": op_write, "edit": op_edit, "list": op_list, "grep": op_grep}
@@ -258,7 +281,7 @@ def main():
         else:
             args = json.loads(os.environ["TENAX_TOOL_ARGS"])
         limit = args.pop("limit", 0)
-        result = {"ok": True, "content": bound(OPS[args.pop("op")](args), limit)}
+        result = {"ok": True, "content": cut_middle(OPS[args.pop("op")](args), limit)[0]}
     except ToolError as exc:
         result = {"ok": False, "content": str(exc)}
     except OSError as exc:

@@ -2,23 +2,28 @@
 
 Model-issued commands never run on the host. The container runs as a non-root user with
 ``cap_drop=ALL``, ``no-new-privileges``, memory/pids/cpu limits, ``--init``, no network unless
-asked, no host environment and never the docker socket. Containers carry the labels ``tenax=1``
-and ``tenax.goal=<id>`` and are cleaned up by label. Every exec is wrapped in coreutils
-``timeout``, which runs the command in its own process group and signals the whole group, so a
-timeout really kills the command's process tree *inside* the container.
+asked, no host environment and never the docker socket. Its root filesystem is read-only; /tmp,
+/var/tmp and the home directory are size-capped tmpfs, so only /workspace (the bind-mounted
+host directory) can grow on the host disk. Containers carry the labels ``tenax=1`` and
+``tenax.goal=<id>`` and are cleaned up by label.
+
+Every exec runs through ``_exec.sh`` inside the container: the command runs under coreutils
+``timeout`` with a per-exec marker in its environment, and when it returns every process it left
+behind (``cmd &``, ``setsid``, ``nohup``, even ones that cleared their environment) is killed,
+unless it was started as a job. A container that died (killed, OOM-killed, removed) is replaced by
+a fresh one over the same workspace and the result's ``note`` says so.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import select
+import socket
 import struct
-import tarfile
 import threading
 import time
-from collections import deque
+import uuid
 from pathlib import Path
 
 import docker
@@ -27,11 +32,17 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from tenax.core.errors import SandboxError
 from tenax.core.protocols import ExecResult
 from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
+from tenax.sandbox._incontainer import NOT_KEPT, cut_middle, marker
 
 KILL_AFTER_S = 2  # SIGKILL this long after SIGTERM when the command ignores TERM
-_TIMEOUT_NOTE = re.compile(r"^timeout: sending signal \w+ to command .bash.$")
+HOME = "/home/tenax"
+_EXEC_SH = (Path(__file__).parent / "_exec.sh").read_text(encoding="utf-8")
+_TRAILER = re.compile(rb"\n?tenax-exec:(\w+) rc=(\d+) timed_out=([01]) reaped=(\d+) left=(\d+) oom=(-?\d+)\n\Z")
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]+")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_ENV = ("TENAX_EXEC", "TENAX_EXEC_SH", "TENAX_JOB")
+
+truncate_middle = cut_middle  # the name the rest of tenax knows
 
 
 def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | None = None) -> int:
@@ -48,47 +59,68 @@ def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | N
     return removed
 
 
-def truncate_middle(text: str, limit: int) -> tuple[str, int]:
-    """Keep the head and tail of ``text`` within ``limit`` characters; return (text, bytes cut)."""
-    if limit <= 0 or len(text) <= limit:
-        return text, 0
-    head, tail = text[: limit // 2], text[len(text) - (limit - limit // 2) :]
-    cut = len(text.encode("utf-8", "surrogateescape")) - len(head.encode("utf-8", "surrogateescape"))
-    cut -= len(tail.encode("utf-8", "surrogateescape"))
-    return f"{head}\n[... {cut} bytes truncated ...]\n{tail}", cut
-
-
 class _StreamBuffer:
-    """Keeps at most ``cap`` bytes of head and ``cap`` bytes of tail of an unbounded stream."""
+    """Keeps the first and the last ``cap`` bytes of an unbounded stream, and counts all of it."""
 
     def __init__(self, cap: int):
         self.cap = cap
         self.head = bytearray()
-        self.tail: deque[bytes] = deque()
-        self.tail_len = 0
+        self.tail = bytearray()
         self.total = 0
+        self.lines = 0
 
     def add(self, data: bytes) -> None:
         self.total += len(data)
+        self.lines += data.count(b"\n")
         room = self.cap - len(self.head)
         if room > 0:
             self.head += data[:room]
             data = data[room:]
-        if data:
-            self.tail.append(data)
-            self.tail_len += len(data)
-            while self.tail_len - len(self.tail[0]) >= self.cap:
-                self.tail_len -= len(self.tail.popleft())
+        self.tail += data
+        if len(self.tail) > 2 * self.cap:
+            del self.tail[: len(self.tail) - self.cap]
+
+    def _end(self) -> bytes:
+        """The stream's last bytes held (all of it when nothing was dropped in the middle)."""
+        gap = self.total - len(self.head) - len(self.tail)
+        return bytes(self.tail) if gap else bytes(self.head + self.tail)
+
+    def pop_trailer(self) -> re.Match | None:
+        """Remove the exec wrapper's last line from the end of the stream; return its match."""
+        m = _TRAILER.search(self._end())
+        if m is None:
+            return None
+        n = len(m[0])
+        self.total -= n
+        self.lines -= m[0].count(b"\n")
+        from_tail = min(n, len(self.tail))
+        del self.tail[len(self.tail) - from_tail :]
+        del self.head[len(self.head) - (n - from_tail) :]
+        return m
 
     def text(self, limit: int) -> tuple[str, int]:
-        tail = b"".join(self.tail)
-        if self.total == len(self.head) + len(tail):  # nothing dropped yet
-            return truncate_middle((bytes(self.head) + tail).decode("utf-8", "replace"), limit)
-        tail = tail[-self.cap :]
-        head_s = bytes(self.head).decode("utf-8", "replace")[: limit // 2]
-        tail_s = tail.decode("utf-8", "replace")[-(limit - limit // 2) :]
-        cut = self.total - len(head_s.encode()) - len(tail_s.encode())
-        return f"{head_s}\n[... {cut} bytes truncated ...]\n{tail_s}", cut
+        """The stream as text: at most ``limit`` bytes of it kept (head and tail), with a marker
+        stating exactly how many bytes and lines were dropped between them."""
+        if self.total <= limit:
+            return bytes(self.head + self.tail).decode("utf-8", "replace"), 0
+        head = _char_boundary(bytes(self.head), limit // 2)
+        end = self._end()
+        tail = end[len(end) - (limit - limit // 2) :]
+        while tail and tail[0] & 0xC0 == 0x80:  # do not start inside a UTF-8 character
+            tail = tail[1:]
+        dropped = self.total - len(head) - len(tail)
+        lines = self.lines - head.count(b"\n") - tail.count(b"\n")
+        text = head.decode("utf-8", "replace") + marker(dropped, lines, NOT_KEPT) + tail.decode("utf-8", "replace")
+        return text, dropped
+
+
+def _char_boundary(data: bytes, n: int) -> bytes:
+    """``data[:n]`` moved back so it does not end inside a UTF-8 character."""
+    cut = min(n, len(data))
+    if cut < len(data):
+        while cut > 0 and data[cut] & 0xC0 == 0x80:
+            cut -= 1
+    return data[:cut]
 
 
 def _read_frames(sock, out: _StreamBuffer, err: _StreamBuffer, stop: threading.Event) -> None:
@@ -102,7 +134,10 @@ def _read_frames(sock, out: _StreamBuffer, err: _StreamBuffer, stop: threading.E
             ready, _, _ = select.select([sock], [], [], 0.5)
             if not ready:
                 continue
-            chunk = sock.recv(n - len(buf)) if hasattr(sock, "recv") else sock.read(n - len(buf))
+            try:
+                chunk = sock.recv(n - len(buf))
+            except OSError:
+                return None
             if not chunk:
                 return None
             buf += chunk
@@ -119,6 +154,17 @@ def _read_frames(sock, out: _StreamBuffer, err: _StreamBuffer, stop: threading.E
         (err if stream == 2 else out).add(payload)
 
 
+class _Raw:
+    """What one docker exec gave back."""
+
+    def __init__(self, out: _StreamBuffer, err: _StreamBuffer, exit_code: int | None, hung: bool, duration: float):
+        self.out, self.err, self.exit_code, self.hung, self.duration = out, err, exit_code, hung, duration
+
+
+class _Gone(Exception):
+    """The exec could not be created: the container is not running or no longer exists."""
+
+
 class DockerSandbox:
     """One hardened container per goal, with ``workspace`` bind-mounted read-write at /workspace.
 
@@ -128,7 +174,8 @@ class DockerSandbox:
     10001:10001 so the sandbox can write it (it never follows symlinks while doing so).
 
     ``start()`` re-attaches to an existing container of the same goal (label ``tenax.goal``),
-    name and workspace, so a resumed goal keeps its container state.
+    name and workspace, so a resumed goal keeps its container; whatever a crashed run left
+    running in it is killed, except the processes of ``jobs``.
     """
 
     def __init__(
@@ -141,9 +188,12 @@ class DockerSandbox:
         mem_limit: str = "2g",
         pids_limit: int = 512,
         cpus: float = 1.0,
+        tmp_mb: int = 512,
+        home_mb: int = 256,
         labels: dict | None = None,
         name_suffix: str = "",
         max_output_chars: int = 20_000,
+        jobs: set[str] | None = None,
         client: docker.DockerClient | None = None,
     ):
         if not goal_id or not isinstance(goal_id, str):
@@ -155,12 +205,15 @@ class DockerSandbox:
         self.mem_limit = mem_limit
         self.pids_limit = int(pids_limit)
         self.cpus = float(cpus)
+        self.tmpfs_mb = {"/tmp": int(tmp_mb), "/var/tmp": min(int(tmp_mb), 64), HOME: int(home_mb)}
         self.extra_labels = {str(k): str(v) for k, v in (labels or {}).items()}
         self.name = _NAME_BAD.sub("-", f"tenax-{goal_id}{name_suffix}").strip("-.")[:200]
         self.max_output_chars = max_output_chars
+        self.jobs: set[str] = set(jobs or ())  # TENAX_JOB values whose processes outlive their exec
         self.user: str | None = None
         self._client = client
         self._container = None
+        self._halted = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -215,6 +268,9 @@ class DockerSandbox:
             raise SandboxError(
                 f"sandbox image {self.image} is missing; run `tenax sandbox build` (or `make setup`) to build it"
             ) from None
+        uid, _, gid = (self.user or f"{SANDBOX_UID}:{SANDBOX_GID}").partition(":")
+        tmpfs = {path: f"rw,nosuid,nodev,size={mb}m,mode=1777" for path, mb in self.tmpfs_mb.items()}
+        tmpfs[HOME] = f"rw,nosuid,nodev,size={self.tmpfs_mb[HOME]}m,mode=0755,uid={uid},gid={gid or uid}"
         kwargs = dict(
             image=self.image,
             command=["sleep", "infinity"],
@@ -224,8 +280,10 @@ class DockerSandbox:
             user=self.user,
             working_dir=WORKDIR,
             volumes={self.workspace: {"bind": WORKDIR, "mode": "rw"}},
+            read_only=True,
+            tmpfs=tmpfs,
             environment={
-                "HOME": "/home/tenax" if self.user == f"{SANDBOX_UID}:{SANDBOX_GID}" else "/tmp",
+                "HOME": HOME,
                 # Agents edit and re-run within the same second; a same-size edit would then be
                 # shadowed by a stale .pyc (its mtime check has one-second resolution).
                 "PYTHONDONTWRITEBYTECODE": "1",
@@ -247,8 +305,12 @@ class DockerSandbox:
             raise SandboxError(f"could not create sandbox container {self.name}: {exc.explanation or exc}") from exc
 
     def start(self) -> None:
+        """Create the container, or re-attach to this goal's (restarting it if stopped, and
+        killing whatever a crashed run left running in it)."""
         self.user = self._prepare_workspace()
+        self._halted = False
         container = self._find_existing()
+        reattached = container is not None and container.status == "running"
         if container is None:
             container = self._create()
         else:
@@ -262,6 +324,8 @@ class DockerSandbox:
                     ) from exc
         self._container = container
         self._wait_running()
+        if reattached and self.reap_all() is None:
+            raise SandboxError(f"sandbox container {self.name} stopped while tenax was re-attaching to it")
 
     def _wait_running(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -275,46 +339,84 @@ class DockerSandbox:
             time.sleep(0.1)
 
     def is_alive(self) -> bool:
-        if self._container is None:
-            return False
-        try:
-            self._container.reload()
-        except (NotFound, APIError):
-            return False
-        return self._container.status == "running"
+        return self._container is not None and self._death() is None
 
-    def stop(self, remove: bool = True) -> None:
+    def reap_all(self) -> int | None:
+        """Kill every process in the container but its init, its main process and the jobs;
+        return how many were killed (None: the container is not running)."""
+        try:
+            raw = self._exec_raw(
+                self._wrapper("reap", uuid.uuid4().hex, 0.0, ""), {"TENAX_EXEC_SH": _EXEC_SH}, WORKDIR, 4096, deadline=30
+            )
+        except _Gone:
+            return None
+        m = raw.err.pop_trailer()
+        return int(m[4]) if m else 0
+
+    def halt(self) -> None:
+        """Kill the running exec and everything else in the container, and stop it; the
+        container is kept (stopped) so ``start()`` can resume it. Exec refuses until then."""
+        self._halted = True
         if self._container is None:
             return
         try:
-            if remove:
-                self._container.remove(force=True)
-            else:
-                self._container.stop(timeout=2)
+            self._container.stop(timeout=1)
         except NotFound:
             pass
         except APIError as exc:
             raise SandboxError(f"could not stop sandbox container {self.name}: {exc.explanation or exc}") from exc
-        if remove:
-            self._container = None
 
-    def halt(self) -> None:
-        """Stop the container (and so everything running in it), keeping it for ``start()``."""
-        self.stop(remove=False)
+    def stop(self, remove: bool = True) -> None:
+        """Remove the container (the goal is over); ``remove=False`` is ``halt()``."""
+        if not remove:
+            return self.halt()
+        self._halted = True
+        if self._container is None:
+            return
+        try:
+            self._container.remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise SandboxError(f"could not remove sandbox container {self.name}: {exc.explanation or exc}") from exc
+        self._container = None
 
-    def _revive(self) -> None:
-        """Restart the dead container (or recreate it if it is gone)."""
+    def _death(self) -> str | None:
+        """None while the container runs; else what became of it, in words."""
         try:
             self.container.reload()
-            self.container.start()
         except NotFound:
-            self._container = None
-            self._container = self._create()
+            return "removed"
+        state = self.container.attrs.get("State") or {}
+        if state.get("Running") and not state.get("Paused") and not state.get("Restarting"):
+            return None
+        if state.get("OOMKilled"):
+            return f"OOM-killed (memory limit {self.mem_limit})"
+        code = state.get("ExitCode")
+        return "killed" if code == 137 else f"stopped (status {state.get('Status')}, exit code {code})"
+
+    def _replace(self, death: str) -> str:
+        """Start a fresh container over the same workspace (same name, labels and limits)."""
+        try:
+            self.container.remove(force=True)
+        except NotFound:
+            pass
         except APIError as exc:
-            raise SandboxError(f"sandbox container {self.name} died and could not be restarted: {exc}") from exc
+            raise SandboxError(f"sandbox container {self.name} was {death} and could not be removed: {exc}") from exc
+        self._container = self._create()
         self._wait_running()
+        return (
+            f"The sandbox container was {death}; a fresh container was started over the same workspace "
+            f"(files outside /workspace and running processes are gone)"
+        )
 
     # -- exec --------------------------------------------------------------------------------
+
+    def _wrapper(self, mode: str, nonce: str, timeout: float, command: str) -> list[str]:
+        jobs = " ".join(sorted(self.jobs))
+        # The script travels in an env var the wrapper unsets, so `ps` and children do not carry it.
+        return ["bash", "-c", 'eval "$TENAX_EXEC_SH"', "tenax-exec", mode, nonce, f"{timeout:.3f}",
+                str(KILL_AFTER_S), jobs, command]
 
     def exec(
         self,
@@ -324,14 +426,19 @@ class DockerSandbox:
         cwd: str = WORKDIR,
         env: dict[str, str] | None = None,
         max_output_chars: int | None = None,
+        retry_on_restart: bool = False,
+        job: str | None = None,
     ) -> ExecResult:
-        """Run ``bash -lc command`` in the container, killing its process tree after ``timeout`` s.
+        """Run ``bash -lc command`` in the container; every process it starts is killed when it
+        returns (or after ``timeout`` s), except with ``job``: then processes it leaves running
+        carry ``TENAX_JOB=<job>`` and survive until ``reap_all()``/``halt()``/``stop()``.
 
-        Each of stdout/stderr is cut to ``max_output_chars`` (default: the sandbox's) keeping
-        head and tail, with a ``[... N bytes truncated ...]`` note; ``truncated_bytes`` says how
-        much was dropped.
+        Each of stdout/stderr keeps at most ``max_output_chars`` bytes (default: the sandbox's),
+        head and tail, with a marker stating exactly what was dropped; ``truncated_bytes`` sums it.
         On timeout ``timed_out`` is True and the exit code is 124 (TERM) or 137 (KILL).
-        Raises SandboxError when the container is gone and cannot be revived.
+        When the container is dead or gone, a fresh one is started and ``note`` says so; with
+        ``retry_on_restart`` a command it interrupted is run once more in the fresh container.
+        Raises SandboxError for bad arguments, after ``halt()``, or when no container can be started.
         """
         if not isinstance(command, str):
             raise SandboxError("command must be a string")
@@ -342,41 +449,134 @@ class DockerSandbox:
             raise SandboxError(f"timeout must be > 0 seconds, got {timeout}")
         environment = {}
         for k, v in (env or {}).items():
-            if not isinstance(k, str) or not _ENV_KEY.match(k):
+            if not isinstance(k, str) or not _ENV_KEY.match(k) or k in _RESERVED_ENV:
                 raise SandboxError(f"invalid environment variable name {k!r}")
             if not isinstance(v, str) or "\x00" in v:
                 raise SandboxError(f"environment variable {k} must be a string without NUL bytes")
             environment[k] = v
-        argv = ["timeout", "--verbose", f"--kill-after={KILL_AFTER_S}", "-s", "TERM", f"{timeout:.3f}"]
-        argv += ["bash", "-lc", command]
+        if job is not None:
+            self.jobs.add(job)
+            environment["TENAX_JOB"] = job
+        if self._halted:
+            raise SandboxError(f"sandbox {self.name} was halted (the goal is stopping); start() it to resume")
         if self._container is None:
             self.start()
-        elif not self.is_alive():
-            self._revive()
-        for attempt in (1, 2):
+        limit = max_output_chars or self.max_output_chars
+        notes: list[str] = []
+        for attempt in (1, 2, 3):
+            nonce = uuid.uuid4().hex
             try:
-                return self._exec_once(argv, timeout, cwd, environment, max_output_chars or self.max_output_chars)
-            except (NotFound, APIError) as exc:
-                if attempt == 2 or self.is_alive():
-                    explanation = getattr(exc, "explanation", None) or str(exc)
-                    raise SandboxError(f"exec in sandbox {self.name} failed: {explanation}") from exc
-                self._revive()
-        raise AssertionError("unreachable")
+                raw = self._exec_raw(
+                    self._wrapper("run", nonce, timeout, command), {**environment, "TENAX_EXEC": nonce, "TENAX_EXEC_SH": _EXEC_SH}, cwd, limit,
+                    deadline=timeout + KILL_AFTER_S + 15,
+                )
+            except _Gone:  # dead before the command began: replace it and run the command
+                death = self._death()
+                if death is None or attempt == 3:
+                    raise SandboxError(f"exec in sandbox {self.name} failed: the container is not usable") from None
+                notes.append(self._replace(death) + ".")
+                continue
+            result, finished = self._result(raw, limit)
+            if finished:
+                break
+            if self._halted:
+                notes.append("The sandbox was halted (the goal is stopping) while the command ran.")
+                break
+            death = self._death()
+            if death is None:
+                notes.append(f"The command was killed from outside its shell (exit code {result.exit_code}).")
+                break
+            notes.append(self._replace(death) + "; the command may not have completed.")
+            if not retry_on_restart or attempt == 3:
+                break
+            notes.append("It was run again in the fresh container.")
+            retry_on_restart = False
+        result.note = " ".join(notes + ([result.note] if result.note else [])) or None
+        return result
 
-    def _exec_once(self, argv: list[str], timeout: float, cwd: str, env: dict[str, str], limit: int) -> ExecResult:
+    def _result(self, raw: _Raw, limit: int) -> tuple[ExecResult, bool]:
+        """The ExecResult of a run, and whether the wrapper finished (else something killed it)."""
+        trailer = raw.err.pop_trailer()
+        stdout, cut_out = raw.out.text(limit)
+        stderr, cut_err = raw.err.text(limit)
+        exit_code = raw.exit_code if raw.exit_code is not None else (124 if raw.hung else -1)
+        notes = []
+        timed_out = raw.hung
+        reaped = left = 0
+        if trailer is not None:
+            exit_code, timed_out = int(trailer[2]), bool(int(trailer[3])) or raw.hung
+            reaped, left, oom = int(trailer[4]), int(trailer[5]), int(trailer[6])
+            if oom > 0:
+                notes.append(f"The out-of-memory killer ended {oom} process(es) of this command "
+                             f"(memory limit {self.mem_limit}).")
+            if reaped and not timed_out:
+                notes.append(f"{reaped} process(es) the command left running were killed when it returned "
+                             f"(each command's processes end with it).")
+            if left:
+                notes.append(f"{left} process(es) the command started could not be killed and are still running.")
+        elif exit_code == 126 and stdout.startswith("OCI runtime exec failed") and not stderr:
+            # The engine reports a failed exec start (e.g. a missing cwd) on stdout; it is an error.
+            stdout, stderr = "", stdout.strip() + "\n"
+            trailer = True
+        elif raw.hung:
+            notes.append("The exec did not end after its timeout; its processes may still be running.")
+        disk = self._disk_note(stdout + stderr)
+        if disk:
+            notes.append(disk)
+        return ExecResult(
+            exit_code=exit_code,
+            stdout=stdout,
+            stderr=stderr,
+            timed_out=timed_out,
+            duration_s=round(raw.duration, 3),
+            truncated_bytes=cut_out + cut_err,
+            note=" ".join(notes) or None,
+            reaped=reaped,
+            left_running=left,
+        ), trailer is not None or raw.hung
+
+    def _disk_note(self, output: str) -> str | None:
+        if "No space left on device" in output:
+            caps = ", ".join(f"{path} is limited to {mb} MB" for path, mb in self.tmpfs_mb.items())
+            return (f"No space left on device: {caps}, and the rest of the root filesystem is read-only; "
+                    f"delete files there, or write under /workspace.")
+        if "Read-only file system" in output:
+            return (f"The sandbox's root filesystem is read-only: write under /workspace, "
+                    f"{', '.join(self.tmpfs_mb)} instead.")
+        return None
+
+    def _exec_raw(
+        self, argv: list[str], env: dict[str, str], cwd: str, limit: int, *, deadline: float, stdin: bytes | None = None
+    ) -> _Raw:
+        """One docker exec: stream its output into bounded buffers until it ends or ``deadline`` s."""
         api = self.client.api
-        exec_id = api.exec_create(
-            self.container.id, argv, stdout=True, stderr=True, environment=env or None, workdir=cwd, user=self.user or ""
-        )["Id"]
+        try:
+            exec_id = api.exec_create(
+                self.container.id, argv, stdout=True, stderr=True, stdin=stdin is not None,
+                environment=env or None, workdir=cwd, user=self.user or "",
+            )["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+        except NotFound as exc:
+            raise _Gone() from exc
+        except APIError as exc:
+            if exc.status_code == 409 or "is not running" in str(exc):
+                raise _Gone() from exc
+            raise SandboxError(f"exec in sandbox {self.name} failed: {exc.explanation or exc}") from exc
         started = time.monotonic()
-        sock = api.exec_start(exec_id, socket=True)
-        cap = max(4 * limit, 4096)
+        raw_sock = getattr(sock, "_sock", sock)
+        cap = max(limit, 4096)
         out, err = _StreamBuffer(cap), _StreamBuffer(cap)
         stop = threading.Event()
-        reader = threading.Thread(target=_read_frames, args=(sock, out, err, stop), daemon=True)
+        reader = threading.Thread(target=_read_frames, args=(raw_sock, out, err, stop), daemon=True)
         reader.start()
+        if stdin is not None:
+            try:
+                raw_sock.sendall(stdin)
+                raw_sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the process exited early; its exit code says why
         # The in-container timeout ends the exec; this host-side deadline is only a backstop.
-        reader.join(timeout + KILL_AFTER_S + 15)
+        reader.join(deadline)
         hung = reader.is_alive()
         stop.set()
         reader.join(5)
@@ -386,62 +586,44 @@ class DockerSandbox:
             pass
         exit_code = None
         for _ in range(50):
-            info = api.exec_inspect(exec_id)
+            try:
+                info = api.exec_inspect(exec_id)
+            except (NotFound, APIError):
+                break
             if not info.get("Running"):
                 exit_code = info.get("ExitCode")
                 break
             if hung:
                 break
-            time.sleep(0.05)
-        duration = time.monotonic() - started
-        stdout, cut_out = out.text(limit)
-        stderr, cut_err = err.text(limit)
-        timed_out = hung
-        if exit_code in (124, 137):
-            lines = stderr.split("\n")
-            kept = [ln for ln in lines if not _TIMEOUT_NOTE.match(ln)]
-            if len(kept) != len(lines):
-                timed_out = True
-                stderr = "\n".join(kept)
-        if exit_code is None:
-            exit_code = 124 if hung else -1
-        if exit_code == 126 and stdout.startswith("OCI runtime exec failed") and not stderr:
-            # The engine reports a failed exec start (e.g. a missing cwd) on stdout; it is an error.
-            stdout, stderr = "", stdout.strip() + "\n"
-        return ExecResult(
-            exit_code=exit_code,
-            stdout=stdout,
-            stderr=stderr,
-            timed_out=timed_out,
-            duration_s=round(duration, 3),
-            truncated_bytes=cut_out + cut_err,
-        )
+            time.sleep(0.02)
+        return _Raw(out, err, exit_code, hung, time.monotonic() - started)
 
     # -- files -------------------------------------------------------------------------------
 
     def put_file(self, directory: str, name: str, data: bytes, mode: int = 0o600) -> None:
-        """Copy ``data`` into the container as ``directory/name`` owned by the sandbox user.
-
-        ``directory`` must already exist; used to stage payloads in /tmp (tools then move them
-        into the workspace as the unprivileged user, after checking the path).
-        """
+        """Write ``data`` to ``directory/name`` in the container as the sandbox user (streamed
+        over the exec's stdin, so it works on tmpfs and a read-only root filesystem)."""
         if "/" in name or name in ("", ".", ".."):
             raise SandboxError(f"invalid file name {name!r}")
-        uid, _, gid = (self.user or f"{SANDBOX_UID}:{SANDBOX_GID}").partition(":")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = mode
-            info.uid, info.gid = int(uid), int(gid or uid)
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(data))
         if self._container is None:
             self.start()
-        try:
-            self.container.put_archive(directory, buf.getvalue())
-        except (NotFound, APIError) as exc:
-            raise SandboxError(f"could not copy a file into sandbox {self.name}: {exc}") from exc
+        path = f"{directory.rstrip('/')}/{name}"
+        script = 'umask 077 && cat > "$1" && chmod "$2" "$1"'
+        argv = ["bash", "-c", script, "put-file", path, f"{mode:o}"]
+        for _ in (1, 2):
+            try:
+                raw = self._exec_raw(argv, {}, WORKDIR, 4096, deadline=120, stdin=data)
+                break
+            except _Gone:
+                death = self._death()
+                if death is None:
+                    raise SandboxError(f"could not copy a file into sandbox {self.name}: it is not running") from None
+                self._replace(death)
+        else:
+            raise SandboxError(f"could not copy a file into sandbox {self.name}: it keeps dying")
+        if raw.exit_code != 0:
+            detail = raw.err.text(2000)[0].strip() or f"exit code {raw.exit_code}"
+            raise SandboxError(f"could not write {path} in sandbox {self.name}: {detail}")
 
     def __enter__(self) -> "DockerSandbox":
         self.start()

@@ -19,7 +19,7 @@ from tenax.core.errors import TenaxError
 from tenax.core.messages import ToolSpec
 from tenax.core.protocols import ToolOutcome
 from tenax.core.protocols import Sandbox
-from tenax.sandbox.docker_sandbox import truncate_middle
+from tenax.sandbox._incontainer import cut_middle
 
 _SCRIPT = (Path(__file__).parent / "_incontainer.py").read_text(encoding="utf-8")
 _ENV_ARGS_LIMIT = 32_000  # larger argument payloads are staged as a file in /tmp
@@ -32,9 +32,10 @@ _TOOLS: dict[str, tuple[str, dict[str, tuple[str, bool, str, dict]]]] = {
     "bash": (
         "Run a bash command in the sandbox (Debian, non-root user, cwd /workspace, usually no network) "
         "and get its exit code, stdout and stderr. Each call is a fresh `bash -lc`: shell state such as "
-        "`cd` or exported variables does not persist between calls, files do. The command and all "
-        "processes it started are killed at the timeout. Start long-running servers in the background "
-        "with output redirected to a file (`cmd > log 2>&1 &`). Long output is cut in the middle.",
+        "`cd` or exported variables does not persist between calls, files do. Every process the command "
+        "started, background ones included, is killed when it returns or at the timeout. Only /workspace, "
+        "/tmp and $HOME are writable (/tmp and $HOME are small). Long output is cut in the middle; "
+        "redirect it to a file and read that in parts.",
         {
             "command": ("string", True, "The bash command line to run.", {}),
             "timeout": ("number", False, "Seconds before the command is killed (default 120).", {"exclusiveMinimum": 0}),
@@ -177,23 +178,30 @@ class ToolBox:
     # -- helpers -----------------------------------------------------------------------------
 
     def _bound(self, text: str) -> str:
-        return truncate_middle(text, self.max_output_chars)[0]
+        return cut_middle(text, self.max_output_chars)[0]
 
     def _error(self, message: str) -> ToolOutcome:
         return ToolOutcome(content=self._bound(message), is_error=True)
 
     def _bash(self, args: dict[str, Any]) -> ToolOutcome:
         timeout = min(float(args.get("timeout") or self.exec_timeout), self.max_timeout)
-        res = self.sandbox.exec(args["command"], timeout=timeout)
+        # stdout and stderr share the output budget, so the whole answer needs no further cut
+        res = self.sandbox.exec(args["command"], timeout=timeout, max_output_chars=self.max_output_chars // 2)
         parts = []
         if res.timed_out:
+            killed = (
+                "was killed together with every process it started"
+                if not res.left_running
+                else f"was killed, but {res.left_running} process(es) it started could not be killed"
+            )
             parts.append(
-                f"TIMED OUT: the command was still running after {timeout:g}s and was killed together with "
-                f"every process it started (exit code {res.exit_code}). Output so far is below. Use a larger "
-                "timeout, or run it in the background with output redirected to a file."
+                f"TIMED OUT: the command was still running after {timeout:g}s and {killed} (exit code "
+                f"{res.exit_code}). Output so far is below. Use a larger timeout, or make the command faster."
             )
         else:
             parts.append(f"exit code: {res.exit_code}")
+        if res.note:
+            parts.append(f"NOTE from the sandbox: {res.note}")
         if res.stdout:
             parts.append("--- stdout ---\n" + res.stdout.rstrip("\n"))
         if res.stderr:
@@ -217,10 +225,11 @@ class ToolBox:
         )
         if res.timed_out:
             return self._error(f"the {op} operation timed out after {self.exec_timeout:g}s")
+        note = f"\nNOTE from the sandbox: {res.note}" if res.note else ""
         try:
             result = json.loads(res.stdout)
             content, ok = str(result["content"]), bool(result["ok"])
         except (ValueError, KeyError, TypeError):
             detail = (res.stderr or res.stdout).strip() or "no output"
-            return self._error(f"the {op} operation failed in the sandbox (exit code {res.exit_code}): {detail}")
-        return ToolOutcome(content=self._bound(content), is_error=not ok)
+            return self._error(f"the {op} operation failed in the sandbox (exit code {res.exit_code}): {detail}{note}")
+        return ToolOutcome(content=self._bound(content + note), is_error=not ok)
