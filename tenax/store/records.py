@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenax.core.messages import Usage
+from tenax.store.lease import lease_live
 from tenax.store.models import TERMINAL_GOAL_STATUSES
 
 
@@ -45,6 +46,15 @@ class GoalRecord(_Record):
     lease_acquired_at: datetime | None = None
     lease_heartbeat_at: datetime | None = None
     lease_expires_at: datetime | None = None
+
+    @property
+    def shown_status(self) -> str:
+        """The status to show in ``ls``/``show``: ``interrupted`` for a goal still marked running whose
+        runner is gone (its lease expired, was released, or its owner pid on this host is dead)."""
+        if self.status == "running" and self.lease_token and not lease_live(
+                self.lease_host, self.lease_pid, self.lease_expires_at):
+            return "interrupted"
+        return self.status
 
     @property
     def is_terminal(self) -> bool:

@@ -40,6 +40,7 @@ from tenax.store.models import (
 from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
 from tenax.store.agents import AgentLedger
 from tenax.store.errors import NotFound
+from tenax.store.lease import LeaseStore
 from tenax.store.memory import MemoryLedger
 
 __all__ = ["NotFound", "SqlStore", "open_store"]
@@ -122,7 +123,7 @@ def _usage(row: UsageRow) -> UsageRecord:
     return UsageRecord.model_validate(row, from_attributes=True)
 
 
-class SqlStore(AgentLedger, MemoryLedger):
+class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
     """The reference ``tenax.core.protocols.Store``. Thread-safe; many processes may share one
     SQLite file (WAL; writers queue on the busy timeout)."""
 
@@ -231,6 +232,7 @@ class SqlStore(AgentLedger, MemoryLedger):
         values["updated_at"] = utcnow()
         try:
             with self._write() as s:
+                self._fence(s, goal_id)
                 if "status" in values:
                     current = s.scalar(select(GoalRow.status).where(GoalRow.id == goal_id))
                     if current is None:
@@ -378,6 +380,7 @@ class SqlStore(AgentLedger, MemoryLedger):
                     goal_id = s.scalar(select(SessionRow.goal_id).where(SessionRow.id == session_id).with_for_update())
                     if goal_id is None:
                         raise NotFound(f"no session {session_id!r}")
+                    self._fence(s, goal_id)
                     last = s.scalar(select(func.max(StepRow.seq)).where(StepRow.session_id == session_id))
                     seq = (last or 0) + 1
                     s.add(StepRow(session_id=session_id, seq=seq, kind=kind, payload=data, created_at=utcnow()))
@@ -456,6 +459,7 @@ class SqlStore(AgentLedger, MemoryLedger):
             goal_id = s.scalar(select(SessionRow.goal_id).where(SessionRow.id == session_id))
             if goal_id is None:
                 raise NotFound(f"no session {session_id!r}")
+            self._fence(s, goal_id)
             self._add_usage(s, session_id, goal_id, step_seq, entry, totals=add_to_totals)
 
     def _add_usage(self, s: Session, session_id: str, goal_id: str, step_seq: int | None, e: UsageEntry, *,
