@@ -16,7 +16,7 @@ from tenax.compaction import CompactionConfig, Compactor, Ralph, memory_tools
 from tenax.config import Settings, load_settings
 from tenax.core.budget import Budgets
 from tenax.core.engine import Engine, EventHook, Hook
-from tenax.core.errors import ConfigError, ModelSwitchRefused
+from tenax.core.errors import ConfigError, ModelSwitchRefused, SandboxError
 from tenax.core.messages import ToolCallPart, ToolSpec
 from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
 from tenax.core.status import ENDED, FINAL, GoalStatus
@@ -206,6 +206,11 @@ def run_goal(
         agents.shutdown(final=ended)
         if ended:
             sandbox.stop()
+        else:  # stopped or crashed: kill what runs, keep the container (stopped) for resume
+            try:
+                sandbox.halt()
+            except SandboxError:
+                pass  # already gone: resume starts a fresh one over the same workspace
     return status
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from tenax.compaction.ledger import build_ledger, render
 from tenax.core.engine import Hook, Replace, TurnContext
 from tenax.core.errors import ContextTooLong
+from tenax.core.journal import step_chars
 from tenax.core.messages import Message, ModelResponse, TextPart
 from tenax.core.protocols import Store
 
@@ -63,16 +64,6 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def _step_chars(step: Any) -> int:
-    if step.kind == "user":
-        return len(step.payload.get("text", ""))
-    if step.kind == "tool_result":
-        return len(step.payload.get("content", "")) + 40
-    if step.kind == "assistant":
-        return len(json.dumps(step.payload.get("message", {})))
-    return 0
-
-
 def _doc(step: Any) -> str:
     p = step.payload
     if step.kind == "user":
@@ -94,6 +85,7 @@ class Compactor(Hook):
         self.window = int(config.window if config and config.window else window)
         self.config = config or CompactionConfig()
         self.budget_text = budget_text
+        self._prefix_chars: int | None = None
 
     @property
     def limit(self) -> int:
@@ -101,20 +93,11 @@ class Compactor(Hook):
 
     # -- estimate ----------------------------------------------------------------------------
     def context_tokens(self, ctx: TurnContext) -> int:
-        """Reported input + output of the last call in the current context, plus chars/4 of what
-        was appended since; with no call since the last compaction, chars/4 of the whole context."""
-        steps = ctx.conversation.steps
-        last = next((i for i in range(len(steps) - 1, -1, -1)
-                     if steps[i].kind == "assistant" and steps[i].payload.get("usage")), None)
-        if last is None:
-            body = ctx.system + "".join(t.canonical() for t in ctx.tools)
-            body += json.dumps([m.model_dump() for m in ctx.conversation.messages])
-            return estimate_tokens(body)
-        u = steps[last].payload["usage"]
-        reported = (u.get("input_tokens", 0) + u.get("cache_read_tokens", 0) + u.get("cache_write_tokens", 0)
-                    + u.get("output_tokens", 0))
-        appended = sum(_step_chars(s) for s in steps[last + 1:])
-        return reported + (appended + 3) // 4
+        """The last call's reported input + output plus chars/4 of what was appended since (kept
+        incrementally by the conversation); with no call in this context yet, chars/4 of all of it."""
+        if self._prefix_chars is None:  # system and tools are frozen for the session
+            self._prefix_chars = len(ctx.system) + sum(len(t.canonical()) for t in ctx.tools)
+        return ctx.conversation.tokens(self._prefix_chars)
 
     # -- the hook ----------------------------------------------------------------------------
     def before_call(self, ctx: TurnContext) -> list[Replace]:
@@ -145,7 +128,7 @@ class Compactor(Hook):
         assistants = [s.seq for s in context if s.kind == "assistant"]
         k = max(0, min(keep, len(assistants) - 1))
         budget = self.limit * self.config.tail_share
-        while k > 0 and sum(_step_chars(s) for s in context if s.seq >= assistants[-k]) / 4 > budget:
+        while k > 0 and sum(step_chars(s) for s in context if s.seq >= assistants[-k]) / 4 > budget:
             k -= 1
         kept_from = assistants[-k] if k > 0 else last_seq + 1
         archived = [s for s in context if s.seq < kept_from]
@@ -162,7 +145,7 @@ class Compactor(Hook):
         led = build_ledger(self.store, self.goal_id, ctx.session_id, steps)
         led.archived = (first_ctx, kept_from - 1) if archived else None
         ledger_text = render(led)
-        tail_chars = sum(_step_chars(s) for s in context if s.seq >= kept_from)
+        tail_chars = sum(step_chars(s) for s in context if s.seq >= kept_from)
         prefix = ctx.system + "".join(t.canonical() for t in ctx.tools)
         payload = {
             "mode": mode,

@@ -17,86 +17,15 @@ costs what turn 10 does.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, Union
+from typing import Any, Callable, Sequence
 
 from tenax.core.errors import ContextTooLong, ProviderError
 from tenax.core.journal import Conversation, Entry, pending_tool_calls
-from tenax.core.messages import Message, ModelResponse, TextPart, ToolCallPart, ToolResultPart, ToolSpec
+from tenax.core.messages import Message, ModelResponse, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
 from tenax.core.protocols import Model, Store, ToolOutcome, UsageEntry
+from tenax.core.turn import Action, Append, CostFn, End, EventHook, Hook, Policy, Replace, TurnContext
 
-CostFn = Callable[[Any], tuple[float, float]]  # usage -> (cost_usd, uncached_cost_usd)
-EventHook = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass
-class Append:
-    """Journal one step: a ``user`` message for the model, or an ``event``. ``then`` runs once it is
-    durable (e.g. marking a steering message consumed)."""
-
-    kind: str
-    payload: dict[str, Any]
-    then: Callable[[], None] | None = None
-
-
-@dataclass
-class Replace:
-    """Restart the context from a ``compaction`` step; ``response`` is its summary call, if any
-    (accounted, not a turn)."""
-
-    payload: dict[str, Any]
-    response: ModelResponse | None = None
-    duration_s: float = 0.0
-
-
-Action = Union[Append, Replace]
-
-
-@dataclass
-class End:
-    """How a run ends: a status and what goes with it (a summary, an error text, a report)."""
-
-    status: str
-    detail: Any = None
-
-
-@dataclass
-class TurnContext:
-    """What a policy or a hook may look at. Read-only: act by returning actions."""
-
-    goal_id: str
-    session_id: str
-    model: Model
-    system: str
-    tools: list[ToolSpec]
-    conversation: Conversation  # the current context: its steps and their folded messages
-    journal: Callable[[], list[Any]]  # the session's whole journal, read from the store on demand
-    turn: int  # model calls made in this session so far
-    emit: Callable[[dict[str, Any]], Any]  # journal an ``event`` step now (a check, an outage...)
-
-
-class Hook:
-    """Runs around model calls. Returns what to append or replace; never writes engine state."""
-
-    def before_call(self, ctx: TurnContext) -> Sequence[Action]:
-        return ()
-
-    def on_context_too_long(self, ctx: TurnContext, attempt: int) -> Replace | None:
-        return None
-
-
-class Policy(Protocol):
-    """What makes an agent a goal or a sub-agent: its first message, its tools, how it ends."""
-
-    def opening(self, ctx: TurnContext) -> Append: ...
-    def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]: ...
-    def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome: ...
-    def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> End | None: ...
-    def idle(self, ctx: TurnContext) -> End | Sequence[Action]: ...
-    def on_model_error(self, error: ProviderError, ctx: TurnContext) -> float | None: ...
-    def rerun_interrupted(self, call: ToolCallPart) -> bool: ...
-    def accounted(self, entry: UsageEntry) -> None: ...
-
+__all__ = ["Engine", "Action", "Append", "CostFn", "End", "EventHook", "Hook", "Policy", "Replace", "TurnContext"]
 
 class Engine:
     def __init__(self, store: Store, goal_id: str, session_id: str, model: Model, system: str,
@@ -110,6 +39,7 @@ class Engine:
         self.main, self.sleep = main, sleep
         self.conversation = Conversation()
         self.turn = 0
+        self._prefix: int | None = None
 
     def context(self) -> TurnContext:
         return TurnContext(self.goal_id, self.session_id, self.model, self.system, self.tools, self.conversation,
@@ -136,6 +66,7 @@ class Engine:
         steps = self.store.steps(self.session_id)  # the one full read: on open or resume
         self.conversation = Conversation.of(steps)
         self.turn = sum(1 for s in steps if s.kind == "assistant")
+        self._account_interrupted_call(steps)
         if not any(s.kind == "user" for s in steps):
             self.apply([self.policy.opening(self.context())])
         else:
@@ -172,7 +103,9 @@ class Engine:
         return self._run_calls(calls)
 
     def _call(self) -> ModelResponse | None:
-        self.journal("request", {"turn": self.turn + 1, "messages": len(self.conversation.messages)})
+        # The intent is journaled first: a call cut off by a crash is still accounted on resume.
+        self.journal("request", {"turn": self.turn + 1, "messages": len(self.conversation.messages),
+                                 "est_input_tokens": self.conversation.tokens(self._prefix_chars())})
         started, attempt = time.monotonic(), 0
         while True:
             try:
@@ -195,11 +128,34 @@ class Engine:
         if not msg.parts:  # an empty assistant message would be rejected by the APIs on replay
             msg = Message(role="assistant", parts=[TextPart(text="(empty response)")])
             response = response.model_copy(update={"message": msg})
+        failed = [a.model_dump() for a in response.attempts if not a.ok]
+        if failed:  # retried failures are part of the record, not only of the usage table
+            self.journal("event", {"type": "provider_retries", "failed_attempts": failed})
         usage = self._usage(response, time.monotonic() - started, turns=1 if self.main else 0)
         self.journal("assistant", {"message": msg.model_dump(), "stop_reason": response.stop_reason,
                                    "usage": response.usage.model_dump()}, usage)
         self.turn += 1
         return response
+
+    def _prefix_chars(self) -> int:
+        if self._prefix is None:
+            self._prefix = len(self.system) + sum(len(t.canonical()) for t in self.tools)
+        return self._prefix
+
+    def _account_interrupted_call(self, steps: list[Any]) -> None:
+        """A model call a crash cut off (its intent journaled, no reply, no outage after it) was
+        probably billed: record it with its input as estimated and the output as the session's
+        average, marked ``estimated``, so totals and budgets count every call."""
+        last = max((i for i, s in enumerate(steps) if s.kind == "request"), default=None)
+        if last is None or any(s.kind == "assistant" or s.payload.get("type") in
+                               ("provider_outage", "interrupted_call") for s in steps[last + 1:]):
+            return
+        outs = [s.payload.get("usage", {}).get("output_tokens", 0) for s in steps if s.kind == "assistant"]
+        usage = Usage(input_tokens=int(steps[last].payload.get("est_input_tokens") or 0),
+                      output_tokens=sum(outs) // len(outs) if outs else 0)
+        response = ModelResponse(message=Message(role="assistant"), usage=usage, estimated=True)
+        self.journal("event", {"type": "interrupted_call", "turn": steps[last].payload.get("turn"),
+                               "usage": usage.model_dump(), "estimated": True}, self._usage(response, 0.0, turns=0))
 
     def _usage(self, response: ModelResponse, duration: float, *, turns: int) -> UsageEntry:
         cost, uncached = self.costs(response.usage)

@@ -20,6 +20,7 @@ Earlier steps stay in the journal (archived); they are just no longer folded.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -37,13 +38,33 @@ class Entry:
     payload: dict[str, Any]
 
 
+def step_chars(step: Any) -> int:
+    """About how many characters a context step adds to a request."""
+    if step.kind == "user":
+        return len(step.payload.get("text", ""))
+    if step.kind == "tool_result":
+        return len(step.payload.get("content", "")) + 40
+    if step.kind == "assistant":
+        return len(json.dumps(step.payload.get("message", {})))
+    return 0
+
+
 @dataclass
 class Conversation:
-    """The current context of a session: its steps since the latest compaction and their fold."""
+    """The current context of a session: its steps since the latest compaction, their fold, and a
+    running estimate of its size (kept as steps arrive, never recomputed)."""
 
     steps: list[Any] = field(default_factory=list)  # context steps (CONTEXT_KINDS), in seq order
     messages: list[Message] = field(default_factory=list)
     marker: Any = None  # the latest compaction step, if any
+    reported: int = 0  # input + output tokens the latest call in this context reported (0: none yet)
+    appended: int = 0  # characters added to the context since that call (or since its start)
+
+    def tokens(self, prefix_chars: int) -> int:
+        """Estimated tokens of the next request (``prefix_chars``: system prompt and tools)."""
+        if self.reported:
+            return self.reported + (self.appended + 3) // 4
+        return (prefix_chars + self.appended + 3) // 4
 
     @classmethod
     def of(cls, journal: Iterable[Any]) -> "Conversation":
@@ -58,11 +79,20 @@ class Conversation:
             self.marker = step
             self.steps = [s for s in self.steps if s.seq >= kept_from]
             self.messages = [_head(step)]
+            self.reported = 0
+            self.appended = sum(len(p.text) for p in self.messages[0].parts) + sum(map(step_chars, self.steps))
             for s in self.steps:
                 self._fold(s)
         elif step.kind in CONTEXT_KINDS:
             self.steps.append(step)
             self._fold(step)
+            u = step.payload.get("usage") if step.kind == "assistant" else None
+            if u:
+                self.reported = (u.get("input_tokens", 0) + u.get("cache_read_tokens", 0)
+                                 + u.get("cache_write_tokens", 0) + u.get("output_tokens", 0))
+                self.appended = 0
+            else:
+                self.appended += step_chars(step)
 
     def _fold(self, step: Any) -> None:
         if step.kind == "assistant":

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from tenax.core.budget import Budgets, Spent, describe, exhausted, near_end
 from tenax.core.engine import Action, Append, End, Engine, TurnContext
 from tenax.core.errors import ProviderError, SandboxError
-from tenax.core.messages import ToolCallPart, ToolSpec
+from tenax.core.messages import Message, ToolCallPart, ToolSpec
 from tenax.core.protocols import Sandbox, Store, ToolOutcome, Toolbox, UsageEntry
 from tenax.core.status import GoalStatus
 from tenax.goal import prompts
@@ -23,6 +23,7 @@ WRAP_UP_AT = 0.85
 OUTAGE_BACKOFF_S = (30.0, 60.0, 120.0, 300.0)  # between model calls that exhausted their retries
 OUTAGE_GIVE_UP_S = 3600.0  # a continuous provider outage this long fails the goal
 CHECK_TIMEOUT_S = 900.0
+NO_TOOL_TURNS = 5  # turns in a row without any tool call ever made: the tools are not reaching the model
 OUTPUT_TAIL = 4000
 
 ToolFn = Callable[[ToolCallPart], ToolOutcome]  # an extra tool gets the whole call (its id, its arguments)
@@ -47,7 +48,9 @@ class GoalPolicy:
         self.budgets = Budgets(**(goal.budgets or {}))
         self._outage: list[float] = []  # waits of the current provider outage
         self._clock = time.monotonic()
-        self._wrapped_up: bool | None = None  # learnt from the journal on the first turn
+        self._wrapped_up = False
+        self._called_tools = False  # has the model ever called a tool in this session?
+        self._learnt = False  # the journal's state (a resume) is read once, on the first turn
 
     def tools(self) -> list[ToolSpec]:
         """The main session's tools, frozen when its session is created."""
@@ -69,30 +72,56 @@ class GoalPolicy:
         return Append("user", {"text": text, "why": "objective"})
 
     def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]:
+        if not self._learnt and (verified := self._learn(ctx.journal())) is not None:
+            return verified
         spent = self.spent()
         if (which := exhausted(self.budgets, spent)) is not None:
             ctx.emit({"type": "budget_exhausted", "budget": which, "spent": spent.model_dump()})
             return End(GoalStatus.BUDGET_EXHAUSTED)
-        if self._wrapped_up is None:
-            self._wrapped_up = any(s.kind == "user" and s.payload.get("why") == "wrap_up" for s in ctx.journal())
         if not self._wrapped_up and near_end(self.budgets, spent, WRAP_UP_AT):
             self._wrapped_up = True
             return [Append("user", {"text": prompts.wrap_up_message(describe(self.budgets, spent)), "why": "wrap_up"})]
         return ()
 
-    def idle(self, ctx: TurnContext) -> Sequence[Action]:
+    def _learn(self, steps: list[Any]) -> End | None:
+        """On the first turn (a resume): what the journal already says. A passed verification ends
+        the goal here, so a crash between the check and the final status never runs another turn."""
+        self._learnt = True
+        summary = ""
+        for s in steps:
+            if s.kind == "assistant":
+                calls = Message.model_validate(s.payload["message"]).tool_calls
+                self._called_tools = self._called_tools or bool(calls)
+                summary = next((str(c.arguments.get("summary", "")) for c in calls if c.name == "complete_goal"), summary)
+            elif s.kind == "user" and s.payload.get("why") == "wrap_up":
+                self._wrapped_up = True
+            elif s.kind == "event" and s.payload.get("type") in ("check", "judge") and s.payload.get("passed"):
+                return End(GoalStatus.SUCCEEDED, detail=summary)
+        return None
+
+    def idle(self, ctx: TurnContext) -> End | Sequence[Action]:
         idle = 0
         for msg in reversed(ctx.conversation.messages):
             if msg.role == "assistant":
                 if msg.tool_calls:
                     break
                 idle += 1
+        if not self._called_tools and idle >= NO_TOOL_TURNS:
+            # A model that never calls a tool while tools are offered is not reasoning its way to a
+            # call: the server is dropping the tools. Say so instead of looping on it all night.
+            return End(GoalStatus.FAILED, detail=(
+                f"the model answered {idle} turns in a row without ever calling a tool although "
+                f"{len(ctx.tools)} tools are offered; its server may be dropping the tools from the prompt "
+                "(some OpenAI-compatible servers need tool calling enabled, e.g. llama.cpp's --jinja). "
+                "Check with `tenax doctor`, then resume."))
         text = prompts.continuation_message(self.objective, self.budget_text(), idle)
         return [Append("user", {"text": text, "why": "continuation"})]
 
     def on_model_error(self, error: ProviderError, ctx: TurnContext) -> float | None:
         self.spent()  # the failed call's time counts
         if not error.transient or sum(self._outage) >= OUTAGE_GIVE_UP_S:
+            return None
+        if error.unreachable and ctx.turn == 0:  # never reached at all: a wrong URL, not an outage
             return None
         # Retries are used up but the cause is transient (overload, 5xx, network): an unattended
         # run waits the outage out instead of failing; the wall-time budget still rules.
@@ -109,6 +138,7 @@ class GoalPolicy:
         return False  # a started call may have had effects: never repeated blindly
 
     def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome:
+        self._called_tools = True
         if call.name == "complete_goal":
             return self._complete(call, ctx)
         if call.name in self.extra_tools:
@@ -137,8 +167,10 @@ class GoalPolicy:
 
     def _check(self, ctx: TurnContext) -> Verdict:
         cmd = self.check_cmd or ""
-        result = self.sandbox.exec(cmd, timeout=self.check_timeout)
+        result = self.sandbox.exec(cmd, timeout=self.check_timeout, retry_on_restart=True)
         output = _tail((result.stdout + ("\n" + result.stderr if result.stderr else "")).strip(), OUTPUT_TAIL)
+        if result.note:  # e.g. the container died and the check ran again in a fresh one
+            output = f"[sandbox] {result.note}\n{output}"
         ctx.emit({"type": "check", "command": cmd, "passed": result.ok, "exit_code": result.exit_code,
                   "timed_out": result.timed_out, "output_tail": output[-1500:]})
         if result.ok:
