@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tenax.core.messages import ToolCallPart
+
 
 def sorted_json(obj: Any) -> Any:
     """A copy of ``obj`` with every dict's keys in sorted order (lists keep their order).
@@ -25,15 +27,22 @@ def dumps_args(arguments: dict[str, Any]) -> str:
     return json.dumps(arguments, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def loads_args(raw: str | None) -> dict[str, Any]:
-    """Parse model-issued tool arguments. Bad JSON is kept, not raised: the tool layer
-    answers it with an error tool result so the run goes on."""
+CUT_OFF = "cut off by max_tokens: the arguments JSON is incomplete"
+
+
+def tool_call(call_id: str, name: str, raw: str | dict[str, Any] | None, *, cut: bool) -> ToolCallPart:
+    """A model-issued tool call from its raw arguments JSON. Arguments that are not one complete
+    JSON object are never repaired: the call gets ``arguments={}`` and an ``error`` the engine answers
+    it with (``cut``: the output hit max_tokens, so incomplete JSON was cut off there)."""
+    if isinstance(raw, dict):
+        return ToolCallPart(id=call_id, name=name, arguments=raw)
     if not raw:
-        return {}
+        return ToolCallPart(id=call_id, name=name, error=CUT_OFF if cut else None)
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
-        return {"__invalid_json__": raw}
+    except json.JSONDecodeError as exc:
+        error = CUT_OFF if cut else f"arguments are not valid JSON: {exc.msg} at character {exc.pos}"
+        return ToolCallPart(id=call_id, name=name, error=error)
     if not isinstance(value, dict):
-        return {"__invalid_json__": raw}
-    return value
+        return ToolCallPart(id=call_id, name=name, error=f"arguments are not a JSON object: got {type(value).__name__}")
+    return ToolCallPart(id=call_id, name=name, arguments=value)

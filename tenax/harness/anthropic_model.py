@@ -9,7 +9,7 @@ from typing import Any
 
 import anthropic
 
-from tenax.harness._serialize import sorted_json
+from tenax.harness._serialize import sorted_json, tool_call
 from tenax.harness.cache_layout import CacheTTL, apply_cache_layout
 from tenax.core.messages import (
     Message,
@@ -21,6 +21,7 @@ from tenax.core.messages import (
     ToolSpec,
     Usage,
 )
+from tenax.harness.pricing import lookup_price, output_limit
 from tenax.harness.retry import Failure, RetryPolicy, StreamFailed, call_with_retries
 
 STOP_REASONS = {
@@ -34,6 +35,7 @@ STOP_REASONS = {
 }
 
 REDACTED_KEY = "anthropic_redacted_thinking"
+UNKNOWN_MODEL_MAX_TOKENS = 8192
 
 
 def tool_to_anthropic(tool: ToolSpec) -> dict[str, Any]:
@@ -100,16 +102,19 @@ def build_request(
     return kwargs
 
 
-def response_to_neutral(msg: Any) -> tuple[Message, Usage, str]:
+def response_to_neutral(msg: Any, raw_inputs: dict[int, str] | None = None) -> tuple[Message, Usage, str]:
+    """``raw_inputs``: each streamed tool_use block's input JSON as sent (by block index). The SDK
+    parses a cut-off input leniently into a plausible dict; the raw text shows it was cut."""
     parts: list[Any] = []
-    for block in msg.content:
+    cut = msg.stop_reason in ("max_tokens", "model_context_window_exceeded")
+    for index, block in enumerate(msg.content):
         btype = getattr(block, "type", None)
         if btype == "text":
             if block.text:
                 parts.append(TextPart(text=block.text))
         elif btype == "tool_use":
-            args = block.input if isinstance(block.input, dict) else {"__invalid_json__": str(block.input)}
-            parts.append(ToolCallPart(id=block.id, name=block.name, arguments=args))
+            raw = (raw_inputs or {}).get(index)
+            parts.append(tool_call(block.id, block.name, block.input if raw is None else raw, cut=cut))
         elif btype == "thinking":
             parts.append(ReasoningPart(text=block.thinking, signature=block.signature))
         elif btype == "redacted_thinking":
@@ -153,14 +158,16 @@ class AnthropicModel:
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     def build_request(
-        self, system: str, tools: list[ToolSpec], messages: list[Message], *, max_tokens: int = 8192
+        self, system: str, tools: list[ToolSpec], messages: list[Message], *, max_tokens: int | None = None
     ) -> dict[str, Any]:
+        # The API needs a figure: derived from the model's limits, or a modest one for a model in no table.
+        limit = output_limit(lookup_price(self.provider, self.name), max_tokens) or UNKNOWN_MODEL_MAX_TOKENS
         return build_request(
             self.name,
             system,
             tools,
             messages,
-            max_tokens=max_tokens,
+            max_tokens=limit,
             cache_ttl=self.cache_ttl,
             thinking=self.thinking,
         )
@@ -172,27 +179,29 @@ class AnthropicModel:
         messages: list[Message],
         *,
         session_id: str,
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
     ) -> ModelResponse:
         kwargs = self.build_request(system, tools, messages, max_tokens=max_tokens)
 
-        def attempt() -> tuple[Any, str | None]:
+        def attempt() -> tuple[Any, str | None, dict[int, str]]:
+            raw_inputs: dict[int, str] = {}
             with self.client.messages.stream(**kwargs) as stream:
-                for _ in stream:
-                    pass
+                for event in stream:
+                    if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                        raw_inputs[event.index] = raw_inputs.get(event.index, "") + event.delta.partial_json
                 try:
                     final = stream.get_final_message()
                 except AssertionError:  # the SDK saw no message_start at all
                     final = None
                 if final is None or final.stop_reason is None:  # the stream ended before message_delta/message_stop
                     raise StreamFailed(Failure(message="stream ended before the message was complete", retryable=True))
-                return final, stream.request_id
+                return final, stream.request_id, raw_inputs
 
-        (final, request_id), attempts = call_with_retries(
+        (final, request_id, raw_inputs), attempts = call_with_retries(
             attempt, self.retry, provider=self.provider, model=self.name, url=self.base_url, sleep=self.sleep,
             rng=self.rng,
         )
-        message, usage, stop = response_to_neutral(final)
+        message, usage, stop = response_to_neutral(final, raw_inputs)
         return ModelResponse(
             message=message,
             usage=usage,

@@ -4,6 +4,7 @@ for OpenAI-compatible servers such as DeepSeek, vLLM, Ollama and llama.cpp)."""
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,9 @@ from urllib.parse import urlparse
 
 import openai
 
-from tenax.harness._serialize import dumps_args, loads_args, sorted_json
+from tenax.harness._serialize import dumps_args, sorted_json, tool_call
+from tenax.harness.estimate import estimate_json_tokens, estimate_tokens
+from tenax.harness.pricing import lookup_price, output_limit
 from tenax.core.messages import (
     Message,
     ModelResponse,
@@ -83,6 +86,10 @@ class _OpenAIBase:
         self.rng = rng
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
+    def output_limit(self, requested: int | None) -> int | None:
+        """``max_tokens`` as asked, else derived from the model's limits (``None``: let the server decide)."""
+        return output_limit(lookup_price(self.provider, self.name), requested)
+
     def _run(self, attempt: Callable[[], Any]) -> tuple[Any, list]:
         return call_with_retries(
             attempt, self.retry, provider=self.provider, model=self.name, url=self.base_url, sleep=self.sleep,
@@ -145,6 +152,8 @@ def messages_to_responses_input(messages: list[Message]) -> list[dict[str, Any]]
 def responses_output_to_neutral(response: Any) -> tuple[Message, Usage, str]:
     parts: list[Any] = []
     has_calls = False
+    reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
+    cut = getattr(response, "status", None) == "incomplete" and reason == "max_output_tokens"
     for item in response.output or []:
         itype = getattr(item, "type", None)
         if itype == "message":
@@ -155,7 +164,7 @@ def responses_output_to_neutral(response: Any) -> tuple[Message, Usage, str]:
                 parts.append(TextPart(text=text))
         elif itype == "function_call":
             has_calls = True
-            parts.append(ToolCallPart(id=item.call_id, name=item.name, arguments=loads_args(item.arguments)))
+            parts.append(tool_call(item.call_id, item.name, item.arguments, cut=cut))
         elif itype == "reasoning":
             summary = [{"type": "summary_text", "text": s.text} for s in (item.summary or [])]
             echo: dict[str, Any] = {"type": "reasoning", "id": item.id, "summary": summary}
@@ -171,11 +180,10 @@ def responses_output_to_neutral(response: Any) -> tuple[Message, Usage, str]:
         usage = _usage_from(u.input_tokens, getattr(details, "cached_tokens", 0), u.output_tokens)
     else:
         usage = Usage()
-    if has_calls:
+    if getattr(response, "status", None) == "incomplete":
+        stop = "max_tokens" if cut else str(reason or "incomplete")
+    elif has_calls:
         stop = "tool_use"
-    elif getattr(response, "status", None) == "incomplete":
-        reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
-        stop = "max_tokens" if reason == "max_output_tokens" else str(reason or "incomplete")
     else:
         stop = "end_turn"
     return Message(role="assistant", parts=parts), usage, stop
@@ -197,15 +205,17 @@ class OpenAIResponsesModel(_OpenAIBase):
         messages: list[Message],
         *,
         session_id: str,
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.name,
             "input": messages_to_responses_input(messages),
             "store": False,
-            "max_output_tokens": max_tokens,
             "prompt_cache_key": session_id,
         }
+        limit = self.output_limit(max_tokens)
+        if limit is not None:
+            kwargs["max_output_tokens"] = limit
         if system:
             kwargs["instructions"] = system
         if tools:
@@ -221,7 +231,7 @@ class OpenAIResponsesModel(_OpenAIBase):
         messages: list[Message],
         *,
         session_id: str,
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
     ) -> ModelResponse:
         kwargs = self.build_request(system, tools, messages, session_id=session_id, max_tokens=max_tokens)
 
@@ -294,17 +304,43 @@ def messages_to_chat(system: str, messages: list[Message]) -> list[dict[str, Any
             for p in m.parts
             if isinstance(p, ToolCallPart)
         ]
-        msg: dict[str, Any] = {"role": "assistant", "content": text or None}
+        # Never null: older llama.cpp servers answer an assistant message with "content": null with a 500.
+        msg: dict[str, Any] = {"role": "assistant", "content": text}
         if calls:
             msg["tool_calls"] = calls
         out.append(msg)
     return out
 
 
+def _merge_name(current: str, delta: str) -> str:
+    """A streamed tool-call name. OpenAI sends it once; some servers repeat the whole name in every
+    delta (or send it growing), others split it: take a repeat once, append only a real piece."""
+    if not current or delta.startswith(current):
+        return delta
+    return current + delta
+
+
+class EmptyAnswer(Exception):
+    """A 200 answer with no output at all: no text, no tool call, no finish reason or no tokens."""
+
+
+_STREAM_TOOL_CHOICE = re.compile(r"stream\w*\s+tool.?choice|tool.?choice.*stream", re.IGNORECASE)
+
+
 class OpenAIChatModel(_OpenAIBase):
-    """``tenax.core.protocols.Model`` over Chat Completions (OpenAI or any compatible server)."""
+    """``tenax.core.protocols.Model`` over Chat Completions (OpenAI or any compatible server).
+
+    Compatible servers differ from OpenAI; each difference handled here was seen on a real one:
+    repeated tool names in stream deltas, no usage (estimated locally, ``estimated=True``), tools
+    ignored unless ``tool_choice`` is sent, streamed calls with tools refused with an empty 200
+    (this model object then calls without streaming from then on), and a prompt over the context
+    window answered with an empty 200 (raised as ``ContextTooLong``)."""
 
     provider = "openai-chat"
+
+    def __init__(self, name: str, **kwargs: Any):
+        super().__init__(name, **kwargs)
+        self.stream_tools = True  # False once the server refused a streamed call with tools
 
     def build_request(
         self,
@@ -313,42 +349,32 @@ class OpenAIChatModel(_OpenAIBase):
         messages: list[Message],
         *,
         session_id: str,
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
         official = is_openai_base(self.base_url)
-        kwargs: dict[str, Any] = {
-            "model": self.name,
-            "messages": messages_to_chat(system, messages),
-            "stream_options": {"include_usage": True},
-        }
-        # OpenAI deprecated max_tokens; compatible servers mostly only know max_tokens.
-        kwargs["max_completion_tokens" if official else "max_tokens"] = max_tokens
+        kwargs: dict[str, Any] = {"model": self.name, "messages": messages_to_chat(system, messages)}
+        limit = self.output_limit(max_tokens)
+        if limit is not None:
+            # OpenAI deprecated max_tokens; compatible servers mostly only know max_tokens.
+            kwargs["max_completion_tokens" if official else "max_tokens"] = limit
         if tools:
             kwargs["tools"] = [tool_to_chat(t) for t in tools]
+            kwargs["tool_choice"] = "auto"  # some servers leave the tools out of the prompt without it
         if official:
             # Local servers may reject unknown parameters; send it only to OpenAI itself.
             kwargs["extra_body"] = {"prompt_cache_key": session_id}
         return kwargs
 
-    def complete(
-        self,
-        system: str,
-        tools: list[ToolSpec],
-        messages: list[Message],
-        *,
-        session_id: str,
-        max_tokens: int = 8192,
-    ) -> ModelResponse:
-        kwargs = self.build_request(system, tools, messages, session_id=session_id, max_tokens=max_tokens)
-
-        def attempt() -> dict[str, Any]:
-            text: list[str] = []
-            reasoning: list[str] = []
-            calls: dict[int, dict[str, Any]] = {}
-            finish = None
-            usage = None
-            model = None
-            stream = self.client.chat.completions.create(stream=True, **kwargs)
+    def _streamed(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        text: list[str] = []
+        reasoning: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        finish = None
+        usage = None
+        model = None
+        saw_output = False
+        try:
+            stream = self.client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs)
             with stream:
                 request_id = stream.response.headers.get("x-request-id")
                 for chunk in stream:
@@ -358,6 +384,7 @@ class OpenAIChatModel(_OpenAIBase):
                     for choice in chunk.choices or []:
                         if choice.index != 0:
                             continue
+                        saw_output = True
                         delta = choice.delta
                         if delta is not None:
                             if delta.content:
@@ -372,24 +399,76 @@ class OpenAIChatModel(_OpenAIBase):
                                     slot["id"] = tc.id
                                 if tc.function is not None:
                                     if tc.function.name:
-                                        slot["name"] += tc.function.name
+                                        slot["name"] = _merge_name(slot["name"], tc.function.name)
                                     if tc.function.arguments:
                                         slot["arguments"] += tc.function.arguments
                         if choice.finish_reason:
                             finish = choice.finish_reason
-            if finish is None:  # cut off before the final chunk: never take a partial answer
-                raise StreamFailed(Failure(message="stream ended without a finish_reason", retryable=True))
-            return {
-                "text": "".join(text),
-                "reasoning": "".join(reasoning),
-                "calls": [calls[i] for i in sorted(calls)],
-                "finish": finish,
-                "usage": usage,
-                "model": model,
-                "request_id": request_id,
-            }
+        except openai.APIError as exc:
+            if getattr(exc, "status_code", None) is None and _STREAM_TOOL_CHOICE.search(str(exc.message)):
+                raise EmptyAnswer(str(exc.message)) from exc
+            raise
+        if not saw_output:
+            raise EmptyAnswer("an empty 200 stream")
+        if finish is None:  # cut off before the final chunk: never take a partial answer
+            raise StreamFailed(Failure(message="stream ended without a finish_reason", retryable=True))
+        return {"text": "".join(text), "reasoning": "".join(reasoning), "calls": [calls[i] for i in sorted(calls)],
+                "finish": finish, "usage": usage, "model": model, "request_id": request_id}
+
+    def _whole(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        raw = self.client.chat.completions.with_raw_response.create(**kwargs)
+        completion = raw.parse()
+        choice = next((c for c in completion.choices or [] if c.index == 0), None)
+        if choice is None:
+            raise EmptyAnswer("a 200 answer with no choices")
+        msg = choice.message
+        extra = getattr(msg, "model_extra", None) or {}
+        rc = extra.get("reasoning_content") or extra.get("reasoning")
+        calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or ""}
+                 for c in msg.tool_calls or [] if getattr(c, "function", None) is not None]
+        return {"text": msg.content or "", "reasoning": rc if isinstance(rc, str) else "", "calls": calls,
+                "finish": choice.finish_reason or "stop", "usage": completion.usage, "model": completion.model,
+                "request_id": raw.headers.get("x-request-id")}
+
+    def _call(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """One attempt: streamed, unless the server refused streaming with tools before."""
+        with_tools = "tools" in kwargs
+        if with_tools and not self.stream_tools:
+            return _nonempty(self._whole(kwargs))
+        try:
+            return _nonempty(self._streamed(kwargs))
+        except EmptyAnswer:
+            if not with_tools:
+                raise
+        # Some servers refuse a streamed call with tools with an empty 200: ask once without
+        # streaming; if that answers, stay with it for this model object.
+        out = _nonempty(self._whole(kwargs))
+        self.stream_tools = False
+        return out
+
+    def complete(
+        self,
+        system: str,
+        tools: list[ToolSpec],
+        messages: list[Message],
+        *,
+        session_id: str,
+        max_tokens: int | None = None,
+    ) -> ModelResponse:
+        kwargs = self.build_request(system, tools, messages, session_id=session_id, max_tokens=max_tokens)
+
+        def attempt() -> dict[str, Any]:
+            try:
+                return self._call(kwargs)
+            except EmptyAnswer as exc:
+                raise StreamFailed(Failure(
+                    message=f"the server answered {exc} (no output, no error): the prompt (about "
+                            f"{estimate_json_tokens(kwargs['messages'])} tokens by a local estimate) most likely "
+                            "exceeds its context window",
+                    status=200, context_too_long=True)) from exc
 
         out, attempts = self._run(attempt)
+        cut = out["finish"] == "length"
         parts: list[Any] = []
         if out["reasoning"]:
             parts.append(ReasoningPart(text=out["reasoning"]))
@@ -397,14 +476,19 @@ class OpenAIChatModel(_OpenAIBase):
             parts.append(TextPart(text=out["text"]))
         for n, c in enumerate(out["calls"]):
             call_id = c["id"] or f"call_tenax_{n}"  # some local servers omit ids
-            parts.append(ToolCallPart(id=call_id, name=c["name"], arguments=loads_args(c["arguments"])))
+            parts.append(tool_call(call_id, c["name"], c["arguments"], cut=cut))
         u = out["usage"]
+        estimated = u is None
         if u is not None:
             details = getattr(u, "prompt_tokens_details", None)
             usage = _usage_from(u.prompt_tokens, getattr(details, "cached_tokens", 0), u.completion_tokens)
+        else:  # the server reports none: estimate, so budgets and compaction keep working
+            usage = Usage(input_tokens=estimate_json_tokens(kwargs["messages"]) + estimate_json_tokens(kwargs.get("tools") or []),
+                          output_tokens=estimate_json_tokens(out["calls"]) + estimate_tokens(out["text"] + out["reasoning"]))
+        if out["calls"] and not cut:
+            stop = "tool_use"
         else:
-            usage = Usage()
-        stop = "tool_use" if out["calls"] else FINISH_REASONS.get(out["finish"] or "stop", str(out["finish"]))
+            stop = FINISH_REASONS.get(out["finish"] or "stop", str(out["finish"]))
         return ModelResponse(
             message=Message(role="assistant", parts=parts),
             usage=usage,
@@ -412,4 +496,13 @@ class OpenAIChatModel(_OpenAIBase):
             model=out["model"] or self.name,
             attempts=attempts,
             request_id=out["request_id"],
+            estimated=estimated,
         )
+
+
+def _nonempty(out: dict[str, Any]) -> dict[str, Any]:
+    """``out`` unless it holds nothing at all (no text, reasoning or call, and no output tokens)."""
+    produced = getattr(out["usage"], "completion_tokens", None)
+    if not (out["text"] or out["reasoning"] or out["calls"]) and not produced:
+        raise EmptyAnswer("200 with an empty answer")
+    return out

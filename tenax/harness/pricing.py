@@ -1,13 +1,13 @@
 """Model prices (USD per million tokens) and cost arithmetic.
 
 Lookups match the longest model-name prefix for the provider (``openai-chat`` falls back
-to the ``openai`` table).  Unknown models get a conservative default with
-``estimated=True``.  A pricing file (TOML, JSON or YAML) overrides or extends the table::
+to the ``openai`` table).  Unknown models get a conservative default with ``known=False``
+(and ``estimated=True``).  A pricing file (TOML, JSON or YAML) overrides or extends the table::
 
     ["anthropic:claude-sonnet-4"]        # provider:model-prefix
     input = 3.0
     output = 15.0
-    # cache_read / cache_write_5m / cache_write_1h / context_window are optional
+    # cache_read / cache_write_5m / cache_write_1h / context_window / max_output are optional
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from tenax.core.errors import ConfigError
 from tenax.core.messages import Usage
 
 PER_MILLION = 1_000_000
+# The most output tokens tenax asks for in one call when the caller leaves it to the model's limits.
+OUTPUT_CAP = 32_000
 
 
 class Price(BaseModel):
@@ -33,10 +35,12 @@ class Price(BaseModel):
     cache_write_5m: float = Field(ge=0)
     cache_write_1h: float = Field(ge=0)
     context_window: int = Field(default=200_000, gt=0)
+    max_output: int | None = Field(default=None, gt=0)  # the model's own output limit, when known
     estimated: bool = False
+    known: bool = True  # False: the model is in no table; these are the conservative default prices
 
 
-def anthropic_price(inp: float, out: float, context_window: int = 200_000) -> Price:
+def anthropic_price(inp: float, out: float, context_window: int = 200_000, max_output: int | None = None) -> Price:
     return Price(
         input=inp,
         output=out,
@@ -44,26 +48,39 @@ def anthropic_price(inp: float, out: float, context_window: int = 200_000) -> Pr
         cache_write_5m=round(inp * 1.25, 6),
         cache_write_1h=round(inp * 2.0, 6),
         context_window=context_window,
+        max_output=max_output,
     )
 
 
-def openai_price(inp: float, out: float, cached: float, context_window: int) -> Price:
+def openai_price(inp: float, out: float, cached: float, context_window: int, max_output: int | None = None) -> Price:
     # OpenAI charges nothing extra to write its cache.
     return Price(
-        input=inp, output=out, cache_read=cached, cache_write_5m=inp, cache_write_1h=inp, context_window=context_window
+        input=inp, output=out, cache_read=cached, cache_write_5m=inp, cache_write_1h=inp, context_window=context_window,
+        max_output=max_output,
     )
+
+
+def output_limit(price: Price, requested: int | None) -> int | None:
+    """``max_tokens`` for a call: the caller's figure, else the model's output limit (or a quarter of
+    its context window) capped at ``OUTPUT_CAP``; ``None`` for a model in no table (the server knows
+    its own limits better than a guess)."""
+    if requested is not None:
+        return requested
+    if not price.known:
+        return None
+    return min(price.max_output or price.context_window // 4, OUTPUT_CAP)
 
 
 BUILTIN: dict[str, dict[str, Price]] = {
     "anthropic": {
-        "claude-opus-4": anthropic_price(5.0, 25.0),
-        "claude-sonnet-4": anthropic_price(3.0, 15.0),
-        "claude-haiku-4": anthropic_price(1.0, 5.0),
+        "claude-opus-4": anthropic_price(5.0, 25.0, max_output=32_000),
+        "claude-sonnet-4": anthropic_price(3.0, 15.0, max_output=64_000),
+        "claude-haiku-4": anthropic_price(1.0, 5.0, max_output=64_000),
     },
     "openai": {
-        "gpt-5": openai_price(1.25, 10.0, 0.125, 400_000),
-        "gpt-5-mini": openai_price(0.25, 2.0, 0.025, 400_000),
-        "gpt-4.1": openai_price(2.0, 8.0, 0.5, 1_047_576),
+        "gpt-5": openai_price(1.25, 10.0, 0.125, 400_000, max_output=128_000),
+        "gpt-5-mini": openai_price(0.25, 2.0, 0.025, 400_000, max_output=128_000),
+        "gpt-4.1": openai_price(2.0, 8.0, 0.5, 1_047_576, max_output=32_768),
     },
 }
 
@@ -76,6 +93,7 @@ DEFAULT_PRICE = Price(
     cache_write_1h=10.0,
     context_window=128_000,
     estimated=True,
+    known=False,
 )
 
 _FALLBACK_PROVIDER = {"openai-chat": "openai"}
@@ -152,7 +170,7 @@ def load_pricing(path: str | Path, base: PriceTable | None = None) -> PriceTable
                 defaults = anthropic_price(inp, float(fields["output"])).model_dump()
             else:
                 defaults = {"cache_read": inp, "cache_write_5m": inp, "cache_write_1h": inp}
-            price = Price(**{**defaults, **fields, "estimated": bool(fields.get("estimated", False))})
+            price = Price(**{**defaults, **fields, "estimated": bool(fields.get("estimated", False)), "known": True})
         except (ValidationError, TypeError, ValueError) as exc:
             raise ConfigError(f"pricing file {path}: entry {key!r} is invalid: {exc}") from None
         table.set(provider, prefix, price)

@@ -139,13 +139,17 @@ def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
     )
 
 
-_TOO_LONG_MARKERS = ("prompt is too long", "context_length_exceeded", "maximum context length", "context window")
+_TOO_LONG_MARKERS = ("prompt is too long", "context_length_exceeded", "maximum context length", "context window",
+                     "exceeds the available context size", "context size has been exceeded")
+_TOO_LONG_CODES = ("context_length_exceeded", "exceed_context_size_error")
 
 
-def _is_too_long(status: int | None, code: str | None, message: str | None) -> bool:
-    if status not in (400, 413, None):
+def _is_too_long(status: int | None, code: str | None, message: str | None, etype: str | None = None) -> bool:
+    """The provider's own way of saying the prompt is over the context window: OpenAI's and
+    Anthropic's 400, vLLM's wording, llama.cpp's exceed_context_size_error (sometimes a 500)."""
+    if status not in (400, 413, 500, None):
         return False
-    if code == "context_length_exceeded":
+    if code in _TOO_LONG_CODES or etype in _TOO_LONG_CODES:
         return True
     text = (message or "").lower()
     return any(m in text for m in _TOO_LONG_MARKERS)
@@ -191,7 +195,7 @@ def classify_error(exc: BaseException) -> Failure | None:
             status=status,
             retryable=status in RETRYABLE_STATUSES,
             retry_after=parse_retry_after(exc.response.headers),
-            context_too_long=_is_too_long(status, code, message),
+            context_too_long=_is_too_long(status, code, message, etype),
             code=code,
             invalid_request=invalid,
         )
@@ -200,7 +204,7 @@ def classify_error(exc: BaseException) -> Failure | None:
         etype, code, msg = _error_fields(exc.body)
         status = _ANTHROPIC_ERROR_TYPES.get(etype or "")
         message = msg or str(exc)
-        too_long = _is_too_long(status, code, message)
+        too_long = _is_too_long(status, code, message, etype)
         retryable = not too_long and (status is None or status in RETRYABLE_STATUSES)
         invalid = (status is not None and status < 500 and not retryable) or (etype or "") == "invalid_request_error"
         return Failure(message=message, status=status, retryable=retryable, context_too_long=too_long, code=code,

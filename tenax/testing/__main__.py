@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from tenax.testing.compat import PRESETS
 from tenax.testing.script import Script
 from tenax.testing.server import Simulator
 
@@ -18,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--min-cacheable-tokens", type=int, default=1024)
     ap.add_argument("--context-window", type=int, default=200_000)
+    ap.add_argument("--compat", choices=sorted(PRESETS),
+                    help="answer /v1/chat/completions like this OpenAI-compatible server, quirks included")
     args = ap.parse_args(argv)
     try:
         script = Script.from_yaml(open(args.script, encoding="utf-8").read()) if args.script else Script([])
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         sim = Simulator(script, host=args.host, port=args.port, min_cacheable_tokens=args.min_cacheable_tokens,
-                        context_window=args.context_window).start()
+                        context_window=args.context_window, compat=args.compat).start()
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

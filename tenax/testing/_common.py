@@ -47,10 +47,16 @@ class OutCall:
     name: str
     arguments: dict[str, Any]
     item_id: str = ""  # OpenAI Responses function_call item id
+    cut: str | None = None  # the arguments JSON as far as it got before the output token limit
 
     @property
     def arguments_json(self) -> str:
         return json.dumps(self.arguments, ensure_ascii=False)
+
+    @property
+    def wire_arguments(self) -> str:
+        """The arguments text the API sends: whole, or cut off by the output token limit."""
+        return self.arguments_json if self.cut is None else self.cut
 
 
 @dataclass
@@ -92,7 +98,9 @@ def chunks(text: str, size: int = 24) -> list[str]:
 def build_turn(reply_text: str, tool_calls: list, reasoning: str | None, override: int | None,
                limit: int | None, new_call_id: Callable[[], str]) -> Turn:
     """Compute the output (and its token count), applying an output token limit like the APIs:
-    past the limit the text is cut, tool calls are dropped and ``truncated`` is set."""
+    past the limit the output stops where the budget ends (text first, then each call's arguments
+    JSON; the call it ends in keeps its JSON up to there in ``cut``, later calls are dropped) and
+    ``truncated`` is set."""
     calls = [OutCall(id=new_call_id(), name=c.name, arguments=dict(c.arguments)) for c in tool_calls]
     reasoning_tokens = count_tokens(reasoning) if reasoning else 0
     computed = (
@@ -102,9 +110,19 @@ def build_turn(reply_text: str, tool_calls: list, reasoning: str | None, overrid
     truncated = False
     if limit is not None and out > limit:
         truncated = True
-        room = max(0, limit - reasoning_tokens)
-        reply_text = reply_text[: room * 4]
-        calls = []
+        room = max(0, limit - reasoning_tokens) * 4  # characters
+        reply_text = reply_text[:room]
+        room -= len(reply_text)
+        kept = []
+        for call in calls:
+            if room <= 0:
+                break
+            text = call.arguments_json
+            if len(text) > room:
+                call.cut = text[:room]
+            kept.append(call)
+            room -= len(text)
+        calls = kept
         out = limit
     return Turn(text=reply_text, calls=calls, reasoning=reasoning, output_tokens=out,
                 reasoning_tokens=min(reasoning_tokens, out), truncated=truncated)

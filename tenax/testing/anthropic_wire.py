@@ -364,8 +364,8 @@ def content_blocks(turn: Turn) -> list[dict[str, Any]]:
         out.append({"type": "thinking", "thinking": turn.reasoning, "signature": sign(turn.reasoning)})
     if turn.text:
         out.append({"type": "text", "text": turn.text, "citations": None})
-    for c in turn.calls:
-        out.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments})
+    for c in turn.calls:  # a call cut off by max_tokens has no complete input to show
+        out.append({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments if c.cut is None else {}})
     return out
 
 
@@ -388,8 +388,9 @@ def message(msg_id: str, model: str, turn: Turn, use: dict[str, Any]) -> dict[st
     }
 
 
-def stream_events(msg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The SSE events of a message, in the order the API sends them."""
+def stream_events(msg: dict[str, Any], cut: dict[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The SSE events of a message, in the order the API sends them. ``cut``: tool_use id -> the
+    input JSON as far as it got before max_tokens (streamed instead of the whole input)."""
     use = msg["usage"]
     start = dict(msg, content=[], stop_reason=None, stop_sequence=None, usage=dict(use, output_tokens=1))
     events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start}),
@@ -405,8 +406,8 @@ def stream_events(msg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             deltas.append({"type": "signature_delta", "signature": block["signature"]})
         else:
             first = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": piece}
-                      for piece in chunks(json.dumps(block["input"], ensure_ascii=False), 16)]
+            text = (cut or {}).get(block["id"], json.dumps(block["input"], ensure_ascii=False))
+            deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in chunks(text, 16)]
         events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": first}))
         for d in deltas:
             events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}))

@@ -287,7 +287,7 @@ def responses_object(resp_id: str, body: dict[str, Any], turn: Turn, use: dict[s
         if not c.item_id:
             c.item_id = ids.next("fc_sim_")
         output.append({"type": "function_call", "id": c.item_id, "call_id": c.id, "name": c.name,
-                       "arguments": c.arguments_json, "status": "completed"})
+                       "arguments": c.wire_arguments, "status": "completed" if c.cut is None else "incomplete"})
     return {
         "id": resp_id,
         "object": "response",
@@ -529,7 +529,7 @@ def chat_completion(cid: str, model: str, turn: Turn, use: dict[str, Any]) -> di
                                "refusal": None}
     if turn.calls:
         message["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": c.arguments_json}} for c in turn.calls]
+                                  "function": {"name": c.name, "arguments": c.wire_arguments}} for c in turn.calls]
     return {
         "id": cid,
         "object": "chat.completion",
@@ -541,8 +541,10 @@ def chat_completion(cid: str, model: str, turn: Turn, use: dict[str, Any]) -> di
     }
 
 
-def chat_chunks(completion: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
-    """The ``data:`` payloads of a streamed chat completion (``[DONE]`` not included)."""
+def chat_chunks(completion: dict[str, Any], include_usage: bool, *, repeat_name: bool = False
+                ) -> list[dict[str, Any]]:
+    """The ``data:`` payloads of a streamed chat completion (``[DONE]`` not included).
+    ``repeat_name``: every tool-call delta carries the function name again (a server quirk)."""
     base = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")}
     base["object"] = "chat.completion.chunk"
     if include_usage:
@@ -560,7 +562,8 @@ def chat_chunks(completion: dict[str, Any], include_usage: bool) -> list[dict[st
         out.append(chunk({"tool_calls": [{"index": k, "id": call["id"], "type": "function",
                                           "function": {"name": call["function"]["name"], "arguments": ""}}]}))
         for piece in chunks(call["function"]["arguments"], 16):
-            out.append(chunk({"tool_calls": [{"index": k, "function": {"arguments": piece}}]}))
+            fn = {"name": call["function"]["name"], "arguments": piece} if repeat_name else {"arguments": piece}
+            out.append(chunk({"tool_calls": [{"index": k, "function": fn}]}))
     out.append(chunk({}, choice["finish_reason"]))
     if include_usage:
         out.append(dict(base, choices=[], usage=completion["usage"]))

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tenax.testing import anthropic_wire as aw
+from tenax.testing import compat as cm
 from tenax.testing import openai_wire as ow
 from tenax.testing._common import Counter, InvalidRequest, Parsed, build_turn
 from tenax.testing.cache import AnthropicCache, OpenAICache
@@ -73,7 +74,9 @@ def _per_model(value: int | dict[str, int], model: str, default: int) -> int:
 
 class Simulator:
     """See the module docstring. ``min_cacheable_tokens`` and ``context_window`` are one int or a
-    ``{model: int}`` dict (``"*"`` is the default entry)."""
+    ``{model: int}`` dict (``"*"`` is the default entry). ``compat`` (a ``Compat`` or a preset name
+    such as ``"llama.cpp"``) makes ``/v1/chat/completions`` behave like an OpenAI-compatible server
+    with that server's quirks (see ``tenax.testing.compat``)."""
 
     def __init__(
         self,
@@ -84,7 +87,9 @@ class Simulator:
         context_window: int | dict[str, int] = 200_000,
         host: str = "127.0.0.1",
         port: int = 0,
+        compat: cm.Compat | str | None = None,
     ):
+        self.compat = cm.resolve(compat)
         self.policy: Policy = policy if policy is not None else Script([])
         self.clock = clock or SimClock()
         self.context_window = context_window
@@ -168,6 +173,10 @@ class Simulator:
         try:
             if not isinstance(body, dict):
                 raise InvalidRequest("The request body must be a JSON object.")
+            quirks = self.compat if api == ow.CHAT else None
+            if quirks and quirks.reject_null_content and cm.null_content_index(body.get("messages") or []) is not None:
+                return _Outcome(500, body=cm.llama_error(500, cm.LLAMA_CPP_CONTENT_ERROR, "server_error"),
+                                error=cm.LLAMA_CPP_CONTENT_ERROR)
             if api == aw.API:
                 parsed = aw.parse(body)
             elif api == ow.RESPONSES:
@@ -177,10 +186,18 @@ class Simulator:
             model = parsed.req.model
             window = _per_model(self.context_window, model, 200_000)
             if parsed.input_tokens > window:
+                if quirks and quirks.context_overflow != "openai":
+                    return self._compat_overflow(quirks, parsed, window)
                 raise (aw.context_error(parsed.input_tokens, window) if api == aw.API
                        else ow.context_error(api, parsed.input_tokens, window))
         except InvalidRequest as exc:
             return self._error(api, exc.status, exc.message, param=exc.param, code=exc.code)
+        if quirks and quirks.refuse_streamed_tool_choice and parsed.stream and parsed.req.tool_names \
+                and "tool_choice" in body:
+            return _Outcome(200, events=[(None, "[DONE]")], error=cm.STREAMED_TOOL_CHOICE_ERROR)
+        tools_dropped = bool(quirks and quirks.tools_need_tool_choice and "tool_choice" not in body)
+        if tools_dropped:
+            parsed.req.tool_names = []  # the model never sees them
 
         try:
             reply = self.policy(parsed.req)
@@ -197,13 +214,23 @@ class Simulator:
             err = reply.error
             if err.kind == "context_too_long":
                 window = _per_model(self.context_window, parsed.req.model, 200_000)
+                if quirks and quirks.context_overflow != "openai":
+                    return self._compat_overflow(quirks, parsed, window)
                 exc = (aw.context_error(max(parsed.input_tokens, window + 1), window) if api == aw.API
                        else ow.context_error(api, max(parsed.input_tokens, window + 1), window))
                 return self._error(api, err.status, exc.message, param=exc.param, code=exc.code,
                                    retry_after=err.retry_after)
             return self._error(api, err.status, err.message, retry_after=err.retry_after)
-
+        if tools_dropped:
+            reply = reply.model_copy(update={"tool_calls": []})
         return self._answer(api, parsed, reply)
+
+    def _compat_overflow(self, quirks: cm.Compat, parsed: Parsed, window: int) -> _Outcome:
+        if quirks.context_overflow == "empty":  # a well-formed 200 that says nothing at all
+            return self._answer(ow.CHAT, parsed, Reply())
+        body = cm.context_overflow_body(quirks.context_overflow, parsed.input_tokens, window, parsed.max_output)
+        message = body.get("message") or body["error"]["message"]
+        return _Outcome(400, body=body, error=message)
 
     def _answer(self, api: str, parsed: Parsed, reply: Reply) -> _Outcome:
         req = parsed.req
@@ -216,7 +243,7 @@ class Simulator:
             msg = aw.message(self._ids.next("msg_sim_"), req.model, turn, use)
             headers = {"request-id": self._ids.next("req_sim_")}
             if parsed.stream:
-                return _Outcome(200, events=list(aw.stream_events(msg)), headers=headers, usage=use)
+                return _Outcome(200, events=list(aw.stream_events(msg, {c.id: c.cut for c in turn.calls if c.cut is not None})), headers=headers, usage=use)
             return _Outcome(200, body=msg, headers=headers, usage=use)
 
         turn = build_turn(reply.text, reply.tool_calls, reply.reasoning, reply.output_tokens, parsed.max_output,
@@ -231,11 +258,16 @@ class Simulator:
                 return _Outcome(200, events=list(ow.responses_events(resp)), headers=headers, usage=use)
             return _Outcome(200, body=resp, headers=headers, usage=use)
 
+        quirks = self.compat or cm.Compat()
         use = ow.chat_usage(parsed.input_tokens, cached, turn)
         completion = ow.chat_completion(self._ids.next("chatcmpl-sim-"), req.model, turn, use)
+        if not quirks.report_usage:
+            del completion["usage"]
+            use = None
         if parsed.stream:
+            include_usage = parsed.extra.get("include_usage", False) and quirks.report_usage
             events: list[tuple[str | None, Any]] = [
-                (None, c) for c in ow.chat_chunks(completion, parsed.extra.get("include_usage", False))]
+                (None, c) for c in ow.chat_chunks(completion, include_usage, repeat_name=quirks.repeat_tool_name)]
             events.append((None, "[DONE]"))
             return _Outcome(200, events=events, headers=headers, usage=use)
         return _Outcome(200, body=completion, headers=headers, usage=use)
