@@ -82,7 +82,7 @@ def build_model(spec: str, base_url: str | None, api_key: str | None = None, **o
     return make_model(spec, base_url=base_url, api_key=api_key, **options)
 
 
-def create_goal(store: Any, req: GoalRequest, *, settings: Settings | None = None, api_key: str | None = None) -> str:
+def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = None, api_key: str | None = None) -> str:
     settings = settings or load_settings()
     if not req.objective or not req.objective.strip():
         raise ConfigError("the objective is empty; say what the goal is")

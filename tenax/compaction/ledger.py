@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tenax.core.messages import Message, ToolResultPart
+from tenax.core.protocols import Store
 from tenax.store import memory
 
 FILE_TOOLS = ("write_file", "edit_file")
@@ -71,7 +72,7 @@ def _agent_line(a: Any) -> str:
     return " | ".join(parts)
 
 
-def build_ledger(store: Any, goal_id: str, session_id: str, steps: list[Any] | None = None) -> Ledger:
+def build_ledger(store: Store, goal_id: str, session_id: str, steps: list[Any] | None = None) -> Ledger:
     goal = store.get_goal(goal_id)
     steps = steps if steps is not None else store.steps(session_id)
     led = Ledger(objective=goal.objective, check=goal.check_cmd, plan=store.plan_items(goal.id))

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from tenax.core.errors import TenaxError
 from tenax.core.messages import ToolSpec
-from tenax.core.protocols import ToolOutcome
+from tenax.core.protocols import Store, ToolOutcome
 from tenax.store import memory
 
 Handler = Callable[[dict[str, Any]], ToolOutcome]
@@ -73,7 +73,7 @@ RECALL = ToolSpec(
 )
 
 
-def memory_tools(store: Any, goal_id: str) -> dict[str, tuple[ToolSpec, Handler]]:
+def memory_tools(store: Store, goal_id: str) -> dict[str, tuple[ToolSpec, Handler]]:
     def update_plan(args: dict[str, Any]) -> ToolOutcome:
         try:
             items = store.set_plan(goal_id, memory.parse_plan_items(args.get("items")))

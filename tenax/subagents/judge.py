@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenax.core.protocols import Sandbox
 from tenax.subagents.manager import AgentManager
 
 EVIDENCE_CHARS = 30_000
@@ -23,7 +24,7 @@ EVIDENCE_CMD = (
 
 
 class ReviewerJudge:
-    def __init__(self, manager: AgentManager, sandbox: Any, *, model: str | None = None):
+    def __init__(self, manager: AgentManager, sandbox: Sandbox, *, model: str | None = None):
         self.manager = manager
         self.sandbox = sandbox
         self.model = model

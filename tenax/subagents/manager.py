@@ -25,7 +25,7 @@ from tenax.core.errors import ConfigError, TenaxError
 from tenax.core.budget import Budgets, Spent, exhausted, fraction_used
 from tenax.core.messages import ToolCallPart, ToolSpec, Usage
 from tenax.core.engine import CostFn
-from tenax.core.protocols import Model, ToolOutcome
+from tenax.core.protocols import Model, Store, ToolOutcome, Toolbox
 from tenax.store.agents import UNFINISHED_AGENT_STATUSES, AgentRecord
 from tenax.subagents.copies import copy_changes, ensure_copy
 from tenax.subagents.roles import SANDBOX_TOOLS, SPAWN_TOOLS, Role, load_roles
@@ -112,10 +112,10 @@ TOOL_SPECS = {"spawn_agent": SPAWN_AGENT, "wait_agents": WAIT_AGENTS, "list_agen
 class AgentManager:
     def __init__(
         self,
-        store: Any,
+        store: Store,
         goal_id: str,
         *,
-        toolbox: Any,
+        toolbox: Toolbox,
         model_factory: Callable[[str], Model],
         costs_for: Callable[[Model], CostFn],
         default_model: str,

@@ -18,7 +18,7 @@ from tenax.core.budget import Budgets, Spent, exhausted
 from tenax.core.engine import Action, Append, CostFn, End, Engine, TurnContext
 from tenax.core.errors import ProviderError, SandboxError
 from tenax.core.messages import Message, ToolCallPart, ToolResultPart, ToolSpec, Usage
-from tenax.core.protocols import Model, Store, ToolOutcome, UsageEntry
+from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox, UsageEntry
 from tenax.store.agents import AgentRecord
 
 
@@ -33,7 +33,7 @@ class LiveAgent:
     costs: CostFn
     system: str
     tools: list[ToolSpec]
-    toolbox: Any
+    toolbox: Toolbox
     first_message: str
     max_turns: int
     with_verdict: bool
@@ -41,7 +41,7 @@ class LiveAgent:
     token_cap: int | None = None
     spent_usd: float = 0.0
     spent_tokens: int = 0
-    sandbox: Any = None  # a private sandbox (isolation copy), stopped when the agent ends
+    sandbox: Sandbox | None = None  # a private sandbox (isolation copy), stopped when the agent ends
     copy_path: Path | None = None  # its workspace copy on the host (isolation copy)
     keep_sandbox: bool = False  # halted for a later resume: leave its container running
     done: threading.Event = field(default_factory=threading.Event)
