@@ -85,8 +85,13 @@ class StoreBase:
         while readers keep coming. Best effort: a checkpoint that cannot finish now is retried later."""
         try:
             with self.engine.connect() as conn:
-                conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except DBAPIError:
+                raw = conn.connection.driver_connection
+                raw.execute("PRAGMA busy_timeout=50")  # never stall the writer behind a long reader
+                try:
+                    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except Exception:  # noqa: BLE001 - best effort, by design
             pass
 
     def close(self) -> None:

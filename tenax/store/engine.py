@@ -16,6 +16,9 @@ from sqlalchemy.pool import StaticPool
 from tenax.core.errors import ConfigError
 
 ENV_VAR = "TENAX_DB"
+DURABILITY_VAR = "TENAX_DURABILITY"
+_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL is truncated back to after a checkpoint
 DEFAULT_DB_PATH = "~/.local/share/tenax/tenax.db"
 BUSY_TIMEOUT_MS = 10_000
 _EXAMPLES = "sqlite:////abs/path/tenax.db or postgresql+psycopg://user@host/db"
@@ -112,8 +115,19 @@ if hasattr(os, "register_at_fork"):
 WRITE_OPTION = "tenax_write"
 
 
+def synchronous_mode() -> str:
+    """``$TENAX_DURABILITY``: ``normal`` (default; WAL + synchronous=NORMAL survives ``kill -9`` and
+    any crash of tenax, but a power loss may drop the last commits) or ``full`` (synchronous=FULL:
+    every commit is fsynced, also safe against power loss, several times slower)."""
+    raw = os.environ.get(DURABILITY_VAR, "").strip().lower() or "normal"
+    if raw not in _SYNCHRONOUS:
+        raise ConfigError(f"{DURABILITY_VAR}={raw!r} is not a durability level; use 'normal' (default) or 'full'")
+    return _SYNCHRONOUS[raw]
+
+
 def make_engine(url: URL | str) -> Engine:
-    """Create an engine. For SQLite: WAL, synchronous=NORMAL, busy_timeout, foreign keys, and
+    """Create an engine. For SQLite: WAL, synchronous=NORMAL (FULL with TENAX_DURABILITY=full), a
+    bounded WAL size, busy_timeout, foreign keys, and
     real transactions (``BEGIN``, or ``BEGIN IMMEDIATE`` on connections carrying the
     ``tenax_write`` execution option, so that writers queue on the busy timeout instead of
     failing with SQLITE_BUSY when upgrading a read lock)."""
@@ -121,6 +135,7 @@ def make_engine(url: URL | str) -> Engine:
         url = make_url(url)
     kwargs: dict[str, Any] = {}
     sqlite = url.get_backend_name() == "sqlite"
+    synchronous = synchronous_mode()
     memory = sqlite and is_sqlite_memory(url)
     if memory:
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
@@ -147,7 +162,8 @@ def make_engine(url: URL | str) -> Engine:
                 cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 if not memory:
                     cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
+                    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+                cur.execute(f"PRAGMA synchronous={synchronous}")
                 cur.execute("PRAGMA foreign_keys=ON")
             finally:
                 cur.close()

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenax.core.errors import ConfigError
+from tenax.store.base import store_fault
 from tenax.store.engine import url_for_display, write_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
@@ -111,6 +112,8 @@ def ensure_schema(engine: Engine) -> str:
             try:
                 command.upgrade(alembic_config(conn), "head")
             except SQLAlchemyError as e:
+                if (fault := store_fault(e, engine.url)) is not None:
+                    raise fault from None
                 raise ConfigError(
                     f"cannot upgrade the database at {url_for_display(engine.url)} from schema {current!r} to "
                     f"{head!r}: {getattr(e, 'orig', None) or e}. The database was left unchanged; fix the data the "

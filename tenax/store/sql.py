@@ -3,6 +3,15 @@
 Every write is its own short transaction and commits before the method returns: the store is
 a journal, so a ``kill -9`` right after a call returns loses nothing. Methods hand back frozen
 pydantic snapshots, never ORM objects attached to a session.
+
+Durability (SQLite): WAL with ``synchronous=NORMAL`` by default - durable against ``kill -9`` and
+any crash of tenax, not against a power loss, which may drop the last commits (never corrupt the
+file). ``TENAX_DURABILITY=full`` selects ``synchronous=FULL``: every commit is fsynced. The WAL is
+checkpointed (TRUNCATE) every ``CHECKPOINT_EVERY`` writes and capped by ``journal_size_limit``.
+
+Faults: a corrupted or foreign file is a ``ConfigError`` naming it at open; a write lock held by
+another process beyond the busy timeout is ``StoreBusy``; a full disk or an I/O error is
+``StoreError``. Each aborts the whole transaction, so nothing partial is written.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from tenax.core.errors import ConfigError, ModelSwitchRefused, TenaxError
@@ -39,7 +48,8 @@ from tenax.store.models import (
 )
 from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
 from tenax.store.agents import AgentLedger
-from tenax.store.errors import NotFound
+from tenax.store.base import store_fault
+from tenax.store.errors import NotFound, StoreBusy
 from tenax.store.lease import LeaseStore
 from tenax.store.memory import MemoryLedger
 
@@ -534,9 +544,13 @@ def open_store(url: str | None = None) -> SqlStore:
     engine = make_engine(resolved)
     try:
         ensure_schema(engine)
-    except OperationalError as e:
+    except DBAPIError as e:
         engine.dispose()
-        raise ConfigError(f"cannot open the database at {url_for_display(resolved)}: {e.orig}") from None
+        fault = store_fault(e, resolved)
+        if isinstance(fault, StoreBusy):
+            raise fault from None
+        why = f"{fault}" if fault is not None else f"cannot open the database at {url_for_display(resolved)}: {e.orig}"
+        raise ConfigError(why) from None
     except BaseException:
         engine.dispose()
         raise
