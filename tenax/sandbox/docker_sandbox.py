@@ -341,12 +341,12 @@ class DockerSandbox:
     def is_alive(self) -> bool:
         return self._container is not None and self._death() is None
 
-    def reap_all(self) -> int | None:
-        """Kill every process in the container but its init, its main process and the jobs;
-        return how many were killed (None: the container is not running)."""
+    def reap_all(self, keep_jobs: bool = True) -> int | None:
+        """Kill every process in the container but its init, its main process and (with
+        ``keep_jobs``) the jobs; return how many were killed (None: the container is not running)."""
         try:
             raw = self._exec_raw(
-                self._wrapper("reap", uuid.uuid4().hex, 0.0, ""), {"TENAX_EXEC_SH": _EXEC_SH}, WORKDIR, 4096, deadline=30
+                self._wrapper("reap", uuid.uuid4().hex, 0.0, "", keep_jobs), {"TENAX_EXEC_SH": _EXEC_SH}, WORKDIR, 4096, deadline=30
             )
         except _Gone:
             return None
@@ -381,15 +381,24 @@ class DockerSandbox:
             raise SandboxError(f"could not remove sandbox container {self.name}: {exc.explanation or exc}") from exc
         self._container = None
 
-    def _death(self) -> str | None:
-        """None while the container runs; else what became of it, in words."""
-        try:
-            self.container.reload()
-        except NotFound:
+    def _death(self, settle: float = 0.0) -> str | None:
+        """None while the container runs; else what became of it, in words. ``settle``: how long
+        a running container is watched (an exec cut off by a kill can end before the engine
+        marks the container stopped)."""
+        deadline = time.monotonic() + settle
+        while True:
+            try:
+                self.container.reload()
+            except NotFound:
+                return "removed"
+            state = self.container.attrs.get("State") or {}
+            if not state.get("Running") or state.get("Paused") or state.get("Restarting"):
+                break
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+        if state.get("Status") == "removing":
             return "removed"
-        state = self.container.attrs.get("State") or {}
-        if state.get("Running") and not state.get("Paused") and not state.get("Restarting"):
-            return None
         if state.get("OOMKilled"):
             return f"OOM-killed (memory limit {self.mem_limit})"
         code = state.get("ExitCode")
@@ -402,7 +411,15 @@ class DockerSandbox:
         except NotFound:
             pass
         except APIError as exc:
-            raise SandboxError(f"sandbox container {self.name} was {death} and could not be removed: {exc}") from exc
+            if "already in progress" not in str(exc):
+                raise SandboxError(f"sandbox container {self.name} was {death} and could not be removed: {exc}") from exc
+            death = "removed"
+        for _ in range(100):  # someone else's removal may still be under way
+            try:
+                self.container.reload()
+            except NotFound:
+                break
+            time.sleep(0.1)
         self._container = self._create()
         self._wait_running()
         return (
@@ -412,8 +429,8 @@ class DockerSandbox:
 
     # -- exec --------------------------------------------------------------------------------
 
-    def _wrapper(self, mode: str, nonce: str, timeout: float, command: str) -> list[str]:
-        jobs = " ".join(sorted(self.jobs))
+    def _wrapper(self, mode: str, nonce: str, timeout: float, command: str, keep_jobs: bool = True) -> list[str]:
+        jobs = " ".join(sorted(self.jobs)) if keep_jobs else ""
         # The script travels in an env var the wrapper unsets, so `ps` and children do not carry it.
         return ["bash", "-c", 'eval "$TENAX_EXEC_SH"', "tenax-exec", mode, nonce, f"{timeout:.3f}",
                 str(KILL_AFTER_S), jobs, command]
@@ -482,7 +499,7 @@ class DockerSandbox:
             if self._halted:
                 notes.append("The sandbox was halted (the goal is stopping) while the command ran.")
                 break
-            death = self._death()
+            death = self._death(settle=3.0)
             if death is None:
                 notes.append(f"The command was killed from outside its shell (exit code {result.exit_code}).")
                 break
