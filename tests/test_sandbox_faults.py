@@ -35,6 +35,15 @@ def sb(tmp_path_factory):
     cleanup_by_label(goal_id=box.goal_id)
 
 
+@pytest.fixture
+def fresh(tmp_path):
+    """A sandbox of its own, for tests that stop, kill or remove its container."""
+    box = _sandbox(tmp_path)
+    box.start()
+    yield box
+    cleanup_by_label(goal_id=box.goal_id)
+
+
 @pytest.fixture(scope="module")
 def tools(sb):
     return ToolBox(sb, exec_timeout=30)
@@ -86,45 +95,37 @@ def test_a_job_survives_its_exec_until_reaped(sb):
     assert "sleep 501" not in _procs(sb)
 
 
-def test_resume_kills_what_a_crashed_run_left_running(tmp_path):
-    first = _sandbox(tmp_path)
-    first.start()
-    try:
-        thread, _ = _in_thread(lambda: first.exec("sleep 601", timeout=120))  # the "crashed" run's exec
-        deadline = time.monotonic() + 10
-        while "sleep 601" not in _procs(first) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        resumed = DockerSandbox(tmp_path, goal_id=first.goal_id, labels={"tenax.test": "1"})
-        resumed.start()
-        assert resumed.container.id == first.container.id
-        assert "sleep 601" not in _procs(resumed)
-        thread.join(10)
-        assert not thread.is_alive()
-    finally:
-        cleanup_by_label(goal_id=first.goal_id)
+def test_resume_kills_what_a_crashed_run_left_running(fresh, tmp_path):
+    first = fresh
+    thread, _ = _in_thread(lambda: first.exec("sleep 601", timeout=120))  # the "crashed" run's exec
+    deadline = time.monotonic() + 10
+    while "sleep 601" not in _procs(first) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    resumed = DockerSandbox(tmp_path, goal_id=first.goal_id, labels={"tenax.test": "1"})
+    resumed.start()
+    assert resumed.container.id == first.container.id
+    assert "sleep 601" not in _procs(resumed)
+    thread.join(10)
+    assert not thread.is_alive()
 
 
-def test_halt_kills_the_running_exec_and_keeps_the_container(tmp_path):
-    box = _sandbox(tmp_path)
+def test_halt_kills_the_running_exec_and_keeps_the_container(fresh, tmp_path):
+    box = fresh
+    thread, result = _in_thread(lambda: box.exec("echo x > kept.txt; sleep 60", timeout=120))
+    time.sleep(1.5)
+    t0 = time.monotonic()
+    box.halt()
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - t0 < 10
+    assert "halted" in result["result"].note
+    box.container.reload()
+    assert box.container.status == "exited"  # stopped, not removed: resume can restart it
+    with pytest.raises(SandboxError, match="halted"):
+        box.exec("true")
+    cid = box.container.id
     box.start()
-    try:
-        thread, result = _in_thread(lambda: box.exec("echo x > kept.txt; sleep 60", timeout=120))
-        time.sleep(1.5)
-        t0 = time.monotonic()
-        box.halt()
-        thread.join(10)
-        assert not thread.is_alive() and time.monotonic() - t0 < 10
-        assert "halted" in result["result"].note
-        box.container.reload()
-        assert box.container.status == "exited"  # stopped, not removed: resume can restart it
-        with pytest.raises(SandboxError, match="halted"):
-            box.exec("true")
-        cid = box.container.id
-        box.start()
-        assert box.container.id == cid and "sleep 60" not in _procs(box)
-        assert (tmp_path / "kept.txt").read_text() == "x\n"
-    finally:
-        cleanup_by_label(goal_id=box.goal_id)
+    assert box.container.id == cid and "sleep 60" not in _procs(box)
+    assert (tmp_path / "kept.txt").read_text() == "x\n"
 
 
 # -- disk --------------------------------------------------------------------------------------
@@ -148,46 +149,38 @@ def test_writes_outside_the_workspace_are_capped_and_enospc_is_said_plainly(sb, 
 
 
 @pytest.mark.parametrize("how", ["kill", "rm"])
-def test_container_death_mid_command_is_survived(tmp_path, how):
-    box = _sandbox(tmp_path)
-    box.start()
-    try:
-        thread, result = _in_thread(lambda: box.exec("echo started; sleep 30", timeout=60))
-        time.sleep(1.5)
-        old = box.container.id
-        box.client.api.kill(old) if how == "kill" else box.client.api.remove_container(old, force=True)
-        thread.join(20)
-        r = result["result"]
-        word = "killed" if how == "kill" else "removed"
-        assert f"The sandbox container was {word}" in r.note and "may not have completed" in r.note
-        assert "fresh container was started over the same workspace" in r.note
-        assert box.container.id != old
-        assert box.exec("echo back").stdout == "back\n"
-        attrs = box.client.api.inspect_container(box.container.id)
-        assert attrs["Config"]["Labels"]["tenax.goal"] == box.goal_id and attrs["HostConfig"]["ReadonlyRootfs"]
-    finally:
-        cleanup_by_label(goal_id=box.goal_id)
+def test_container_death_mid_command_is_survived(fresh, tmp_path, how):
+    box = fresh
+    thread, result = _in_thread(lambda: box.exec("echo started; sleep 30", timeout=60))
+    time.sleep(1.5)
+    old = box.container.id
+    box.client.api.kill(old) if how == "kill" else box.client.api.remove_container(old, force=True)
+    thread.join(20)
+    r = result["result"]
+    word = "killed" if how == "kill" else "removed"
+    assert f"The sandbox container was {word}" in r.note and "may not have completed" in r.note
+    assert "fresh container was started over the same workspace" in r.note
+    assert box.container.id != old
+    assert box.exec("echo back").stdout == "back\n"
+    attrs = box.client.api.inspect_container(box.container.id)
+    assert attrs["Config"]["Labels"]["tenax.goal"] == box.goal_id and attrs["HostConfig"]["ReadonlyRootfs"]
 
 
-def test_a_check_is_rerun_after_the_container_died_under_it(tmp_path):
-    box = _sandbox(tmp_path)
-    box.start()
-    try:
-        thread, result = _in_thread(
-            lambda: box.exec("echo run >> runs.txt; sleep 3; echo passed", timeout=60, retry_on_restart=True)
-        )
-        time.sleep(1.5)
-        box.client.api.kill(box.container.id)
-        thread.join(30)
-        r = result["result"]
-        assert r.ok and r.stdout == "passed\n" and "run again in the fresh container" in r.note
-        assert (tmp_path / "runs.txt").read_text() == "run\nrun\n"
-        # a container removed between commands: the next command simply runs in a fresh one
-        box.client.api.remove_container(box.container.id, force=True)
-        r = box.exec("echo fine")
-        assert r.ok and r.stdout == "fine\n" and "was removed" in r.note and "may not have" not in r.note
-    finally:
-        cleanup_by_label(goal_id=box.goal_id)
+def test_a_check_is_rerun_after_the_container_died_under_it(fresh, tmp_path):
+    box = fresh
+    thread, result = _in_thread(
+        lambda: box.exec("echo run >> runs.txt; sleep 3; echo passed", timeout=60, retry_on_restart=True)
+    )
+    time.sleep(1.5)
+    box.client.api.kill(box.container.id)
+    thread.join(30)
+    r = result["result"]
+    assert r.ok and r.stdout == "passed\n" and "run again in the fresh container" in r.note
+    assert (tmp_path / "runs.txt").read_text() == "run\nrun\n"
+    # a container removed between commands: the next command simply runs in a fresh one
+    box.client.api.remove_container(box.container.id, force=True)
+    r = box.exec("echo fine")
+    assert r.ok and r.stdout == "fine\n" and "was removed" in r.note and "may not have" not in r.note
 
 
 def test_out_of_memory_is_named(sb, tools):
