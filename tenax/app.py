@@ -176,6 +176,16 @@ def run_goal(
     goal = store.get_goal(goal_id)
     if goal.status in FINAL:
         raise ConfigError(f"goal {goal.id} is {goal.status}; there is nothing to resume")
+    with store.hold_lease(goal.id):  # one runner per goal: a second one gets GoalBusy, and a runner
+        # that lost the lease is fenced out of the journal
+        return _run_leased(store, store.get_goal(goal.id), api_key=api_key, model_override=model_override,
+                           budgets=budgets, on_event=on_event, settings=settings, model_options=model_options,
+                           sleep=sleep)
+
+
+def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override: str | None,
+                budgets: Budgets | None, on_event: EventHook | None, settings: Settings,
+                model_options: dict[str, Any] | None, sleep: Callable[[float], None]) -> str:
     if model_override and model_override != goal.model:
         raise ModelSwitchRefused(
             f"goal {goal.id} runs on {goal.model}; switching the main session's model mid-goal would discard "

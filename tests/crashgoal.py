@@ -1,4 +1,4 @@
-"""Run (or resume) the one goal of a database and SIGKILL this very process at a chosen point.
+"""Run (or resume) the goal of a workspace and SIGKILL this very process at a chosen point.
 
     python crashgoal.py DB BASE_URL WORKSPACE KILL_AT [mid-tool]
 
@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from tenax.app import GoalRequest, create_goal, open_store, run_goal
 from tenax.core.budget import Budgets
@@ -21,10 +22,11 @@ KEY = "sim-test-key"
 
 
 def main() -> None:
-    db, base_url, workspace, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    db, base_url, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[4])
+    workspace = str(Path(sys.argv[3]).resolve())
     mid_tool = len(sys.argv) > 5 and sys.argv[5] == "mid-tool"
     store = open_store(f"sqlite:///{db}")
-    goals = store.list_goals()
+    goals = [g for g in store.list_goals(limit=1000) if g.workspace == workspace]  # one DB serves every trial
     gid = goals[0].id if goals else create_goal(store, GoalRequest(
         objective="Make status.txt say fixed.", workspace=workspace, check="grep -qx fixed status.txt",
         model="anthropic:claude-sonnet-4-6", base_url=base_url, budgets=Budgets(max_turns=60)), api_key=KEY)
