@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from tenax.core.budget import Budgets, Spent, describe, exhausted, near_end
 from tenax.core.engine import Action, Append, End, Engine, TurnContext
-from tenax.core.errors import ProviderError, SandboxError
+from tenax.core.errors import ProviderError, SandboxError, TenaxError
 from tenax.core.messages import Message, ToolCallPart, ToolSpec
 from tenax.core.protocols import Sandbox, Store, ToolOutcome, Toolbox, UsageEntry
 from tenax.core.status import GoalStatus
@@ -199,6 +199,12 @@ def drive(engine: Engine, policy: GoalPolicy) -> str:
         status, error = GoalStatus.FAILED.value, f"model call failed: {e}"
     except SandboxError as e:
         status, error = GoalStatus.FAILED.value, f"sandbox failed: {e}"
+    except TenaxError as e:  # the store itself failed (busy, disk full) or this runner lost its lease:
+        try:  # record it if the store still takes a write; else the goal shows as interrupted
+            store.set_status(goal_id, GoalStatus.FAILED, error=f"{type(e).__name__}: {e}")
+        except TenaxError:
+            pass
+        raise
     policy.spent()
     store.set_status(goal_id, status, error=error)
     engine.journal("event", {"type": "status", "status": status, "error": error})
