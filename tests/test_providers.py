@@ -248,6 +248,7 @@ def test_pricing_lookup_and_math():
     assert lookup_price("openai-chat", "gpt-4.1").cache_read == 0.5  # chat falls back to the openai table
     unknown = lookup_price("openai-chat", "qwen3")
     assert unknown.estimated and unknown == DEFAULT_PRICE
+    assert not unknown.known and sonnet.known  # the app can show "unknown" and refuse a USD budget
     assert not sonnet.estimated
 
     u = Usage(input_tokens=1_000, output_tokens=2_000, cache_read_tokens=100_000, cache_write_tokens=10_000)
@@ -379,7 +380,7 @@ def test_connection_drops_are_retried_then_reported(spec):
     finally:
         server.close()
     assert not isinstance(err.value, ContextTooLong)
-    assert server.connections == 3
+    assert server.connections == 3, [a.error for a in err.value.attempts]
     assert delays == [0.5, 1.0]
     attempts = err.value.attempts
     assert [a.number for a in attempts] == [1, 2, 3] and not any(a.ok for a in attempts)
