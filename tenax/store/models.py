@@ -100,10 +100,18 @@ class GoalRow(Base):
     lease_acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The queue and remote control (migration 0005).
+    control: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    after_goal_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    background: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    worker_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    waiting_on: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_goals_created_at", "created_at"),
         Index("ix_goals_status", "status"),
+        Index("ix_goals_background_status", "background", "status"),
         CheckConstraint("status IN (" + ", ".join(f"'{v}'" for v in GOAL_STATUSES) + ")", name="status"),
     )
 

@@ -40,6 +40,12 @@ class GoalRecord(_Record):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    control: str | None = None
+    not_before: datetime | None = None
+    after_goal_id: str | None = None
+    background: bool = False
+    worker_attempts: int = 0
+    waiting_on: str | None = None
     lease_token: int = 0
     lease_host: str | None = None
     lease_pid: int | None = None

@@ -61,7 +61,8 @@ _TOTAL_FLOAT_FIELDS = ("cost_usd", "uncached_cost_usd", "elapsed_s")
 _GOAL_UPDATABLE = frozenset(
     {
         "objective", "check_cmd", "model", "workspace", "status", "strategy", "network", "budgets",
-        "config", "summary", "error", "finished_at", *_TOTAL_INT_FIELDS, *_TOTAL_FLOAT_FIELDS,
+        "config", "summary", "error", "finished_at", "control", "not_before", "after_goal_id", "background",
+        "worker_attempts", "waiting_on", *_TOTAL_INT_FIELDS, *_TOTAL_FLOAT_FIELDS,
     }
 )
 _SESSION_UPDATABLE = frozenset({"status"})
