@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tenax.compaction import CompactionConfig, Compactor, Ralph, memory_tools
+from tenax.compaction import CompactionConfig, Compactor, Ralph, build_ledger, memory_tools, render
 from tenax.config import Settings, load_settings
 from tenax.core.budget import Budgets
-from tenax.core.engine import Engine, EventHook, Hook
+from tenax.core.engine import Engine, EventHook, Hook, Replace, TurnContext
 from tenax.core.errors import ConfigError, ModelSwitchRefused, SandboxError
 from tenax.core.messages import ToolCallPart, ToolSpec
 from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
 from tenax.core.status import ENDED, FINAL, GoalStatus
 from tenax.goal import instructions, prompts
+from tenax.goal.guards import CirclingGuard, Guard, GuardConfig
 from tenax.goal.hooks import SteeringHook
 from tenax.goal.policy import GoalPolicy, drive
 from tenax.harness import pricing
@@ -44,6 +45,7 @@ class GoalRequest:
     budgets: Budgets | None = None
     strategy: str = "continuous"
     compaction: dict[str, Any] | None = None  # tenax.compaction.CompactionConfig fields
+    guards: dict[str, Any] | None = None  # tenax.goal.guards.GuardConfig fields
 
 
 def validate_network(network: str) -> str:
@@ -104,7 +106,8 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
         network=network,
         strategy=req.strategy,
         config={"base_url": req.base_url, "image": settings.image,
-                **({"compaction": dict(req.compaction)} if req.compaction else {})},
+                **({"compaction": dict(req.compaction)} if req.compaction else {}),
+                **({"guards": dict(req.guards)} if req.guards else {})},
     )
 
 
@@ -140,18 +143,50 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     extra: dict[str, Any] = {name: (spec, _args_only(fn)) for name, (spec, fn) in memory_tools(store, goal.id).items()}
     if agents is not None:
         extra.update(agents.main_tools())
+    guards: list[Guard] = []
     policy = GoalPolicy(store, goal.id, sandbox, toolbox, extra_tools=extra, judge=judge,
-                        check_timeout=settings.check_timeout)
+                        check_timeout=settings.check_timeout, guards=guards)
     session_id, system, tools = main_session(store, goal, policy.tools())
     if agents is not None:
         agents.main_session_id = session_id
     compactor = Compactor(store, goal.id, window=price_for(model, settings).context_window,
                           config=CompactionConfig.from_goal(goal), budget_text=policy.budget_text)
+    advisor = StepBackAdvisor(store, goal.id, agents, compactor)
+    policy.guards.append(CirclingGuard(goal.objective, goal.workspace, advisor, GuardConfig.of(goal.config),
+                                       report=policy.budget_text))
     hooks: list[Hook] = [SteeringHook(store, goal.id)]
     hooks += [Ralph(compactor), compactor] if goal.strategy == "ralph" else [compactor]
     engine = Engine(store, goal.id, session_id, model, system, tools, policy, hooks=hooks,
                     costs=cost_function(model, settings), on_event=on_event, sleep=sleep)
     return engine, policy
+
+
+class StepBackAdvisor:
+    """What a step-back uses outside the goal package: a reviewer sub-agent (fresh context,
+    read-only tools), the ledger, and a Ralph-style fresh context."""
+
+    def __init__(self, store: Any, goal_id: str, agents: AgentManager | None, compactor: Compactor):
+        self.store, self.goal_id, self.agents, self.compactor = store, goal_id, agents, compactor
+
+    def review(self, task: str, session_id: str) -> str | None:
+        if self.agents is None:
+            return None
+        outcome = self.agents.spawn({"task": task, "role": "reviewer"}, parent_session_id=session_id, depth=0,
+                                    judge=True)
+        mine = [a for a in self.store.agents_for_session(session_id) if a.role == "reviewer"]
+        summary = mine[-1].summary if mine else None
+        if not summary:
+            return f"(the reviewer could not run: {outcome.content[:500]})"
+        return "\n".join(x for x in (summary.get("findings"), "; ".join(summary.get("open_questions") or [])) if x)
+
+    def remember(self, text: str) -> None:
+        self.store.add_note(self.goal_id, "pitfall", text, source="runtime")
+
+    def ledger(self, session_id: str) -> str:
+        return render(build_ledger(self.store, self.goal_id, session_id))
+
+    def fresh_context(self, ctx: TurnContext) -> Replace:
+        return self.compactor.compact(ctx, reason="circling", mode="ralph")
 
 
 def _args_only(fn: Callable[[dict[str, Any]], ToolOutcome]) -> Callable[[ToolCallPart], ToolOutcome]:

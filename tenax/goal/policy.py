@@ -18,6 +18,7 @@ from tenax.core.messages import Message, ToolCallPart, ToolSpec
 from tenax.core.protocols import Sandbox, Store, ToolOutcome, Toolbox, UsageEntry
 from tenax.core.status import GoalStatus
 from tenax.goal import prompts
+from tenax.goal.guards import Guard
 
 WRAP_UP_AT = 0.85
 OUTAGE_BACKOFF_S = (30.0, 60.0, 120.0, 300.0)  # between model calls that exhausted their retries
@@ -32,17 +33,19 @@ Verifier = Callable[[str, str], tuple[bool, str]]  # (summary, session_id) -> (p
 
 class Verdict(ToolOutcome):
     passed: bool = False
+    progress: bool = False  # a guard saw progress in it (e.g. a metric improved)
 
 
 class GoalPolicy:
     def __init__(self, store: Store, goal_id: str, sandbox: Sandbox, toolbox: Toolbox, *,
                  extra_tools: dict[str, tuple[ToolSpec, ToolFn]] | None = None, judge: Verifier | None = None,
-                 check_timeout: float = CHECK_TIMEOUT_S):
+                 check_timeout: float = CHECK_TIMEOUT_S, guards: Sequence[Guard] = ()):
         self.store, self.goal_id = store, goal_id
         self.sandbox, self.toolbox = sandbox, toolbox
         self.extra_tools = extra_tools or {}
         self.judge = judge
         self.check_timeout = check_timeout
+        self.guards = list(guards)  # circling, metric, protected files... (see tenax.goal.guards)
         goal = store.get_goal(goal_id)
         self.objective, self.check_cmd = goal.objective, goal.check_cmd
         self.budgets = Budgets(**(goal.budgets or {}))
@@ -81,7 +84,13 @@ class GoalPolicy:
         if not self._wrapped_up and near_end(self.budgets, spent, WRAP_UP_AT):
             self._wrapped_up = True
             return [Append("user", {"text": prompts.wrap_up_message(describe(self.budgets, spent)), "why": "wrap_up"})]
-        return ()
+        actions: list[Action] = []
+        for guard in self.guards:
+            got = guard.before_turn(ctx)
+            if isinstance(got, End):
+                return got
+            actions += got
+        return actions
 
     def _learn(self, steps: list[Any]) -> End | None:
         """On the first turn (a resume): what the journal already says. A passed verification ends
@@ -140,10 +149,14 @@ class GoalPolicy:
     def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome:
         self._called_tools = True
         if call.name == "complete_goal":
-            return self._complete(call, ctx)
-        if call.name in self.extra_tools:
-            return _safe(lambda: self.extra_tools[call.name][1](call))
-        return _safe(lambda: self.toolbox.call(call.name, call.arguments))
+            outcome: ToolOutcome = self._complete(call, ctx)
+        elif call.name in self.extra_tools:
+            outcome = _safe(lambda: self.extra_tools[call.name][1](call))
+        else:
+            outcome = _safe(lambda: self.toolbox.call(call.name, call.arguments))
+        for guard in self.guards:
+            outcome = guard.after_tool(call, outcome, ctx)
+        return outcome
 
     def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> End | None:
         if isinstance(outcome, Verdict) and outcome.passed:
@@ -167,6 +180,8 @@ class GoalPolicy:
 
     def _check(self, ctx: TurnContext) -> Verdict:
         cmd = self.check_cmd or ""
+        for guard in self.guards:
+            guard.before_check(ctx)
         result = self.sandbox.exec(cmd, timeout=self.check_timeout, retry_on_restart=True)
         output = _tail((result.stdout + ("\n" + result.stderr if result.stderr else "")).strip(), OUTPUT_TAIL)
         if result.note:  # e.g. the container died and the check ran again in a fresh one
@@ -174,10 +189,14 @@ class GoalPolicy:
         ctx.emit({"type": "check", "command": cmd, "passed": result.ok, "exit_code": result.exit_code,
                   "timed_out": result.timed_out, "output_tail": output[-1500:]})
         if result.ok:
-            return Verdict(passed=True, content=f"Check passed: `{cmd}` exited 0. The goal is complete.\n{output}")
-        why = "timed out" if result.timed_out else f"exited {result.exit_code}"
-        return Verdict(passed=False, is_error=True,
-                       content=f"The check `{cmd}` {why}; the goal is NOT complete. Keep working.\n--- check output ---\n{output}")
+            verdict = Verdict(passed=True, content=f"Check passed: `{cmd}` exited 0. The goal is complete.\n{output}")
+        else:
+            why = "timed out" if result.timed_out else f"exited {result.exit_code}"
+            verdict = Verdict(passed=False, is_error=True, content=(
+                f"The check `{cmd}` {why}; the goal is NOT complete. Keep working.\n--- check output ---\n{output}"))
+        for guard in self.guards:
+            verdict = guard.after_check(verdict, ctx)
+        return verdict
 
 
 def drive(engine: Engine, policy: GoalPolicy) -> str:
@@ -191,7 +210,7 @@ def drive(engine: Engine, policy: GoalPolicy) -> str:
         status = str(end.status)
         if status == GoalStatus.SUCCEEDED:
             store.update_goal(goal_id, summary=end.detail or "")
-        elif status == GoalStatus.FAILED:
+        elif status in (GoalStatus.FAILED, GoalStatus.STUCK):
             error = str(end.detail)
     except KeyboardInterrupt:
         status, error = GoalStatus.STOPPED.value, "interrupted by the user"
