@@ -22,6 +22,7 @@ from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
 from tenax.core.status import ENDED, FINAL, GoalStatus
 from tenax.goal import instructions, prompts
 from tenax.goal.guards import CirclingGuard, Guard, GuardConfig
+from tenax.goal import protect
 from tenax.goal.hooks import SteeringHook
 from tenax.goal.policy import GoalPolicy, drive
 from tenax.harness import pricing
@@ -46,6 +47,7 @@ class GoalRequest:
     strategy: str = "continuous"
     compaction: dict[str, Any] | None = None  # tenax.compaction.CompactionConfig fields
     guards: dict[str, Any] | None = None  # tenax.goal.guards.GuardConfig fields
+    protect: list[str] | None = None  # globs of acceptance files the agent may not change
 
 
 def validate_network(network: str) -> str:
@@ -97,6 +99,7 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
     budgets = req.budgets or Budgets()
     if req.strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {req.strategy!r}; use one of: {', '.join(STRATEGIES)}")
+    protected = protect.snapshot(workspace, list(req.protect or []), req.check)
     return store.create_goal(
         objective=req.objective.strip(),
         check_cmd=req.check or None,
@@ -107,7 +110,8 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
         strategy=req.strategy,
         config={"base_url": req.base_url, "image": settings.image,
                 **({"compaction": dict(req.compaction)} if req.compaction else {}),
-                **({"guards": dict(req.guards)} if req.guards else {})},
+                **({"guards": dict(req.guards)} if req.guards else {}),
+                **({"protect": protected} if protected["files"] else {})},
     )
 
 
@@ -144,6 +148,8 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     if agents is not None:
         extra.update(agents.main_tools())
     guards: list[Guard] = []
+    if (goal.config or {}).get("protect"):
+        guards.append(protect.ProtectGuard(goal.workspace, sandbox, goal.config["protect"]))
     policy = GoalPolicy(store, goal.id, sandbox, toolbox, extra_tools=extra, judge=judge,
                         check_timeout=settings.check_timeout, guards=guards)
     session_id, system, tools = main_session(store, goal, policy.tools())

@@ -36,6 +36,10 @@ class Guard:
     def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]:
         return ()
 
+    def before_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome | None:
+        """An outcome refuses the call: it is not run."""
+        return None
+
     def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> ToolOutcome:
         return outcome
 

@@ -148,8 +148,11 @@ class GoalPolicy:
 
     def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome:
         self._called_tools = True
-        if call.name == "complete_goal":
-            outcome: ToolOutcome = self._complete(call, ctx)
+        refused = next((r for g in self.guards if (r := g.before_tool(call, ctx)) is not None), None)
+        if refused is not None:
+            outcome: ToolOutcome = refused
+        elif call.name == "complete_goal":
+            outcome = self._complete(call, ctx)
         elif call.name in self.extra_tools:
             outcome = _safe(lambda: self.extra_tools[call.name][1](call))
         else:
