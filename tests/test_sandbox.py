@@ -101,7 +101,9 @@ def test_implements_protocol_and_hardening_is_applied(sandbox):
     assert cfg["Labels"]["tenax"] == "1" and cfg["Labels"]["tenax.goal"] == sandbox.goal_id
     assert cfg["Labels"]["tenax.test"] == "1"
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert set(mounts) == {"/workspace"} and mounts["/workspace"]["RW"] is True
+    assert set(mounts) == {"/workspace", "/run/tenax"} and mounts["/workspace"]["RW"] is True
+    # the exec server's channel: read-only, and the host directory holds nothing but its socket
+    assert mounts["/run/tenax"]["RW"] is False and os.listdir(mounts["/run/tenax"]["Source"]) == ["s"]
     assert not any("docker.sock" in (m.get("Source") or "") for m in attrs["Mounts"])
     env_keys = {e.split("=", 1)[0] for e in cfg["Env"]}
     assert env_keys <= {"PATH", "LANG", "HOME", "PYTHONDONTWRITEBYTECODE"}, env_keys  # nothing from the host

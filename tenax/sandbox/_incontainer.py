@@ -10,11 +10,18 @@ share one implementation.
 Standard library only: the sandbox image has python3 but nothing else.
 """
 
+import base64
 import fnmatch
 import json
 import os
 import re
+import select
+import signal
+import socket
+import struct
+import subprocess
 import sys
+import time
 
 ROOT = "/workspace"
 SKIP_DIRS = {".git", "node_modules", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache", ".tox"}
@@ -271,23 +278,305 @@ def cut_middle(text, limit, where=NOT_KEPT):
 OPS = {"read": op_read, "write": op_write, "edit": op_edit, "list": op_list, "grep": op_grep}
 
 
-def main():
+def file_op(args):
+    """Run one file tool; {"ok": bool, "content": str}, content cut to args["limit"]."""
     try:
-        if os.environ.get("TENAX_TOOL_ARGS_FILE"):
-            path = os.environ["TENAX_TOOL_ARGS_FILE"]
-            with open(path, encoding="utf-8") as fh:
-                args = json.load(fh)
-            os.unlink(path)
-        else:
-            args = json.loads(os.environ["TENAX_TOOL_ARGS"])
         limit = args.pop("limit", 0)
-        result = {"ok": True, "content": cut_middle(OPS[args.pop("op")](args), limit)[0]}
+        return {"ok": True, "content": cut_middle(OPS[args.pop("op")](args), limit)[0]}
     except ToolError as exc:
-        result = {"ok": False, "content": str(exc)}
+        return {"ok": False, "content": str(exc)}
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        msg = f"{exc.strerror or exc}{where}".replace(ROOT + "/", "")
-        result = {"ok": False, "content": msg}
+        return {"ok": False, "content": f"{exc.strerror or exc}{where}".replace(ROOT + "/", "")}
+
+
+# -- running commands: the exec server and its one-shot (docker exec) twin ------------------------
+
+
+class StreamBuffer:
+    """Keeps the first and the last ``cap`` bytes of an unbounded stream, and counts all of it."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+        self.lines = 0
+
+    def add(self, data):
+        self.total += len(data)
+        self.lines += data.count(b"\n")
+        room = self.cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        if len(self.tail) > 2 * self.cap:
+            del self.tail[: len(self.tail) - self.cap]
+
+    def wire(self):
+        if len(self.tail) > self.cap:
+            del self.tail[: len(self.tail) - self.cap]
+        return {"head": base64.b64encode(bytes(self.head)).decode(), "tail": base64.b64encode(bytes(self.tail)).decode(),
+                "total": self.total, "lines": self.lines}
+
+    def _end(self):
+        """The stream's last bytes held (all of it when nothing was dropped in the middle)."""
+        gap = self.total - len(self.head) - len(self.tail)
+        return bytes(self.tail) if gap else bytes(self.head + self.tail)
+
+    def text(self, limit):
+        """The stream as text: at most ``limit`` bytes of it kept (head and tail), with a marker
+        stating exactly how many bytes and lines were dropped between them; (text, bytes dropped)."""
+        if self.total <= limit:
+            return bytes(self.head + self.tail).decode("utf-8", "replace"), 0
+        head = bytes(self.head[: min(limit // 2, len(self.head))])
+        while len(head) < len(self.head) and head and self.head[len(head)] & 0xC0 == 0x80:
+            head = head[:-1]  # do not end inside a UTF-8 character
+        end = self._end()
+        tail = end[len(end) - (limit - limit // 2) :]
+        while tail and tail[0] & 0xC0 == 0x80:  # nor start inside one
+            tail = tail[1:]
+        dropped = self.total - len(head) - len(tail)
+        lines = self.lines - head.count(b"\n") - tail.count(b"\n")
+        text = head.decode("utf-8", "replace") + marker(dropped, lines, NOT_KEPT) + tail.decode("utf-8", "replace")
+        return text, dropped
+
+    @classmethod
+    def from_wire(cls, cap, w):
+        buf = cls(cap)
+        buf.head, buf.tail = bytearray(base64.b64decode(w["head"])), bytearray(base64.b64decode(w["tail"]))
+        buf.total, buf.lines = w["total"], w["lines"]
+        return buf
+
+
+def oom_kills():
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as fh:
+                return next((int(v) for k, v in (line.split() for line in fh) if k == "oom_kill"), 0)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _processes(skip):
+    """{pid: (ppid, start time, TENAX_EXEC marker, TENAX_JOB)} of the container's live processes."""
+    found = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in skip:
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] in (b"Z", b"X"):
+            continue
+        marker_ = job = None
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                for kv in fh.read().split(b"\0"):
+                    if kv.startswith(b"TENAX_EXEC="):
+                        marker_ = kv[11:].decode("ascii", "replace")
+                    elif kv.startswith(b"TENAX_JOB="):
+                        job = kv[10:].decode("utf-8", "replace")
+        except OSError:
+            pass
+        found[pid] = (int(fields[1]), int(fields[19]), marker_, job)
+    return found
+
+
+def reap(nonce, jobs, spare=()):
+    """Kill what an exec left behind (``nonce``: processes carrying TENAX_EXEC=nonce, orphans that
+    cleared their environment, and their descendants), or with ``nonce=None`` every process but
+    init, the container's main process and this one. Processes of ``jobs`` survive. No fork, no
+    thread: a fork bomb may have used up the pids limit. Returns (killed, could not be killed)."""
+    skip = {1, os.getpid(), *spare}
+    seen, victims = set(), set()
+    deadline = time.monotonic() + 2  # a killed process lingers until the kernel has torn it down
+    while True:
+        procs = _processes(skip)
+        orphans = [(start, pid) for pid, (ppid, start, _m, _j) in procs.items() if ppid == 1]
+        main = min(orphans)[1] if orphans else None
+        spared = {pid for pid, p in procs.items() if p[3] is not None and p[3] in jobs} | {main}
+        victims = {pid for pid, (ppid, _s, mark, _j) in procs.items() if pid not in spared
+                   and (nonce is None or mark == nonce or (mark is None and ppid == 1))}
+        grew = True
+        while grew:  # and every descendant of a victim
+            more = {pid for pid, p in procs.items() if p[0] in victims and pid not in spared and pid not in victims}
+            victims |= more
+            grew = bool(more)
+        if not victims or time.monotonic() > deadline:
+            break
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in victims:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+        if victims <= seen:
+            time.sleep(0.002)
+        seen |= victims
+    return len(seen), len(victims)
+
+
+def run(req, cancel=None):
+    """Run ``bash -lc command`` in its own session with the in-container timeout (TERM to its process
+    group, KILL ``grace`` s later), capture stdout/stderr head and tail, then reap what it left.
+    ``cancel``: a socket whose EOF (the host is gone) kills the command."""
+    nonce, secs, cap = req["nonce"], float(req["timeout"]), int(req["cap"])
+    out, err = StreamBuffer(cap), StreamBuffer(cap)
+    oom_before, t0 = oom_kills(), time.monotonic()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENAX_")}
+    env.update(req.get("env") or {}, TENAX_EXEC=nonce)
+    rc, timed_out = 126, False
+    try:
+        proc = subprocess.Popen(["bash", "-lc", req["command"]], cwd=req.get("cwd") or ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as exc:
+        err.add(f"tenax: cannot run the command: {exc.strerror or exc}: {exc.filename or ''}\n".encode())
+        proc = None
+    if proc is not None:
+        rc, timed_out = _pump(proc, {proc.stdout.fileno(): out, proc.stderr.fileno(): err}, t0 + secs,
+                              float(req["grace"]), cancel)
+    reaped, left = reap(nonce, set(req.get("jobs") or ()), req.get("spare") or ())
+    if proc is not None:  # what the reaped processes still held open
+        _drain({proc.stdout.fileno(): out, proc.stderr.fileno(): err}, time.monotonic() + 2)
+        proc.stdout.close()
+        proc.stderr.close()
+    return {"rc": rc, "timed_out": timed_out, "reaped": reaped, "left": left, "oom": oom_kills() - oom_before,
+            "duration": time.monotonic() - t0, "out": out.wire(), "err": err.wire()}
+
+
+def _drain(pipes, until):
+    while pipes:
+        ready, _, _ = select.select(list(pipes), [], [], max(until - time.monotonic(), 0))
+        if not ready:
+            return
+        for fd in ready:
+            _read_into(pipes, fd)
+
+
+def _read_into(pipes, fd):
+    data = os.read(fd, 65536)
+    if data:
+        pipes[fd].add(data)
+    else:
+        del pipes[fd]
+
+
+def _pump(proc, pipes, deadline, grace, cancel):
+    """Read the pipes until the command exits; returns (exit code, timed out)."""
+    pipes = dict(pipes)
+    try:
+        exited = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        exited = None
+    killed = None  # the signal the timeout sent last
+    while True:
+        if proc.poll() is not None:
+            break
+        now = time.monotonic()
+        if now >= deadline:
+            sig = signal.SIGTERM if killed is None else signal.SIGKILL
+            try:
+                os.killpg(proc.pid, sig)
+            except OSError:
+                pass
+            killed, deadline = sig, now + (grace if killed is None else 3600)
+            continue
+        watch = list(pipes) + [fd for fd in (exited, cancel) if fd is not None]
+        ready, _, _ = select.select(watch, [], [], deadline - now if exited is not None else min(deadline - now, 0.005))
+        for fd in ready:
+            if fd in pipes:
+                _read_into(pipes, fd)
+            elif fd is cancel:
+                if not cancel.recv(1, socket.MSG_PEEK):  # the host hung up: end the command now
+                    deadline, killed = 0, signal.SIGTERM
+                cancel = None
+    if exited is not None:
+        os.close(exited)
+    rc = proc.returncode
+    if killed is not None:
+        return (137 if killed == signal.SIGKILL else 124), True
+    return (128 - rc if rc < 0 else rc), False
+
+
+def _send(sock, obj):
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    sock.sendall(struct.pack(">I", len(data)) + data)
+
+
+def _recv(sock):
+    head = sock.recv(4, socket.MSG_WAITALL)
+    if len(head) < 4:
+        return None
+    (n,) = struct.unpack(">I", head)
+    data = sock.recv(n, socket.MSG_WAITALL) if n else b""
+    return json.loads(data) if len(data) == n else None
+
+
+def handle(req, conn=None):
+    op = req.pop("op")
+    if op == "run":
+        return run(req, conn)
+    if op == "reap":
+        return dict(zip(("reaped", "left"), reap(None, set(req.get("jobs") or ()), req.get("spare") or ())))
+    if op == "put":
+        fd = os.open(req["path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(base64.b64decode(req["data"]))
+            os.fchmod(fh.fileno(), req["mode"])
+        return {"ok": True}
+    return file_op(req["args"])
+
+
+def serve(conn, path=None):
+    """The exec server: one request at a time over ``conn``; when the host goes away, wait for the
+    next one to listen at ``path`` again (a resumed goal) and serve it."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    while True:
+        try:
+            _send(conn, {"pid": os.getpid()})
+            while True:
+                req = _recv(conn)
+                if req is None:
+                    break
+                try:
+                    reply = handle(req, conn)
+                except OSError as exc:
+                    reply = {"error": f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")}
+                _send(conn, reply)
+        except (OSError, ValueError):
+            pass
+        conn.close()
+        while path:
+            time.sleep(0.2)
+            conn = socket.socket(socket.AF_UNIX)
+            try:
+                conn.connect(path)
+                break
+            except OSError:
+                conn.close()
+        else:
+            return
+
+
+def main():
+    if "TENAX_REQ" in os.environ:  # one exec or reap over docker exec (the fallback, and checks)
+        req = json.loads(os.environ.pop("TENAX_REQ"))
+        result = handle(req)
+    elif os.environ.get("TENAX_TOOL_ARGS_FILE"):
+        path = os.environ["TENAX_TOOL_ARGS_FILE"]
+        with open(path, encoding="utf-8") as fh:
+            args = json.load(fh)
+        os.unlink(path)
+        result = file_op(args)
+    else:
+        result = file_op(json.loads(os.environ["TENAX_TOOL_ARGS"]))
     sys.stdout.write(json.dumps(result, ensure_ascii=False))
 
 

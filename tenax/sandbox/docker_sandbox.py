@@ -7,15 +7,20 @@ asked, no host environment and never the docker socket. Its root filesystem is r
 host directory) can grow on the host disk. Containers carry the labels ``tenax=1`` and
 ``tenax.goal=<id>`` and are cleaned up by label.
 
-Every exec runs through ``_exec.sh`` inside the container: the command runs under coreutils
-``timeout`` with a per-exec marker in its environment, and when it returns every process it left
-behind (``cmd &``, ``setsid``, ``nohup``, even ones that cleared their environment) is killed,
-unless it was started as a job. A container that died (killed, OOM-killed, removed) is replaced by
-a fresh one over the same workspace and the result's ``note`` says so.
+Every exec runs through ``_incontainer.run`` inside the container: the command runs in its own
+session under the in-container timeout with a per-exec marker in its environment, and when it
+returns every process it left behind (``cmd &``, ``setsid``, ``nohup``, even ones that cleared
+their environment) is killed, unless it was started as a job. It runs in the exec server, a
+long-lived process the container starts with, reached over a unix socket (see ``_channel``); when
+the server is gone, and for checks (``retry_on_restart``), one ``docker exec`` runs the same code
+once. A container that died (killed, OOM-killed, removed) is noticed from the channel's EOF (or a
+failed docker exec), replaced by a fresh one over the same workspace, and the result's ``note``
+says so.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -31,16 +36,19 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from tenax.core.errors import SandboxError
 from tenax.core.protocols import ExecResult
+from tenax.sandbox import _channel
+from tenax.sandbox._channel import BOOT, Channel, ChannelDown
 from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
-from tenax.sandbox._incontainer import NOT_KEPT, cut_middle, marker
+from tenax.sandbox._incontainer import StreamBuffer, cut_middle
 
 KILL_AFTER_S = 2  # SIGKILL this long after SIGTERM when the command ignores TERM
 HOME = "/home/tenax"
-_EXEC_SH = (Path(__file__).parent / "_exec.sh").read_text(encoding="utf-8")
-_TRAILER = re.compile(rb"\n?tenax-exec:(\w+) rc=(\d+) timed_out=([01]) reaped=(\d+) left=(\d+) oom=(-?\d+)\n\Z")
+_SCRIPT = (Path(__file__).parent / "_incontainer.py").read_text(encoding="utf-8")
+_ONCE = ["python3", "-c", "import os; exec(os.environ.pop('TENAX_PY'))"]  # one request over docker exec
+CONNECT_S = 5.0  # how long the first exec waits for a fresh container's exec server
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]+")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_ENV = ("TENAX_EXEC", "TENAX_EXEC_SH", "TENAX_JOB")
+_RESERVED_ENV = ("TENAX_EXEC", "TENAX_PY", "TENAX_REQ", "TENAX_JOB")
 
 truncate_middle = cut_middle  # the name the rest of tenax knows
 
@@ -56,74 +64,11 @@ def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | N
             removed += 1
         except NotFound:
             pass
+        _channel.remove_dir(_channel.mount_of(container.attrs))
     return removed
 
 
-class _StreamBuffer:
-    """Keeps the first and the last ``cap`` bytes of an unbounded stream, and counts all of it."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-        self.lines = 0
-
-    def add(self, data: bytes) -> None:
-        self.total += len(data)
-        self.lines += data.count(b"\n")
-        room = self.cap - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        self.tail += data
-        if len(self.tail) > 2 * self.cap:
-            del self.tail[: len(self.tail) - self.cap]
-
-    def _end(self) -> bytes:
-        """The stream's last bytes held (all of it when nothing was dropped in the middle)."""
-        gap = self.total - len(self.head) - len(self.tail)
-        return bytes(self.tail) if gap else bytes(self.head + self.tail)
-
-    def pop_trailer(self) -> re.Match | None:
-        """Remove the exec wrapper's last line from the end of the stream; return its match."""
-        m = _TRAILER.search(self._end())
-        if m is None:
-            return None
-        n = len(m[0])
-        self.total -= n
-        self.lines -= m[0].count(b"\n")
-        from_tail = min(n, len(self.tail))
-        del self.tail[len(self.tail) - from_tail :]
-        del self.head[len(self.head) - (n - from_tail) :]
-        return m
-
-    def text(self, limit: int) -> tuple[str, int]:
-        """The stream as text: at most ``limit`` bytes of it kept (head and tail), with a marker
-        stating exactly how many bytes and lines were dropped between them."""
-        if self.total <= limit:
-            return bytes(self.head + self.tail).decode("utf-8", "replace"), 0
-        head = _char_boundary(bytes(self.head), limit // 2)
-        end = self._end()
-        tail = end[len(end) - (limit - limit // 2) :]
-        while tail and tail[0] & 0xC0 == 0x80:  # do not start inside a UTF-8 character
-            tail = tail[1:]
-        dropped = self.total - len(head) - len(tail)
-        lines = self.lines - head.count(b"\n") - tail.count(b"\n")
-        text = head.decode("utf-8", "replace") + marker(dropped, lines, NOT_KEPT) + tail.decode("utf-8", "replace")
-        return text, dropped
-
-
-def _char_boundary(data: bytes, n: int) -> bytes:
-    """``data[:n]`` moved back so it does not end inside a UTF-8 character."""
-    cut = min(n, len(data))
-    if cut < len(data):
-        while cut > 0 and data[cut] & 0xC0 == 0x80:
-            cut -= 1
-    return data[:cut]
-
-
-def _read_frames(sock, out: _StreamBuffer, err: _StreamBuffer, stop: threading.Event) -> None:
+def _read_frames(sock, out: StreamBuffer, err: StreamBuffer, stop: threading.Event) -> None:
     """Read docker's multiplexed stdout/stderr frames from a hijacked exec socket until EOF."""
 
     def read_exactly(n: int) -> bytes | None:
@@ -157,12 +102,16 @@ def _read_frames(sock, out: _StreamBuffer, err: _StreamBuffer, stop: threading.E
 class _Raw:
     """What one docker exec gave back."""
 
-    def __init__(self, out: _StreamBuffer, err: _StreamBuffer, exit_code: int | None, hung: bool, duration: float):
+    def __init__(self, out: StreamBuffer, err: StreamBuffer, exit_code: int | None, hung: bool, duration: float):
         self.out, self.err, self.exit_code, self.hung, self.duration = out, err, exit_code, hung, duration
 
 
 class _Gone(Exception):
     """The exec could not be created: the container is not running or no longer exists."""
+
+    def __init__(self, death: str = "stopped"):
+        super().__init__(death)
+        self.death = death
 
 
 class DockerSandbox:
@@ -214,6 +163,9 @@ class DockerSandbox:
         self._client = client
         self._container = None
         self._halted = False
+        self._chan: Channel | None = None  # the exec server's channel (None: docker exec only)
+        self._chan_wait = 0.0  # how long the next exec may wait for the server to connect
+        self._chan_lock = threading.Lock()  # one request at a time; a concurrent exec uses docker exec
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -271,15 +223,16 @@ class DockerSandbox:
         uid, _, gid = (self.user or f"{SANDBOX_UID}:{SANDBOX_GID}").partition(":")
         tmpfs = {path: f"rw,nosuid,nodev,size={mb}m,mode=1777" for path, mb in self.tmpfs_mb.items()}
         tmpfs[HOME] = f"rw,nosuid,nodev,size={self.tmpfs_mb[HOME]}m,mode=0755,uid={uid},gid={gid or uid}"
+        chan_dir = _channel.new_dir()
         kwargs = dict(
             image=self.image,
-            command=["sleep", "infinity"],
+            command=["python3", "-c", BOOT],
             name=self.name,
             labels=self.labels,
             detach=True,
             user=self.user,
             working_dir=WORKDIR,
-            volumes={self.workspace: {"bind": WORKDIR, "mode": "rw"}},
+            volumes={self.workspace: {"bind": WORKDIR, "mode": "rw"}, chan_dir: {"bind": _channel.MOUNT, "mode": "ro"}},
             read_only=True,
             tmpfs=tmpfs,
             environment={
@@ -299,10 +252,36 @@ class DockerSandbox:
             stdin_open=False,
             tty=False,
         )
+        self._listen(chan_dir)  # before the server starts, so it finds the socket at once
         try:
             return self.client.containers.run(**kwargs)
         except APIError as exc:
+            self._unlisten(remove=True)
             raise SandboxError(f"could not create sandbox container {self.name}: {exc.explanation or exc}") from exc
+
+    def _listen(self, chan_dir: str | None) -> None:
+        """Listen for the exec server of a container created with ``chan_dir`` (None: it has none)."""
+        self._unlisten()
+        if chan_dir:
+            self._chan = Channel(chan_dir, int((self.user or str(SANDBOX_UID)).partition(":")[0]))
+            self._chan_wait = CONNECT_S
+
+    def _unlisten(self, remove: bool = False) -> None:
+        if self._chan is not None:
+            self._chan.shutdown()
+            if remove:
+                _channel.remove_dir(self._chan.directory)
+        self._chan = None
+
+    def _server(self) -> Channel | None:
+        """The connected exec server, if there is one (waiting once for a fresh container's)."""
+        chan = self._chan
+        if chan is None or self._halted:
+            return None
+        if chan.conn is None and self._chan_wait > 0:
+            wait, self._chan_wait = self._chan_wait, 0.0
+            chan.connect(self.container.id, wait)
+        return chan if chan.conn is not None else None
 
     def start(self) -> None:
         """Create the container, or re-attach to this goal's (restarting it if stopped, and
@@ -315,6 +294,7 @@ class DockerSandbox:
             container = self._create()
         else:
             self.user = container.attrs.get("Config", {}).get("User") or self.user
+            self._listen(_channel.mount_of(container.attrs))  # its server reconnects (or starts anew)
             if container.status != "running":
                 try:
                     container.start()
@@ -344,19 +324,19 @@ class DockerSandbox:
     def reap_all(self, keep_jobs: bool = True) -> int | None:
         """Kill every process in the container but its init, its main process and (with
         ``keep_jobs``) the jobs; return how many were killed (None: the container is not running)."""
+        req = {"op": "reap", "jobs": sorted(self.jobs) if keep_jobs else []}
         try:
-            raw = self._exec_raw(
-                self._wrapper("reap", uuid.uuid4().hex, 0.0, "", keep_jobs), {"TENAX_EXEC_SH": _EXEC_SH}, WORKDIR, 4096, deadline=30
-            )
+            reply, _hung = self._request(req, 30.0, via_docker=False)
         except _Gone:
             return None
-        m = raw.err.pop_trailer()
-        return int(m[4]) if m else 0
+        return int((reply or {}).get("reaped", 0))
 
     def halt(self) -> None:
         """Kill the running exec and everything else in the container, and stop it; the
         container is kept (stopped) so ``start()`` can resume it. Exec refuses until then."""
         self._halted = True
+        if self._chan is not None:
+            self._chan.hang_up()  # a request waiting on the server ends now
         if self._container is None:
             return
         try:
@@ -379,6 +359,7 @@ class DockerSandbox:
             pass
         except APIError as exc:
             raise SandboxError(f"could not remove sandbox container {self.name}: {exc.explanation or exc}") from exc
+        self._unlisten(remove=True)
         self._container = None
 
     def _death(self, settle: float = 0.0) -> str | None:
@@ -406,6 +387,7 @@ class DockerSandbox:
 
     def _replace(self, death: str) -> str:
         """Start a fresh container over the same workspace (same name, labels and limits)."""
+        self._unlisten(remove=True)
         try:
             self.container.remove(force=True)
         except NotFound:
@@ -429,12 +411,6 @@ class DockerSandbox:
 
     # -- exec --------------------------------------------------------------------------------
 
-    def _wrapper(self, mode: str, nonce: str, timeout: float, command: str, keep_jobs: bool = True) -> list[str]:
-        jobs = " ".join(sorted(self.jobs)) if keep_jobs else ""
-        # The script travels in an env var the wrapper unsets, so `ps` and children do not carry it.
-        return ["bash", "-c", 'eval "$TENAX_EXEC_SH"', "tenax-exec", mode, nonce, f"{timeout:.3f}",
-                str(KILL_AFTER_S), jobs, command]
-
     def exec(
         self,
         command: str,
@@ -454,7 +430,8 @@ class DockerSandbox:
         head and tail, with a marker stating exactly what was dropped; ``truncated_bytes`` sums it.
         On timeout ``timed_out`` is True and the exit code is 124 (TERM) or 137 (KILL).
         When the container is dead or gone, a fresh one is started and ``note`` says so; with
-        ``retry_on_restart`` a command it interrupted is run once more in the fresh container.
+        ``retry_on_restart`` (an idempotent check, which always goes through ``docker exec``) a
+        command it interrupted is run once more in the fresh container.
         Raises SandboxError for bad arguments, after ``halt()``, or when no container can be started.
         """
         if not isinstance(command, str):
@@ -479,29 +456,29 @@ class DockerSandbox:
         if self._container is None:
             self.start()
         limit = max_output_chars or self.max_output_chars
+        req = {"op": "run", "command": command, "timeout": timeout, "grace": KILL_AFTER_S, "cwd": cwd,
+               "env": environment, "jobs": sorted(self.jobs), "cap": max(limit, 4096)}
         notes: list[str] = []
         for attempt in (1, 2, 3):
-            nonce = uuid.uuid4().hex
+            req["nonce"] = uuid.uuid4().hex
+            started = time.monotonic()
             try:
-                raw = self._exec_raw(
-                    self._wrapper("run", nonce, timeout, command), {**environment, "TENAX_EXEC": nonce, "TENAX_EXEC_SH": _EXEC_SH}, cwd, limit,
-                    deadline=timeout + KILL_AFTER_S + 15,
-                )
-            except _Gone:  # dead before the command began: replace it and run the command
-                death = self._death()
-                if death is None or attempt == 3:
+                reply, hung = self._request(req, timeout + KILL_AFTER_S + 15, via_docker=retry_on_restart)
+            except _Gone as gone:  # dead before the command began: replace it and run the command
+                if attempt == 3:
                     raise SandboxError(f"exec in sandbox {self.name} failed: the container is not usable") from None
-                notes.append(self._replace(death) + ".")
+                notes.append(self._replace(gone.death) + ".")
                 continue
-            result, finished = self._result(raw, limit)
-            if finished:
+            if reply is not None or hung:
+                result = self._result(reply, limit, time.monotonic() - started)
                 break
+            result = ExecResult(exit_code=-1, stdout="", stderr="", duration_s=round(time.monotonic() - started, 3))
             if self._halted:
                 notes.append("The sandbox was halted (the goal is stopping) while the command ran.")
                 break
             death = self._death(settle=3.0)
             if death is None:
-                notes.append(f"The command was killed from outside its shell (exit code {result.exit_code}).")
+                notes.append("The command was killed from outside its shell (its exec ended without a result).")
                 break
             notes.append(self._replace(death) + "; the command may not have completed.")
             if not retry_on_restart or attempt == 3:
@@ -511,46 +488,95 @@ class DockerSandbox:
         result.note = " ".join(notes + ([result.note] if result.note else [])) or None
         return result
 
-    def _result(self, raw: _Raw, limit: int) -> tuple[ExecResult, bool]:
-        """The ExecResult of a run, and whether the wrapper finished (else something killed it)."""
-        trailer = raw.err.pop_trailer()
-        stdout, cut_out = raw.out.text(limit)
-        stderr, cut_err = raw.err.text(limit)
-        exit_code = raw.exit_code if raw.exit_code is not None else (124 if raw.hung else -1)
+    def _request(self, req: dict, deadline: float, *, via_docker: bool) -> tuple[dict | None, bool]:
+        """Run one in-container request: over the exec server when it is connected and free (and
+        ``via_docker`` is not set), else over one ``docker exec``. Returns (reply, hung): reply None
+        when the request was cut off (something killed it or its container). Raises _Gone when
+        the container was dead before the request began."""
+        chan = None if via_docker else self._server()
+        if chan is not None and self._chan_lock.acquire(blocking=False):
+            try:
+                return chan.request(req, deadline), False
+            except TimeoutError:
+                return None, True
+            except ChannelDown as down:
+                if self._halted:
+                    return None, False
+                death = self._death(settle=3.0)
+                if death is not None and down.before:
+                    raise _Gone(death) from None
+                if death is not None:
+                    return None, False
+                self._unlisten()  # the server died, the container lives: docker exec from now on
+                if not down.before:
+                    self.reap_all()  # what the cut-off command left running
+                    return None, False
+            finally:
+                self._chan_lock.release()
+        env = {"TENAX_PY": _SCRIPT, "TENAX_REQ": json.dumps({**req, "spare": self._spare()})}
+        try:
+            raw = self._exec_raw(_ONCE, env, WORKDIR, 2**31, deadline=deadline, inspect=False)
+        except _Gone:
+            death = self._death()
+            if death is None:
+                raise SandboxError(f"exec in sandbox {self.name} failed: the container is not usable") from None
+            raise _Gone(death) from None
+        if raw.hung:
+            return None, True
+        try:
+            return json.loads(raw.out.text(2**31)[0]), False
+        except ValueError:
+            return None, False
+
+    def _spare(self) -> list[int]:
+        """In-container pids a docker exec's reap must leave alone: the exec server's."""
+        pid = self._chan.server_pid if self._chan is not None else None
+        return [pid] if pid else []
+
+    def _result(self, reply: dict | None, limit: int, duration: float) -> ExecResult:
+        """The ExecResult of a request's reply (None: it hung past the host-side deadline)."""
+        if reply is None:
+            return ExecResult(exit_code=124, stdout="", stderr="", timed_out=True, duration_s=round(duration, 3),
+                              note="The exec did not end after its timeout; its processes may still be running.")
+        cap = int(reply.get("cap", 0)) or max(limit, 4096)
+        stdout, cut_out = StreamBuffer.from_wire(cap, reply["out"]).text(limit)
+        stderr, cut_err = StreamBuffer.from_wire(cap, reply["err"]).text(limit)
         notes = []
-        timed_out = raw.hung
-        reaped = left = 0
-        if trailer is not None:
-            exit_code, timed_out = int(trailer[2]), bool(int(trailer[3])) or raw.hung
-            reaped, left, oom = int(trailer[4]), int(trailer[5]), int(trailer[6])
-            if oom > 0:
-                notes.append(f"The out-of-memory killer ended {oom} process(es) of this command "
-                             f"(memory limit {self.mem_limit}).")
-            if reaped and not timed_out:
-                notes.append(f"{reaped} process(es) the command left running were killed when it returned "
-                             f"(each command's processes end with it).")
-            if left:
-                notes.append(f"{left} process(es) the command started could not be killed and are still running.")
-        elif exit_code == 126 and stdout.startswith("OCI runtime exec failed") and not stderr:
-            # The engine reports a failed exec start (e.g. a missing cwd) on stdout; it is an error.
-            stdout, stderr = "", stdout.strip() + "\n"
-            trailer = True
-        elif raw.hung:
-            notes.append("The exec did not end after its timeout; its processes may still be running.")
+        if reply["oom"] > 0:
+            notes.append(f"The out-of-memory killer ended {reply['oom']} process(es) of this command "
+                         f"(memory limit {self.mem_limit}).")
+        if reply["reaped"] and not reply["timed_out"]:
+            notes.append(f"{reply['reaped']} process(es) the command left running were killed when it returned "
+                         f"(each command's processes end with it).")
+        if reply["left"]:
+            notes.append(f"{reply['left']} process(es) the command started could not be killed and are still running.")
         disk = self._disk_note(stdout + stderr)
         if disk:
             notes.append(disk)
         return ExecResult(
-            exit_code=exit_code,
+            exit_code=reply["rc"],
             stdout=stdout,
             stderr=stderr,
-            timed_out=timed_out,
-            duration_s=round(raw.duration, 3),
+            timed_out=reply["timed_out"],
+            duration_s=round(duration, 3),
             truncated_bytes=cut_out + cut_err,
             note=" ".join(notes) or None,
-            reaped=reaped,
-            left_running=left,
-        ), trailer is not None or raw.hung
+            reaped=reply["reaped"],
+            left_running=reply["left"],
+        )
+
+    def file_op(self, args: dict) -> dict | None:
+        """One file tool (``_incontainer.file_op``) over the exec server: {"ok", "content"}, or None
+        when the server is not available (the caller then runs the tool through ``exec``)."""
+        chan = None if self._halted or self._container is None else self._server()
+        if chan is None or not self._chan_lock.acquire(blocking=False):
+            return None
+        try:
+            return chan.request({"op": "file", "args": args}, 120.0)
+        except (TimeoutError, ChannelDown):
+            return None
+        finally:
+            self._chan_lock.release()
 
     def _disk_note(self, output: str) -> str | None:
         if "No space left on device" in output:
@@ -563,7 +589,8 @@ class DockerSandbox:
         return None
 
     def _exec_raw(
-        self, argv: list[str], env: dict[str, str], cwd: str, limit: int, *, deadline: float, stdin: bytes | None = None
+        self, argv: list[str], env: dict[str, str], cwd: str, limit: int, *, deadline: float, stdin: bytes | None = None,
+        inspect: bool = True,
     ) -> _Raw:
         """One docker exec: stream its output into bounded buffers until it ends or ``deadline`` s."""
         api = self.client.api
@@ -582,7 +609,7 @@ class DockerSandbox:
         started = time.monotonic()
         raw_sock = getattr(sock, "_sock", sock)
         cap = max(limit, 4096)
-        out, err = _StreamBuffer(cap), _StreamBuffer(cap)
+        out, err = StreamBuffer(cap), StreamBuffer(cap)
         stop = threading.Event()
         reader = threading.Thread(target=_read_frames, args=(raw_sock, out, err, stop), daemon=True)
         reader.start()
@@ -602,7 +629,7 @@ class DockerSandbox:
         except OSError:
             pass
         exit_code = None
-        for _ in range(50):
+        for _ in range(50 if inspect else 0):
             try:
                 info = api.exec_inspect(exec_id)
             except (NotFound, APIError):

@@ -211,6 +211,10 @@ class ToolBox:
         return ToolOutcome(content=self._bound("\n".join(parts)), is_error=res.timed_out)
 
     def _file_tool(self, op: str, args: dict[str, Any]) -> ToolOutcome:
+        fast = getattr(self.sandbox, "file_op", None)  # a sandbox's own file-tool path, when it has one
+        result = fast({"op": op, "limit": self.max_output_chars, **args}) if fast else None
+        if result is not None:
+            return ToolOutcome(content=self._bound(str(result["content"])), is_error=not result["ok"])
         payload = json.dumps({"op": op, "limit": self.max_output_chars, **args}, ensure_ascii=True)
         env = {"TENAX_TOOL_SCRIPT": _SCRIPT}
         if len(payload) <= _ENV_ARGS_LIMIT:
