@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -17,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tenax.core.errors import ConfigError, TenaxError
+from tenax.core.status import ENDED, FINAL, GoalStatus
 
 app = typer.Typer(
     add_completion=False,
@@ -125,6 +128,13 @@ def _require(option: str, value: float | int | None, what: str, ok: Callable[[An
         raise ConfigError(f"{option} must be {what}, got {value}")
 
 
+_COUNT = "a positive whole number (at most 1000000)"
+
+
+def _count_ok(v: int) -> bool:
+    return 0 < v <= 1_000_000
+
+
 def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Optional[int], max_minutes: Optional[float], base: Any = None) -> Any:
     from tenax.core.budget import Budgets
 
@@ -202,14 +212,14 @@ def resume_cmd(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
 ) -> None:
     """Continue an interrupted goal from its journal (raise budgets with --max-*)."""
-    from tenax.app import run_goal
-
     try:
         changed = any(v is not None for v in (max_turns, max_usd, max_tokens, max_minutes))
         _budgets(max_turns, max_usd, max_tokens, max_minutes)  # refuse bad numbers before touching the store
         store = _store()
         goal = store.get_goal(goal_id)
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes, base=goal.budgets) if changed else None
+        from tenax.app import run_goal  # slow to import: only once the goal is known
+
         say("resuming goal ", (goal.id, "bold"), f" ({goal.status}, {goal.turns} turns so far)")
         _stop_on_sigterm()
         status = run_goal(store, goal.id, model_override=model, budgets=budgets, on_event=render_event)
@@ -226,6 +236,7 @@ def ls_cmd(
 ) -> None:
     """List goals, newest first."""
     try:
+        _require("--limit", limit, _COUNT, _count_ok)
         goals = _store().list_goals(limit=limit, status=status)
     except TenaxError as e:
         _fail(e)
@@ -243,6 +254,7 @@ def show_cmd(
 ) -> None:
     """Status, turns, tokens, cost, cache savings and the last events of a goal."""
     try:
+        _require("--events", events, "zero or " + _COUNT, lambda v: v == 0 or _count_ok(v))
         store = _store()
         g = store.get_goal(goal_id)
         sessions = store.sessions_for_goal(g.id)
@@ -297,10 +309,15 @@ def steer_cmd(
     try:
         store = _store()
         goal = store.get_goal(goal_id)
+        if goal.status in FINAL:
+            raise ConfigError(f"goal {goal.id} has {goal.status}, a final status: nobody will read a steering message. "
+                              "Start a new goal instead (tenax goal ...).")
         sid = store.push_steering(goal.id, message)
     except TenaxError as e:
         _fail(e)
-    say(f"queued steering message #{sid} for goal {goal.id} ({goal.status})")
+    when = "before its next model call" if goal.status not in ENDED and goal.status != GoalStatus.INTERRUPTED \
+        else f"when it resumes (tenax resume {goal.id})"
+    say(f"queued steering message #{sid} for goal {goal.id} ({goal.status}); the agent sees it {when}")
 
 
 @app.command("export")
@@ -320,10 +337,17 @@ def export_cmd(
     except TenaxError as e:
         _fail(e)
     if out:
-        out.write_text(text)
+        try:
+            out.write_text(text)
+        except OSError as e:
+            _fail(f"cannot write the export to {str(out)!r}: {e.strerror or e}; pick a writable path for --out")
         say(f"wrote {out}")
     else:
         sys.stdout.write(text)
+
+
+_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REF = re.compile(rf"(?:[A-Za-z0-9.-]+(?::\d+)?/)?{_NAME}(?:/{_NAME})*(?::\w[\w.-]{{0,127}})?")
 
 
 @sandbox_app.command("build")
@@ -336,6 +360,8 @@ def sandbox_build(
     from tenax.config import load_settings
     from tenax.sandbox import build_image, ensure_docker, image_exists
 
+    if tag is not None and not _IMAGE_REF.fullmatch(tag):
+        _fail(f"--tag {tag!r} is not a Docker image reference; write name[:tag], e.g. tenax-sandbox:default")
     try:
         tag = tag or load_settings().image
         ensure_docker()
@@ -353,6 +379,8 @@ def sandbox_cleanup(goal_id: Optional[str] = typer.Option(None, "--goal", help="
     """Remove tenax containers (by label)."""
     from tenax.sandbox import cleanup_by_label, ensure_docker
 
+    if goal_id is not None and not re.fullmatch(r"[0-9a-zA-Z_.-]+", goal_id):
+        _fail(f"--goal {goal_id!r} is not a goal id (see tenax ls); leave --goal out to remove every tenax container")
     try:
         n = cleanup_by_label(ensure_docker(), goal_id=goal_id)
     except TenaxError as e:
@@ -409,7 +437,32 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
 
 
 def main() -> None:
-    app()
+    """Run the CLI. Faults outside tenax's own errors still end in one clear line, never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130)
+    except BrokenPipeError:  # `tenax export ID | head`
+        sys.stderr.close()
+        raise SystemExit(141)
+    except SQLAlchemyError as e:  # TODO(store): the store should raise TenaxError for these itself
+        from tenax.store.engine import resolve_url, url_for_display
+
+        detail = getattr(e, "orig", None) or e
+        say(("error:", "bold red"), f" the database at {url_for_display(resolve_url(None))} failed: {detail}. "
+            "If it is damaged, point TENAX_DB at another file (or restore a backup).", err=True)
+        raise SystemExit(2)
+    except Exception as e:  # noqa: BLE001 - a bug: say where the traceback went, keep the terminal clean
+        import traceback
+
+        fd, path = tempfile.mkstemp(prefix="tenax-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            traceback.print_exc(file=f)
+        say(("internal error:", "bold red"), f" {type(e).__name__}: {e}. This is a tenax bug; "
+            f"the traceback is in {path}", err=True)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
