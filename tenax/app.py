@@ -17,7 +17,7 @@ from tenax.config import Settings, load_settings
 from tenax.core.budget import Budgets
 from tenax.core.engine import Engine, EventHook, Hook, Replace, TurnContext
 from tenax.core.errors import ConfigError, ModelSwitchRefused, SandboxError
-from tenax.core.messages import ToolCallPart, ToolSpec
+from tenax.core.messages import Attempt, ToolCallPart, ToolSpec
 from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
 from tenax.core.status import ENDED, FINAL, GoalStatus
 from tenax.goal import instructions, prompts
@@ -27,7 +27,9 @@ from tenax.goal.hooks import SteeringHook
 from tenax.goal.policy import GoalPolicy, drive
 from tenax.harness import pricing
 from tenax.harness.registry import make_model, parse_model_spec
+from tenax.harness.retry import RetryPolicy
 from tenax.sandbox import DockerSandbox, ToolBox, ensure_docker, image_exists
+from tenax.sandbox.jobs import Jobs
 from tenax.store import open_store  # noqa: F401 - the CLI opens its store through the app
 from tenax.subagents import AgentManager, ReviewerJudge, copy_root, remove_agent_containers
 
@@ -138,8 +140,8 @@ def main_session(store: Store, goal: Any, tools: list[ToolSpec]) -> tuple[str, s
 
 def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, toolbox: Toolbox, *,
                 agents: AgentManager | None = None, judge: Any = None, settings: Settings | None = None,
-                on_event: EventHook | None = None, sleep: Callable[[float], None] = time.sleep,
-                ) -> tuple[Engine, GoalPolicy]:
+                on_event: EventHook | None = None, sleep: Callable[[float], None] | None = None,
+                park_on_limit: bool = False) -> tuple[Engine, GoalPolicy]:
     """The engine of a goal's main session with the goal policy and its hooks: steering,
     compaction (or Ralph) and the memory and sub-agent tools."""
     settings = settings or load_settings()
@@ -147,11 +149,13 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     extra: dict[str, Any] = {name: (spec, _args_only(fn)) for name, (spec, fn) in memory_tools(store, goal.id).items()}
     if agents is not None:
         extra.update(agents.main_tools())
+    jobs = Jobs(sandbox)
+    extra.update(jobs.tools())
     guards: list[Guard] = []
     if (goal.config or {}).get("protect"):
         guards.append(protect.ProtectGuard(goal.workspace, sandbox, goal.config["protect"]))
     policy = GoalPolicy(store, goal.id, sandbox, toolbox, extra_tools=extra, judge=judge,
-                        check_timeout=settings.check_timeout, guards=guards)
+                        check_timeout=settings.check_timeout, guards=guards, park_on_limit=park_on_limit)
     session_id, system, tools = main_session(store, goal, policy.tools())
     if agents is not None:
         agents.main_session_id = session_id
@@ -163,7 +167,8 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     hooks: list[Hook] = [SteeringHook(store, goal.id)]
     hooks += [Ralph(compactor), compactor] if goal.strategy == "ralph" else [compactor]
     engine = Engine(store, goal.id, session_id, model, system, tools, policy, hooks=hooks,
-                    costs=cost_function(model, settings), on_event=on_event, sleep=sleep)
+                    costs=cost_function(model, settings), on_event=on_event, sleep=sleep or policy.nap)
+    jobs.emit = lambda payload: engine.journal("event", payload)  # a wait is shown live
     return engine, policy
 
 
@@ -209,7 +214,8 @@ def run_goal(
     on_event: EventHook | None = None,
     settings: Settings | None = None,
     model_options: dict[str, Any] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
+    park_on_limit: bool = False,
 ) -> str:
     """Run (or resume) a goal to an end and return its status. Resuming re-attaches to the goal's
     container and continues from its journal. ``model_options`` go to the provider (retry policy...)."""
@@ -221,12 +227,13 @@ def run_goal(
         # that lost the lease is fenced out of the journal
         return _run_leased(store, store.get_goal(goal.id), api_key=api_key, model_override=model_override,
                            budgets=budgets, on_event=on_event, settings=settings, model_options=model_options,
-                           sleep=sleep)
+                           sleep=sleep, park_on_limit=park_on_limit)
 
 
 def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override: str | None,
                 budgets: Budgets | None, on_event: EventHook | None, settings: Settings,
-                model_options: dict[str, Any] | None, sleep: Callable[[float], None]) -> str:
+                model_options: dict[str, Any] | None, sleep: Callable[[float], None] | None,
+                park_on_limit: bool) -> str:
     if model_override and model_override != goal.model:
         raise ModelSwitchRefused(
             f"goal {goal.id} runs on {goal.model}; switching the main session's model mid-goal would discard "
@@ -236,7 +243,8 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     if budgets is not None:
         store.update_goal(goal.id, budgets=budgets.model_dump())
     config = goal.config or {}
-    model = build_model(goal.model, config.get("base_url"), api_key, **(model_options or {}))
+    model_options = _live_retries(model_options, on_event)
+    model = build_model(goal.model, config.get("base_url"), api_key, **model_options)
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
     _sandbox_preflight(settings.model_copy(update={"image": image}))
@@ -247,7 +255,7 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     agents, judge = subagents_for(store, goal, toolbox, settings=settings, api_key=api_key, image=image,
                                   model_options=model_options)
     engine, policy = goal_engine(store, goal.id, model, sandbox, toolbox, agents=agents, judge=judge,
-                                 settings=settings, on_event=on_event, sleep=sleep)
+                                 settings=settings, on_event=on_event, sleep=sleep, park_on_limit=park_on_limit)
     status = GoalStatus.FAILED.value
     try:
         agents.resume_unfinished()  # crashed sub-agents continue from their journal, never re-spawned
@@ -263,6 +271,18 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
             except SandboxError:
                 pass  # already gone: resume starts a fresh one over the same workspace
     return status
+
+
+def _live_retries(options: dict[str, Any] | None, on_event: EventHook | None) -> dict[str, Any]:
+    """The provider options, with each retried attempt shown live ("HTTP 529 overloaded, retry 3/8
+    in 20 s"); the journal records them once the call is over."""
+    options = dict(options or {})
+    if on_event is not None:
+        def show(attempt: Attempt, of: int, wait: float) -> None:
+            on_event("event", {"type": "provider_retry", "attempt": attempt.number, "max_attempts": of,
+                               "status": attempt.status, "error": attempt.error, "wait_s": round(wait, 1)})
+        options["retry"] = (options.get("retry") or RetryPolicy()).model_copy(update={"on_retry": show})
+    return options
 
 
 def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settings, api_key: str | None, image: str,

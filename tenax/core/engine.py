@@ -91,8 +91,8 @@ class Engine:
         for hook in self.hooks:
             self.apply(hook.before_call(self.context()))
         response = self._call()
-        if response is None:
-            return None
+        if response is None or isinstance(response, End):
+            return response
         calls = response.message.tool_calls
         if not calls:
             got = self.policy.idle(self.context())
@@ -102,7 +102,7 @@ class Engine:
             return None
         return self._run_calls(calls)
 
-    def _call(self) -> ModelResponse | None:
+    def _call(self) -> ModelResponse | End | None:
         # The intent is journaled first: a call cut off by a crash is still accounted on resume.
         self.journal("request", {"turn": self.turn + 1, "messages": len(self.conversation.messages),
                                  "est_input_tokens": self.conversation.tokens(self._prefix_chars())})
@@ -118,10 +118,12 @@ class Engine:
                     raise
                 self.apply([replace])
                 attempt += 1
-            except ProviderError as e:
+            except ProviderError as e:  # the policy says: wait and retry next turn, end here, or fail
                 wait = self.policy.on_model_error(e, self.context())
                 if wait is None:
                     raise
+                if isinstance(wait, End):
+                    return wait
                 self.sleep(wait)
                 return None
         msg = response.message

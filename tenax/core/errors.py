@@ -27,11 +27,14 @@ class ProviderError(TenaxError):
     5xx, connection trouble), so an unattended run may wait it out. A request the server calls
     invalid is neither.
     ``unreachable``: every attempt failed to connect at all (connection refused, DNS failure): a
-    mistyped base URL looks like this, so a goal whose very first call gets it should fail at once."""
+    mistyped base URL looks like this, so a goal whose very first call gets it should fail at once.
+    ``retry_after``: the server's own wait, in seconds, when it gave one (a long one is a usage limit)."""
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 transient: bool = False, attempts: list | None = None, unreachable: bool = False):
+                 transient: bool = False, attempts: list | None = None, unreachable: bool = False,
+                 retry_after: float | None = None):
         super().__init__(message)
+        self.retry_after = retry_after
         self.status = status
         self.retryable = retryable
         self.transient = transient

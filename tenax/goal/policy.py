@@ -9,6 +9,7 @@ outage is waited out (journaled, backing off) instead of failing an overnight ru
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
 from tenax.core.budget import Budgets, Spent, describe, exhausted, near_end
@@ -24,6 +25,9 @@ WRAP_UP_AT = 0.85
 OUTAGE_BACKOFF_S = (30.0, 60.0, 120.0, 300.0)  # between model calls that exhausted their retries
 OUTAGE_GIVE_UP_S = 3600.0  # a continuous provider outage this long fails the goal
 CHECK_TIMEOUT_S = 900.0
+USAGE_LIMIT_S = 120.0  # a provider asking to wait this long or more has hit a usage limit, not a blip
+CONTROLS = {"stop": GoalStatus.STOPPED, "pause": GoalStatus.PAUSED}
+NAP_POLL_S = 1.0  # how often a wait looks for a stop request
 NO_TOOL_TURNS = 5  # turns in a row without any tool call ever made: the tools are not reaching the model
 OUTPUT_TAIL = 4000
 
@@ -39,7 +43,7 @@ class Verdict(ToolOutcome):
 class GoalPolicy:
     def __init__(self, store: Store, goal_id: str, sandbox: Sandbox, toolbox: Toolbox, *,
                  extra_tools: dict[str, tuple[ToolSpec, ToolFn]] | None = None, judge: Verifier | None = None,
-                 check_timeout: float = CHECK_TIMEOUT_S, guards: Sequence[Guard] = ()):
+                 check_timeout: float = CHECK_TIMEOUT_S, guards: Sequence[Guard] = (), park_on_limit: bool = False):
         self.store, self.goal_id = store, goal_id
         self.sandbox, self.toolbox = sandbox, toolbox
         self.extra_tools = extra_tools or {}
@@ -54,6 +58,8 @@ class GoalPolicy:
         self._wrapped_up = False
         self._called_tools = False  # has the model ever called a tool in this session?
         self._learnt = False  # the journal's state (a resume) is read once, on the first turn
+        self.control: str | None = None  # a pending `tenax stop` / `tenax pause`
+        self.park_on_limit = park_on_limit  # a usage limit parks the goal (daemon) instead of waiting in place
 
     def tools(self) -> list[ToolSpec]:
         """The main session's tools, frozen when its session is created."""
@@ -61,10 +67,29 @@ class GoalPolicy:
 
     # -- budget -----------------------------------------------------------------------------
     def spent(self) -> Spent:
+        """What the goal has spent (this turn's time flushed first). The goal row is read anyway,
+        so a budget raised in place (`tenax budget`) and a control request are seen here too."""
         now = time.monotonic()
         self.store.add_to_goal_totals(self.goal_id, elapsed_s=now - self._clock)
         self._clock = now
-        return Spent.of_goal(self.store.get_goal(self.goal_id))
+        goal = self.store.get_goal(self.goal_id)
+        self.budgets = Budgets(**(goal.budgets or {}))
+        self.control = goal.control
+        return Spent.of_goal(goal)
+
+    def nap(self, seconds: float) -> None:
+        """Sleep (an outage or usage-limit wait), waking early for a `tenax stop` / `pause`."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, NAP_POLL_S))
+            if self.store.get_goal(self.goal_id).control in CONTROLS:
+                return
+
+    def obey(self) -> End | None:
+        """A `tenax stop` / `tenax pause` from any terminal ends the run here, resumably."""
+        if self.control in CONTROLS:
+            return End(CONTROLS[self.control], detail=f"{self.control} requested (tenax {self.control})")
+        return None
 
     def budget_text(self) -> str:
         return describe(self.budgets, self.spent())
@@ -78,6 +103,8 @@ class GoalPolicy:
         if not self._learnt and (verified := self._learn(ctx.journal())) is not None:
             return verified
         spent = self.spent()
+        if (obeyed := self.obey()) is not None:
+            return obeyed
         if (which := exhausted(self.budgets, spent)) is not None:
             ctx.emit({"type": "budget_exhausted", "budget": which, "spent": spent.model_dump()})
             return End(GoalStatus.BUDGET_EXHAUSTED)
@@ -126,8 +153,19 @@ class GoalPolicy:
         text = prompts.continuation_message(self.objective, self.budget_text(), idle)
         return [Append("user", {"text": text, "why": "continuation"})]
 
-    def on_model_error(self, error: ProviderError, ctx: TurnContext) -> float | None:
+    def on_model_error(self, error: ProviderError, ctx: TurnContext) -> float | End | None:
         self.spent()  # the failed call's time counts
+        if (obeyed := self.obey()) is not None:
+            return obeyed
+        if error.transient and (error.retry_after or 0) >= USAGE_LIMIT_S:
+            # A usage limit with a reset time: park until then (the daemon resumes it) or, in the
+            # foreground, wait in place. Either way it is not an outage and never fails the goal.
+            until = _utcnow() + timedelta(seconds=float(error.retry_after or 0))
+            ctx.emit({"type": "usage_limit", "error": str(error)[:500], "until": until.isoformat(),
+                      "parked": self.park_on_limit})
+            if self.park_on_limit:
+                return End(GoalStatus.WAITING, detail={"until": until, "why": f"usage limit until {until:%H:%M} UTC"})
+            return float(error.retry_after or 0)
         if not error.transient or sum(self._outage) >= OUTAGE_GIVE_UP_S:
             return None
         if error.unreachable and ctx.turn == 0:  # never reached at all: a wrong URL, not an outage
@@ -148,6 +186,10 @@ class GoalPolicy:
 
     def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome:
         self._called_tools = True
+        self.control = self.store.get_goal(self.goal_id).control
+        if self.control in CONTROLS:  # a stop wins within one tool call: the rest are not run
+            return ToolOutcome(is_error=True, content=f"[runtime] Not run: the goal is being {CONTROLS[self.control]} "
+                                                      f"(tenax {self.control}). It continues from here on resume.")
         refused = next((r for g in self.guards if (r := g.before_tool(call, ctx)) is not None), None)
         if refused is not None:
             outcome: ToolOutcome = refused
@@ -215,6 +257,10 @@ def drive(engine: Engine, policy: GoalPolicy) -> str:
             store.update_goal(goal_id, summary=end.detail or "")
         elif status in (GoalStatus.FAILED, GoalStatus.STUCK):
             error = str(end.detail)
+        elif status == GoalStatus.WAITING:
+            store.update_goal(goal_id, not_before=end.detail["until"], waiting_on=end.detail["why"])
+        elif status in (GoalStatus.STOPPED, GoalStatus.PAUSED):
+            error = str(end.detail)
     except KeyboardInterrupt:
         status, error = GoalStatus.STOPPED.value, "interrupted by the user"
     except ProviderError as e:
@@ -229,6 +275,8 @@ def drive(engine: Engine, policy: GoalPolicy) -> str:
         raise
     policy.spent()
     store.set_status(goal_id, status, error=error)
+    if status in (GoalStatus.STOPPED, GoalStatus.PAUSED) and policy.control:
+        store.update_goal(goal_id, control=None)  # honoured
     engine.journal("event", {"type": "status", "status": status, "error": error})
     return status
 
@@ -245,3 +293,7 @@ def _safe(fn: Callable[[], ToolOutcome]) -> ToolOutcome:
 
 def _tail(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -61,6 +61,8 @@ class RetryPolicy(BaseModel):
     base_delay: float = Field(default=1.0, ge=0)
     max_delay: float = Field(default=60.0, ge=0)
     jitter: bool = True
+    # Told of each failed attempt that will be retried, and the wait before the next (a live display).
+    on_retry: Callable[[Attempt, int, float], None] | None = Field(default=None, exclude=True)
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay after failed attempt number ``attempt`` (1-based) with no retry-after hint."""
@@ -254,6 +256,7 @@ def _final_error(provider: str, model: str, failure: Failure, attempts: int, *, 
             "try again later, check the base URL and network, or allow more retries",
             status=failure.status,
             transient=True,  # the goal may wait out an outage
+            retry_after=failure.retry_after,  # a long one is a usage limit: the goal waits until then
         )
     advice = _ADVICE.get(failure.status or 0, "the server says the request is invalid; see its message")
     return ProviderError(f"{where}: request failed: {failure.describe()}{tries}. {advice}", status=failure.status)
@@ -310,7 +313,10 @@ def call_with_retries(
                 err = _final_error(provider, model, failure, number, url=url, unreachable=never_connected)
                 err.attempts = attempts
                 raise err from exc
-            sleep(policy.delay(number, failure.retry_after, rng))
+            wait = policy.delay(number, failure.retry_after, rng)
+            if policy.on_retry is not None:
+                policy.on_retry(attempts[-1], policy.max_attempts, wait)
+            sleep(wait)
             continue
         attempts.append(Attempt(number=number, ok=True, status=200, duration_s=clock() - started))
         return result, attempts
