@@ -558,8 +558,10 @@ def serve(conn, path=None):
             conn = socket.socket(socket.AF_UNIX)
             try:
                 conn.connect(path)
+                (n,) = struct.unpack(">I", conn.recv(4, socket.MSG_WAITALL))
+                conn.recv(n, socket.MSG_WAITALL)  # tenax always sends the code first; this one runs it
                 break
-            except OSError:
+            except (OSError, struct.error):
                 conn.close()
         else:
             return

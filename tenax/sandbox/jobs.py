@@ -27,7 +27,7 @@ _ID = re.compile(r"^job[0-9]{1,6}$")
 
 _START = (
     f'D={JOBS_DIR}; mkdir -p "$D" && n=$(ls "$D" | sed -n "s/^job\\([0-9]*\\)\\.cmd$/\\1/p" | sort -n | tail -1) && '
-    'id="job$(( ${n:-0} + 1 ))" && printf %s "$TENAX_JOB_CMD" > "$D/$id.cmd" && '
+    'id="job$(( ${n:-0} + 1 ))" && printf %s "$TENAX_JOB_CMD" > "$D/$id.cmd" || exit 1\n'
     '( bash -c "$TENAX_JOB_CMD" > "$D/$id.log" 2>&1 < /dev/null; echo $? > "$D/$id.rc.tmp"; mv "$D/$id.rc.tmp" "$D/$id.rc" ) '
     '> /dev/null 2>&1 < /dev/null & echo "$id"'
 )

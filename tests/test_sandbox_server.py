@@ -1,0 +1,131 @@
+"""The exec server path, on real containers: commands and file tools go over the channel (no docker
+exec per call), a dead container is noticed from the channel, a killed server falls back to docker
+exec, and hostile arguments are refused there as before."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tenax.sandbox import DockerSandbox, ToolBox, cleanup_by_label
+from test_sandbox import _SKIP
+
+pytestmark = [pytest.mark.docker, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
+
+
+@pytest.fixture
+def sb(tmp_path):
+    box = DockerSandbox(tmp_path, goal_id=f"srv-{uuid.uuid4().hex[:10]}", labels={"tenax.test": "1"})
+    box.start()
+    yield box
+    cleanup_by_label(goal_id=box.goal_id)
+
+
+class _Execs:
+    """Counts the docker execs the engine created in a container (its event stream) since made."""
+
+    def __init__(self, box: DockerSandbox):
+        self.box, self.since = box, f"{time.time():.6f}"
+
+    def count(self) -> int:
+        events = self.box.client.api.events(since=self.since, until=f"{time.time() + 0.5:.6f}", decode=True,
+                                            filters={"container": self.box.container.id, "event": "exec_create"})
+        return sum(1 for _ in events)
+
+
+def test_commands_and_file_tools_go_over_the_server(sb):
+    tools = ToolBox(sb, exec_timeout=30)
+    assert sb.exec("true").ok
+    execs = _Execs(sb)
+    r = sb.exec("echo $PPID; echo err >&2; exit 5")
+    assert r.exit_code == 5 and r.stderr == "err\n"
+    assert int(r.stdout) == sb._chan.server_pid  # the command is the server's child
+    assert not tools.call("write_file", {"path": "a/b.txt", "content": "hi\n"}).is_error
+    assert tools.call("read_file", {"path": "a/b.txt"}).content.endswith("1\thi")
+    assert "a/b.txt" in tools.call("list_files", {}).content
+    assert "a/b.txt:1: hi" in tools.call("grep", {"pattern": "hi"}).content
+    assert execs.count() == 0  # not one docker exec
+    check = sb.exec("echo $PPID", retry_on_restart=True)  # a goal's check goes through docker exec
+    assert check.ok and int(check.stdout) != sb._chan.server_pid and execs.count() == 1
+
+
+def test_the_channel_directory_gives_the_container_nothing_else(sb):
+    r = sb.exec("test -S /run/tenax/s && echo socket; ls /run/tenax; touch /run/tenax/x; mkdir /run/tenax/d")
+    assert r.stdout == "socket\n" and "Permission denied" in r.stderr  # it may not even list the directory
+    assert r.stderr.count("Read-only file system") + r.stderr.count("Permission denied") == 3
+    source = next(m["Source"] for m in sb.container.attrs["Mounts"] if m["Destination"] == "/run/tenax")
+    assert os.listdir(source) == ["s"]
+    # a host process is not the container's server: the listener refuses to adopt it
+    probe = subprocess.run(["python3", "-c", f"import socket; s=socket.socket(socket.AF_UNIX); s.connect('{source}/s');"
+                            "s.settimeout(3); print(repr(s.recv(10)))"], capture_output=True, text=True, timeout=20)
+    assert sb.exec("echo still").stdout == "still\n"
+    assert "b''" in probe.stdout or probe.returncode != 0
+
+
+def test_container_death_between_commands_is_noticed_from_the_channel(sb, tmp_path):
+    assert sb.exec("true").ok
+    old = sb.container.id
+    sb.client.api.kill(old)
+    r = sb.exec("echo back > back.txt; echo $PPID")
+    assert "The sandbox container was killed" in r.note and "may not have" not in r.note
+    assert sb.container.id != old and (tmp_path / "back.txt").read_text() == "back\n"
+    assert int(r.stdout) == sb._chan.server_pid  # the fresh container has its own server
+    sb.client.api.remove_container(sb.container.id, force=True)
+    out = ToolBox(sb).call("write_file", {"path": "after.txt", "content": "x"})  # a file tool notices it too
+    assert not out.is_error and (tmp_path / "after.txt").read_text() == "x"
+
+
+def test_a_killed_server_falls_back_to_docker_exec(sb, tmp_path):
+    tools = ToolBox(sb, exec_timeout=30)
+    pid = sb._chan.server_pid if sb.exec("true").ok else None
+    killed = sb.client.api.exec_create(sb.container.id, ["kill", "-9", str(pid)], user=sb.user)
+    sb.client.api.exec_start(killed["Id"])
+    r = sb.exec("echo fallback; sleep 300 &")
+    assert r.ok and r.stdout == "fallback\n" and r.reaped == 1 and r.note and "left running were killed" in r.note
+    assert not tools.call("write_file", {"path": "f.txt", "content": "via exec\n"}).is_error
+    assert (tmp_path / "f.txt").read_text() == "via exec\n"
+    assert sb.container.id and sb.exec("ps -eo args").stdout.count("sleep infinity") == 1
+    # a command that kills the server under itself is reported, and the next one still runs
+    fresh = DockerSandbox(tmp_path, goal_id=f"srv-{uuid.uuid4().hex[:10]}", labels={"tenax.test": "1"})
+    try:
+        fresh.start()
+        assert fresh.exec("true").ok
+        cut = fresh.exec(f"kill -9 {fresh._chan.server_pid}; sleep 1")
+        assert "killed from outside" in cut.note
+        assert fresh.exec("echo ok").stdout == "ok\n"
+    finally:
+        cleanup_by_label(goal_id=fresh.goal_id)
+
+
+def test_resume_reconnects_to_the_running_server(sb, tmp_path):
+    assert sb.exec("sleep 77 >/dev/null 2>&1 &", job="srv").ok
+    sb._chan.shutdown()  # the first tenax process dies: its end of the channel closes
+    again = DockerSandbox(tmp_path, goal_id=sb.goal_id, labels={"tenax.test": "1"}, jobs={"srv"})
+    again.start()
+    assert again.container.id == sb.container.id
+    execs = _Execs(again)
+    r = again.exec("echo $PPID; ps -eo args | grep -c '^sleep 77'")
+    assert r.stdout.split() == [str(again._chan.server_pid), "1"] and execs.count() == 0
+
+
+def test_hostile_arguments_are_refused_over_the_server(sb):
+    tools = ToolBox(sb, exec_timeout=30)
+    assert sb.exec("ln -sfn /etc escape && ln -sfn / root").ok
+    execs = _Execs(sb)
+    for name, args in [
+        ("read_file", {"path": "../../etc/passwd"}),
+        ("read_file", {"path": "escape/passwd"}),
+        ("write_file", {"path": "root/tmp/pwned", "content": "x"}),
+        ("edit_file", {"path": "/etc/hostname", "old": "a", "new": "b"}),
+        ("list_files", {"path": "/"}),
+        ("grep", {"pattern": "root", "path": "escape"}),
+    ]:
+        out = tools.call(name, args)
+        assert out.is_error and "outside /workspace" in out.content, (name, args, out.content)
+    assert execs.count() == 0 and sb.exec("test ! -e /tmp/pwned").ok
+    env = sb.exec("env | grep -c '^TENAX_PY\\|^TENAX_REQ' ; echo $TENAX_EXEC | wc -c")
+    assert env.stdout.split() == ["0", "33"]  # the server's internals never reach a command
