@@ -100,26 +100,78 @@ def _render(kind: str, p: dict[str, Any]) -> None:
                 say(("  → ", "magenta"), (part["name"], "magenta"), " ", _short(part["arguments"]))
     elif kind == "tool_result":
         say(("  ← " + _short(p["content"], 140), "red" if p.get("is_error") else "dim"))
-    elif kind == "user" and p.get("why") in ("continuation", "wrap_up"):
-        say(("runtime", "yellow"), f" {p['why']}: ", _short(p["text"], 120))
     elif kind == "user" and p.get("why") == "steering":
-        say(("steering", "yellow"), " ", _short(p.get("verbatim", p["text"]), 140))
+        say(("steering (you)", "yellow"), " ", _short(p.get("verbatim", p["text"]), 140))
+    elif kind == "user" and p.get("why") not in ("objective", "task"):
+        say(("runtime", "yellow"), f" {p.get('why')}: ", _short(p["text"], 120))
     elif kind == "compaction":
         rng = p.get("archived")
         arch = f"archived steps {rng[0]}-{rng[1]}" if rng else "nothing archived"
         say(("compaction", "bold blue"), f" ({p.get('mode')}, {p.get('reason')}): ~{p.get('tokens_before', 0):,} -> "
             f"~{p.get('tokens_after', 0):,} tokens, {arch}, kept {p.get('kept_turns', 0)} turn(s)")
-    elif kind == "event":
-        t = p.get("type")
-        if t == "check":
-            mark = ("passed", "green") if p["passed"] else (f"failed (exit {p['exit_code']})", "red")
-            say(("check", "bold"), f" `{_short(p['command'])}` ", mark)
-        elif t == "judge":
-            say(("judge", "bold"), " ", ("passed", "green") if p["passed"] else ("rejected", "red"))
-        elif t == "budget_exhausted":
-            say(("budget exhausted", "red"), f": {p['budget']}")
-        elif t != "status":
-            say((f"event {_short(t)}", "dim"))
+    elif kind == "event" and (line := _event_line(p)):
+        say(*line)
+
+
+def _wait(p: dict[str, Any]) -> str:
+    w = float(p.get("wait_s") or 0)
+    return f"{w:.1f} s" if w < 10 else _duration(w)
+
+
+def _event_line(p: dict[str, Any]) -> list[Part] | None:
+    """An event's useful fields on one line; None for the ones not worth a line (status running)."""
+    t, g = p.get("type"), p.get
+    if t == "status":
+        if g("status") == "running":
+            return None
+        color = "green" if g("status") == "succeeded" else "yellow" if g("status") in ("stopped", "waiting") else "red"
+        return [("status ", "bold"), (str(g("status")), color), *([": ", _short(g("error"), 300)] if g("error") else [])]
+    if t == "check":
+        why = "timed out" if g("timed_out") else f"exit {g('exit_code')}"
+        tail = [ln for ln in str(g("output_tail") or "").splitlines() if ln.strip()][-1:]
+        return [("check", "bold"), f" `{_short(g('command'))}` ",
+                ("passed", "green") if g("passed") else (f"failed ({why})", "red"),
+                *([("  " + _short(tail[0], 120), "dim")] if tail and not g("passed") else [])]
+    if t == "judge":
+        return [("judge", "bold"), " ", ("passed", "green") if g("passed") else ("rejected", "red"),
+                *([": ", _short(g("report"), 160)] if g("report") else [])]
+    if t == "budget_exhausted":
+        spent = g("spent") or {}
+        used = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:.4g}" for k, v in spent.items()
+                         if isinstance(v, (int, float)) and v)
+        return [("budget exhausted", "red"), f": {_short(g('budget'))}", f" (spent {used})" if used else ""]
+    if t == "provider_outage":
+        return [("provider outage", "yellow"), ": ", f"HTTP {g('status')}: " if g("status") else "",
+                _short(g("error") or "", 160), f"; waiting {_wait(p)}",
+                f" (outage wait {g('outage_waits')}" if g("outage_waits") else " (",
+                f", {g('attempts')} attempts failed)" if g("attempts") else ")"]
+    if t == "provider_retry":  # live, before the wait
+        return [("provider retry", "yellow"), ": ", f"HTTP {g('status')}: " if g("status") else "",
+                _short(g("error") or "", 160), f"; next attempt {(g('attempt') or 0) + 1}/{g('max_attempts')} in {_wait(p)}"]
+    if t == "provider_retries":
+        tries = g("failed_attempts") or []
+        what = "; ".join(_short(f"HTTP {a.get('status')}: {a.get('error')}" if a.get("status") else a.get("error"), 80)
+                         for a in tries[-3:])
+        return [("provider retried", "yellow"), f" {len(tries)} failed attempt(s) before answering: ", what]
+    if t == "usage_limit":
+        return [("usage limit", "yellow"), f": {_short(g('error') or '', 120)}; ",
+                "parked until " if g("parked") else "waiting until ", _short(g("until"))]
+    if t == "resumed":
+        return [("resumed", "bold"), f": {g('settled', 0)} pending tool call(s) settled, "
+                f"{g('interrupted', 0)} of them interrupted mid-run (not repeated)"]
+    if t == "interrupted_call":
+        u = g("usage") or {}
+        return [("interrupted call", "yellow"), f" (turn {g('turn')}): cut off by a crash, counted as ~"
+                f"{u.get('input_tokens', 0):,} input + ~{u.get('output_tokens', 0):,} output tokens (estimated)"]
+    if t == "stuck":
+        return [("stuck", "red"), f": {g('count')} repeats without progress ({_short(g('signature'), 100)}); "
+                f"step-back {g('step_back')}, next: {g('action')}"]
+    if t == "step_back":
+        return [("step back", "yellow"), f" {g('step_back')}: ", _short(g("answer") or "", 140)]
+    if t == "protect_violation":
+        return [("protected path", "red"), f" {_short(g('path'))}: {_short(g('tool'))} {g('action')}"]
+    rest = {k: v for k, v in p.items() if k != "type"}
+    return [(f"event {_short(t)}", "dim"), *([" ", (_short(rest, 200), "dim")] if rest else [])]
 
 
 def _require(option: str, value: float | int | None, what: str, ok: Callable[[Any], bool] = lambda v: v > 0) -> None:
