@@ -11,9 +11,9 @@ from test_subagents import _text, call
 from tenax.app import GoalRequest, create_goal, run_goal
 from tenax.core.budget import Budgets
 from tenax.core.errors import ConfigError
+from tenax.goal.protect import check_scripts
 from tenax.testing import Reply, Script, Simulator
 
-pytestmark = pytest.mark.docker
 ORIGINAL = "grep -qx fixed status.txt\n"
 
 
@@ -30,6 +30,19 @@ def request(sim, ws, **extra) -> GoalRequest:
                        model="anthropic:claude-sonnet-4-6", base_url=sim.url, budgets=Budgets(max_turns=12), **extra)
 
 
+def test_the_checks_own_script_is_protected_but_not_the_data_it_mentions(tmp_path):
+    (tmp_path / "tests").mkdir()
+    for f in ("status.txt", "run.sh", "tests/t.py", "tests/check.sh"):
+        (tmp_path / f).write_text("x")
+    cases = {"grep -qx fixed status.txt": set(), "sh tests/check.sh": {"tests/check.sh"},
+             "./run.sh&&grep x status.txt": {"run.sh"}, "FOO=1 python3 -u tests/t.py": {"tests/t.py"},
+             "cd /workspace; bash /workspace/run.sh": {"run.sh"}, "timeout 5 ./run.sh": {"run.sh"},
+             "sh ../outside.sh": set()}
+    for cmd, want in cases.items():
+        assert check_scripts(str(tmp_path), cmd) == want, cmd
+
+
+@pytest.mark.docker
 def test_editing_protected_files_is_refused_and_the_check_runs_the_original(store, tested):
     def tamper_then_complete(req):  # the host changes the check script behind the agent's back
         (tested / "tests" / "check.sh").write_text("exit 0\n")
@@ -70,6 +83,7 @@ def test_editing_protected_files_is_refused_and_the_check_runs_the_original(stor
     assert [c["passed"] for c in checks] == [False, True]
 
 
+@pytest.mark.docker
 def test_a_protect_glob_matching_nothing_or_escaping_is_refused_before_a_goal_exists(store, tested):
     with Simulator(Script([])) as sim:
         for bad, words in (["nothing/*.py"], "matches no file"), (["../x"], "without '..'"):

@@ -28,6 +28,9 @@ from tenax.goal.guards import Guard
 MAX_PROTECTED_BYTES = 8 * 1024 * 1024
 WORKDIR = "/workspace"
 WRITERS = ("write_file", "edit_file")
+SEPARATORS = ("&&", "||", ";", "|", "&")
+INTERPRETERS = {"sh", "bash", "zsh", "dash", "python", "python3", "node", "ruby", "perl", "env", "exec", "time",
+                "timeout", "nice", "uv", "run"}
 
 
 def snapshot(workspace: str, globs: list[str], check_cmd: str | None) -> dict[str, Any]:
@@ -59,14 +62,25 @@ def snapshot(workspace: str, globs: list[str], check_cmd: str | None) -> dict[st
 
 
 def check_scripts(root: str, check_cmd: str | None) -> set[str]:
-    """Words of the check command that name a file in the workspace (``./run_tests.sh``,
-    ``python tests/check.py``)."""
+    """The check's own scripts: the program of each command in it (``./run_tests.sh``), or the
+    script an interpreter runs (``python tests/check.py``, ``bash ci/check.sh``), when it is a
+    workspace file. Data files the check merely mentions are not included (protect them explicitly)."""
     try:
-        words = shlex.split(check_cmd or "")
+        lexer = shlex.shlex(check_cmd or "", posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words = list(lexer)
     except ValueError:
         words = (check_cmd or "").split()
-    out = set()
+    out, first = set(), True
     for w in words:
+        if w in SEPARATORS:
+            first = True
+            continue
+        if not first:
+            continue
+        if os.path.basename(w) in INTERPRETERS or w.startswith("-") or w.isdigit() or "=" in w.split("/")[0]:
+            continue  # the interpreter, its options, or an env assignment: the script comes next
+        first = False
         rel = w[len(WORKDIR) + 1:] if w.startswith(WORKDIR + "/") else w
         path = os.path.normpath(os.path.join(root, rel))
         if not os.path.isabs(rel) and path.startswith(root + os.sep) and os.path.isfile(path):
