@@ -21,14 +21,33 @@ from rich.text import Text
 from tenax.core.errors import ConfigError, TenaxError
 from tenax.core.status import ENDED, FINAL, GoalStatus
 
+HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
+    context_settings=HELP,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="tenax: drive a coding agent to a verified goal inside a hardened Docker sandbox.",
 )
-sandbox_app = typer.Typer(no_args_is_help=True, help="Build and clean up the sandbox.")
+sandbox_app = typer.Typer(context_settings=HELP, no_args_is_help=True, help="Build and clean up the sandbox.")
 app.add_typer(sandbox_app, name="sandbox")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"tenax {version('tenax')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="Print tenax's version and exit."),
+) -> None:
+    """tenax: drive a coding agent to a verified goal inside a hardened Docker sandbox."""
+
+
 # Untrusted text (model output, tool output, objectives, error messages quoting them) is data.
 # Neither console parses markup or emoji codes in a plain str; styles come only from `say`'s
 # (text, style) pairs, and tables get plain cells.
@@ -234,7 +253,10 @@ def goal_cmd(
     strategy: str = typer.Option("continuous", "--strategy", help="continuous (compact when the context fills) or ralph (fresh context each iteration, memory from the ledger)."),
     compact_at: Optional[float] = typer.Option(None, "--compact-at", help="Compact when the context reaches this fraction of the model's window (default 0.8)."),
 ) -> None:
-    """Run a goal until its check passes or a budget runs out."""
+    """Run a goal until its check passes or a budget runs out.
+
+    Example: tenax goal "make the tests pass" -w ~/src/app -c "pytest -q" --max-usd 5
+    """
     from tenax.app import GoalRequest, create_goal, run_goal
 
     try:
@@ -263,7 +285,10 @@ def resume_cmd(
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
 ) -> None:
-    """Continue an interrupted goal from its journal (raise budgets with --max-*)."""
+    """Continue an interrupted goal from its journal (raise budgets with --max-*).
+
+    Example: tenax resume 3f2a --max-usd 10
+    """
     try:
         changed = any(v is not None for v in (max_turns, max_usd, max_tokens, max_minutes))
         _budgets(max_turns, max_usd, max_tokens, max_minutes)  # refuse bad numbers before touching the store
@@ -286,7 +311,10 @@ def ls_cmd(
     status: Optional[str] = typer.Option(None, "--status", help="Only goals with this status."),
     limit: int = typer.Option(30, "--limit", "-n"),
 ) -> None:
-    """List goals, newest first."""
+    """List goals, newest first.
+
+    Example: tenax ls --status running -n 10
+    """
     try:
         _require("--limit", limit, _COUNT, _count_ok)
         goals = _store().list_goals(limit=limit, status=status)
@@ -304,7 +332,10 @@ def show_cmd(
     goal_id: str = typer.Argument(..., help="Goal id (or a unique prefix)."),
     events: int = typer.Option(15, "--events", "-e", help="How many recent journal steps to show."),
 ) -> None:
-    """Status, turns, tokens, cost, cache savings and the last events of a goal."""
+    """Status, turns, tokens, cost, cache savings and the last events of a goal.
+
+    Example: tenax show 3f2a -e 40
+    """
     try:
         _require("--events", events, "zero or " + _COUNT, lambda v: v == 0 or _count_ok(v))
         store = _store()
@@ -357,7 +388,10 @@ def steer_cmd(
     goal_id: str = typer.Argument(..., help="Goal id (or a unique prefix)."),
     message: str = typer.Argument(..., help="What the agent should know or do; delivered verbatim before its next model call."),
 ) -> None:
-    """Queue a steering message for a goal; the running loop (or the next resume) picks it up."""
+    """Queue a steering message for a goal; the running loop (or the next resume) picks it up.
+
+    Example: tenax steer 3f2a "use uv, not pip"
+    """
     try:
         store = _store()
         goal = store.get_goal(goal_id)
@@ -378,7 +412,10 @@ def export_cmd(
     fmt: str = typer.Option("md", "--format", "-f", help="md or jsonl"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: stdout)."),
 ) -> None:
-    """Export a goal's transcript."""
+    """Export a goal's transcript.
+
+    Example: tenax export 3f2a -f md -o night-run.md
+    """
     from tenax.export.transcript import to_jsonl, to_markdown
 
     if fmt not in ("md", "jsonl"):
@@ -408,7 +445,10 @@ def sandbox_build(
     force: bool = typer.Option(False, "--force", help="Rebuild even if the image exists."),
     if_missing: bool = typer.Option(False, "--if-missing", help="Do nothing if the image exists (for make setup)."),
 ) -> None:
-    """Build the sandbox image offline (debootstrap + docker import)."""
+    """Build the sandbox image offline (debootstrap + docker import).
+
+    Example: tenax sandbox build --if-missing
+    """
     from tenax.config import load_settings
     from tenax.sandbox import build_image, ensure_docker, image_exists
 
@@ -428,7 +468,10 @@ def sandbox_build(
 
 @sandbox_app.command("cleanup")
 def sandbox_cleanup(goal_id: Optional[str] = typer.Option(None, "--goal", help="Only this goal's container.")) -> None:
-    """Remove tenax containers (by label)."""
+    """Remove tenax containers (by label).
+
+    Example: tenax sandbox cleanup --goal 3f2a9c01d2e4
+    """
     from tenax.sandbox import cleanup_by_label, ensure_docker
 
     if goal_id is not None and not re.fullmatch(r"[0-9a-zA-Z_.-]+", goal_id):
@@ -442,7 +485,10 @@ def sandbox_cleanup(goal_id: Optional[str] = typer.Option(None, "--goal", help="
 
 @app.command("demo")
 def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the demo workspace afterwards.")) -> None:
-    """Fix a small failing repo end to end, with a SIMULATED model (no API key needed)."""
+    """Fix a small failing repo end to end, with a SIMULATED model (no API key needed).
+
+    Example: tenax demo --no-keep
+    """
     from tenax.app import GoalRequest, create_goal, run_goal
     from tenax.core.budget import Budgets
     from tenax.testing import Script, Simulator
