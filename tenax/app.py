@@ -8,7 +8,7 @@ model spec and its API key, the Docker engine and the sandbox image.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +24,7 @@ from tenax.goal import instructions, prompts
 from tenax.goal.guards import CirclingGuard, Guard, GuardConfig
 from tenax.goal import protect
 from tenax.goal.hooks import SteeringHook
+from tenax.goal.metric import MetricGuard, MetricSpec
 from tenax.goal.policy import GoalPolicy, drive
 from tenax.harness import pricing
 from tenax.harness.registry import make_model, parse_model_spec
@@ -51,6 +52,7 @@ class GoalRequest:
     compaction: dict[str, Any] | None = None  # tenax.compaction.CompactionConfig fields
     guards: dict[str, Any] | None = None  # tenax.goal.guards.GuardConfig fields
     protect: list[str] | None = None  # globs of acceptance files the agent may not change
+    metric: dict[str, Any] | None = None  # tenax.goal.metric.MetricSpec fields: command, target, unit, bound, jump
 
 
 def validate_network(network: str) -> str:
@@ -102,7 +104,11 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
     budgets = req.budgets or Budgets()
     if req.strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {req.strategy!r}; use one of: {', '.join(STRATEGIES)}")
-    protected = protect.snapshot(workspace, list(req.protect or []), req.check)
+    measure = MetricSpec.of(req.metric) if req.metric else None
+    if measure is not None and not req.check:
+        raise ConfigError("--metric needs --check: the goal succeeds when the check passes and the target is met")
+    protected = protect.snapshot(workspace, list(req.protect or []),
+                                 "; ".join(c for c in (req.check, measure and measure.command) if c))
     return store.create_goal(
         objective=req.objective.strip(),
         check_cmd=req.check or None,
@@ -114,7 +120,8 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
         config={"base_url": req.base_url, "image": settings.image,
                 **({"compaction": dict(req.compaction)} if req.compaction else {}),
                 **({"guards": dict(req.guards)} if req.guards else {}),
-                **({"protect": protected} if protected["files"] else {})},
+                **({"protect": protected} if protected["files"] else {}),
+                **({"metric": asdict(measure)} if measure else {})},
     )
 
 
@@ -165,6 +172,10 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     compactor = Compactor(store, goal.id, window=price_for(model, settings).context_window,
                           config=CompactionConfig.from_goal(goal), budget_text=policy.budget_text)
     advisor = StepBackAdvisor(store, goal.id, agents, compactor)
+    if (goal.config or {}).get("metric"):
+        measure = MetricGuard(sandbox, MetricSpec.of(goal.config["metric"]), goal.objective, advisor.consult)
+        measure.learn(store.steps(session_id, kinds=["event"]))
+        policy.guards.append(measure)
     policy.guards.append(CirclingGuard(goal.objective, goal.workspace, advisor, GuardConfig.of(goal.config),
                                        report=policy.budget_text))
     hooks: list[Hook] = [SteeringHook(store, goal.id)]
@@ -183,16 +194,21 @@ class StepBackAdvisor:
     def __init__(self, store: Any, goal_id: str, agents: AgentManager | None, compactor: Compactor):
         self.store, self.goal_id, self.agents, self.compactor = store, goal_id, agents, compactor
 
-    def review(self, task: str, session_id: str) -> str | None:
+    def consult(self, task: str, session_id: str) -> tuple[bool, str]:
+        """A reviewer sub-agent's verdict (its report's ``passed``) and answer; no report is a no."""
         if self.agents is None:
-            return None
+            return False, "(no reviewer is available)"
         outcome = self.agents.spawn({"task": task, "role": "reviewer"}, parent_session_id=session_id, depth=0,
                                     judge=True)
         mine = [a for a in self.store.agents_for_session(session_id) if a.role == "reviewer"]
         summary = mine[-1].summary if mine else None
         if not summary:
-            return f"(the reviewer could not run: {outcome.content[:500]})"
-        return "\n".join(x for x in (summary.get("findings"), "; ".join(summary.get("open_questions") or [])) if x)
+            return False, f"(the reviewer could not run: {outcome.content[:500]})"
+        text = "\n".join(x for x in (summary.get("findings"), "; ".join(summary.get("open_questions") or [])) if x)
+        return summary.get("passed") is True, text
+
+    def review(self, task: str, session_id: str) -> str | None:
+        return self.consult(task, session_id)[1]
 
     def remember(self, text: str) -> None:
         self.store.add_note(self.goal_id, "pitfall", text, source="runtime")
