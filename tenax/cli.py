@@ -237,6 +237,13 @@ def _final(store: Any, goal_id: str, status: str) -> None:
         say(f"resume with: tenax resume {goal.id}")
 
 
+def _guards(stuck_after: int, step_backs: int, idle_turns: int) -> dict[str, int]:
+    _require("--stuck-after", stuck_after, "a whole number >= 2", lambda v: v >= 2)
+    _require("--step-backs", step_backs, "a whole number >= 0", lambda v: v >= 0)
+    _require("--no-progress-turns", idle_turns, "a whole number >= 2", lambda v: v >= 2)
+    return {"repeat": stuck_after, "step_backs": step_backs, "no_progress_turns": idle_turns}
+
+
 # -- commands ---------------------------------------------------------------------------------
 @app.command("goal")
 def goal_cmd(
@@ -252,6 +259,15 @@ def goal_cmd(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much wall time."),
     strategy: str = typer.Option("continuous", "--strategy", help="continuous (compact when the context fills) or ralph (fresh context each iteration, memory from the ledger)."),
     compact_at: Optional[float] = typer.Option(None, "--compact-at", help="Compact when the context reaches this fraction of the model's window (default 0.8)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Command printing a number, run after each check; success also needs --target met."),
+    target: Optional[str] = typer.Option(None, "--target", help="What the metric must reach, e.g. '<= 1.5' or '>= 200'."),
+    unit: str = typer.Option("", "--unit", help="The metric's unit, e.g. s or req/s (shown with every value)."),
+    bound: Optional[float] = typer.Option(None, "--bound", help="A physical limit: a metric value past it is audited before it counts."),
+    jump: float = typer.Option(10.0, "--metric-jump", help="A metric change by more than this factor in one step is audited."),
+    protect: list[str] = typer.Option([], "--protect", help="Glob of acceptance files the agent may not change (repeatable); the check's own script is always protected."),
+    stuck_after: int = typer.Option(3, "--stuck-after", help="Step back when the same failure repeats this many times without progress."),
+    step_backs: int = typer.Option(2, "--step-backs", help="Reviewer step-backs on one failure before a fresh context, then the goal ends stuck."),
+    idle_turns: int = typer.Option(20, "--no-progress-turns", help="Step back after this many turns without a workspace change or a new check result."),
 ) -> None:
     """Run a goal until its check passes or a budget runs out.
 
@@ -265,7 +281,10 @@ def goal_cmd(
         store = _store()
         req = GoalRequest(objective=objective, workspace=str(workspace), check=check, model=model, base_url=base_url,
                           network=network, budgets=budgets, strategy=strategy,
-                          compaction={"threshold": compact_at} if compact_at is not None else None)
+                          compaction={"threshold": compact_at} if compact_at is not None else None,
+                          protect=list(protect) or None, guards=_guards(stuck_after, step_backs, idle_turns),
+                          metric={"command": metric, "target": target, "unit": unit, "bound": bound, "jump": jump}
+                          if metric or target else None)
         goal_id = create_goal(store, req)
         _stop_on_sigterm()
         say("goal ", (goal_id, "bold"), f" started; model {store.get_goal(goal_id).model}")
