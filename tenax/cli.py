@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -11,7 +10,7 @@ import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, NoReturn, Optional, Union
+from typing import Any, Callable, Iterable, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +19,7 @@ from rich.text import Text
 
 from tenax.core.errors import ConfigError, TenaxError
 from tenax.core.status import ENDED, FINAL, GoalStatus
+from tenax.export.describe import Part, duration as _duration, event_line as _event_line, short as _short
 
 HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -53,9 +53,6 @@ def _root(
 # (text, style) pairs, and tables get plain cells.
 console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
-
-Part = Union[str, "tuple[str, str]"]
-
 
 def say(*parts: Part, err: bool = False) -> None:
     """Print one line. A str part is shown verbatim; a (text, style) pair is shown styled."""
@@ -91,16 +88,6 @@ def _fail(e: Exception | str, code: int = 2) -> NoReturn:
 
 
 # -- rendering --------------------------------------------------------------------------------
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f) if c != 0x0a}
-
-
-def _short(v: Any, n: int = 100) -> str:
-    """One line of at most n characters; control characters (terminal escapes) made visible."""
-    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-    s = s.replace("\n", "⏎ ").translate(_CONTROL)
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
 def render_event(kind: str, p: dict[str, Any]) -> None:
     """The engine's on_event hook: one journal step as terminal lines. A display fault is reported,
     never raised into the run."""
@@ -132,67 +119,6 @@ def _render(kind: str, p: dict[str, Any]) -> None:
         say(*line)
 
 
-def _wait(p: dict[str, Any]) -> str:
-    w = float(p.get("wait_s") or 0)
-    return f"{w:.1f} s" if w < 10 else _duration(w)
-
-
-def _event_line(p: dict[str, Any]) -> list[Part] | None:
-    """An event's useful fields on one line; None for the ones not worth a line (status running)."""
-    t, g = p.get("type"), p.get
-    if t == "status":
-        if g("status") == "running":
-            return None
-        color = "green" if g("status") == "succeeded" else "yellow" if g("status") in ("stopped", "waiting") else "red"
-        return [("status ", "bold"), (str(g("status")), color), *([": ", _short(g("error"), 300)] if g("error") else [])]
-    if t == "check":
-        why = "timed out" if g("timed_out") else f"exit {g('exit_code')}"
-        tail = [ln for ln in str(g("output_tail") or "").splitlines() if ln.strip()][-1:]
-        return [("check", "bold"), f" `{_short(g('command'))}` ",
-                ("passed", "green") if g("passed") else (f"failed ({why})", "red"),
-                *([("  " + _short(tail[0], 120), "dim")] if tail and not g("passed") else [])]
-    if t == "judge":
-        return [("judge", "bold"), " ", ("passed", "green") if g("passed") else ("rejected", "red"),
-                *([": ", _short(g("report"), 160)] if g("report") else [])]
-    if t == "budget_exhausted":
-        spent = g("spent") or {}
-        used = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:.4g}" for k, v in spent.items()
-                         if isinstance(v, (int, float)) and v)
-        return [("budget exhausted", "red"), f": {_short(g('budget'))}", f" (spent {used})" if used else ""]
-    if t == "provider_outage":
-        return [("provider outage", "yellow"), ": ", f"HTTP {g('status')}: " if g("status") else "",
-                _short(g("error") or "", 160), f"; waiting {_wait(p)}",
-                f" (outage wait {g('outage_waits')}" if g("outage_waits") else " (",
-                f", {g('attempts')} attempts failed)" if g("attempts") else ")"]
-    if t == "provider_retry":  # live, before the wait
-        return [("provider retry", "yellow"), ": ", f"HTTP {g('status')}: " if g("status") else "",
-                _short(g("error") or "", 160), f"; next attempt {(g('attempt') or 0) + 1}/{g('max_attempts')} in {_wait(p)}"]
-    if t == "provider_retries":
-        tries = g("failed_attempts") or []
-        what = "; ".join(_short(f"HTTP {a.get('status')}: {a.get('error')}" if a.get("status") else a.get("error"), 80)
-                         for a in tries[-3:])
-        return [("provider retried", "yellow"), f" {len(tries)} failed attempt(s) before answering: ", what]
-    if t == "usage_limit":
-        return [("usage limit", "yellow"), f": {_short(g('error') or '', 120)}; ",
-                "parked until " if g("parked") else "waiting until ", _short(g("until"))]
-    if t == "resumed":
-        return [("resumed", "bold"), f": {g('settled', 0)} pending tool call(s) settled, "
-                f"{g('interrupted', 0)} of them interrupted mid-run (not repeated)"]
-    if t == "interrupted_call":
-        u = g("usage") or {}
-        return [("interrupted call", "yellow"), f" (turn {g('turn')}): cut off by a crash, counted as ~"
-                f"{u.get('input_tokens', 0):,} input + ~{u.get('output_tokens', 0):,} output tokens (estimated)"]
-    if t == "stuck":
-        return [("stuck", "red"), f": {g('count')} repeats without progress ({_short(g('signature'), 100)}); "
-                f"step-back {g('step_back')}, next: {g('action')}"]
-    if t == "step_back":
-        return [("step back", "yellow"), f" {g('step_back')}: ", _short(g("answer") or "", 140)]
-    if t == "protect_violation":
-        return [("protected path", "red"), f" {_short(g('path'))}: {_short(g('tool'))} {g('action')}"]
-    rest = {k: v for k, v in p.items() if k != "type"}
-    return [(f"event {_short(t)}", "dim"), *([" ", (_short(rest, 200), "dim")] if rest else [])]
-
-
 def _require(option: str, value: float | int | None, what: str, ok: Callable[[Any], bool] = lambda v: v > 0) -> None:
     """Refuse a numeric option (nan, inf, zero, negative, out of range) with its name and value."""
     if value is not None and not ((isinstance(value, int) or math.isfinite(value)) and ok(value)):
@@ -216,14 +142,6 @@ def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Opt
         if v is not None:
             values[k] = v
     return Budgets.parse(**values)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
-    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
 
 
 def _final(store: Any, goal_id: str, status: str) -> None:
