@@ -427,7 +427,7 @@ class NaiveAnthropicModel(AnthropicModel):
         super().__init__(name, **kwargs)
         self.now = now
 
-    def build_request(self, system: str, tools: list[ToolSpec], messages: list[Message], *,
+    def build_request(self, system: str, tools: list[ToolSpec], messages: list[Message], *, session_id: str = "",
                       max_tokens: int = 8192) -> dict[str, Any]:
         return anthropic_build_request(self.name, f"Current time: {self.now()}\n\n{system}", tools, messages,
                                        max_tokens=max_tokens, cache=False, thinking=self.thinking)

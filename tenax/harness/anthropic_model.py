@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from typing import Any
 
 import anthropic
 
+from tenax.harness._provider import Provider, Reply
 from tenax.harness._serialize import sorted_json, tool_call
 from tenax.harness.cache_layout import CacheTTL, apply_cache_layout
-from tenax.core.messages import (
-    Message,
-    ModelResponse,
-    ReasoningPart,
-    TextPart,
-    ToolCallPart,
-    ToolResultPart,
-    ToolSpec,
-    Usage,
-)
-from tenax.harness.pricing import lookup_price, output_limit
-from tenax.harness.retry import Failure, RetryPolicy, StreamFailed, call_with_retries
+from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
+from tenax.harness.retry import Failure, StreamFailed
 
 STOP_REASONS = {
     "end_turn": "end_turn",
@@ -130,83 +118,54 @@ def response_to_neutral(msg: Any, raw_inputs: dict[int, str] | None = None) -> t
     return Message(role="assistant", parts=parts), usage, stop
 
 
-class AnthropicModel:
+class AnthropicModel(Provider):
     """``tenax.core.protocols.Model`` over the Anthropic Messages API."""
 
     provider = "anthropic"
+    client_class = anthropic.Anthropic
 
     def __init__(
-        self,
-        name: str,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float = 600,
-        retry: RetryPolicy | None = None,
-        cache_ttl: CacheTTL | None = None,
-        thinking: dict[str, Any] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
+        self, name: str, *, cache_ttl: CacheTTL | None = None, thinking: dict[str, Any] | None = None, **kwargs: Any
     ):
-        self.name = name
-        self.base_url = base_url
-        self.retry = retry or RetryPolicy()
+        super().__init__(name, **kwargs)
         self.cache_ttl = cache_ttl
         self.thinking = thinking
-        self.sleep = sleep
-        self.rng = rng
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
     def build_request(
-        self, system: str, tools: list[ToolSpec], messages: list[Message], *, max_tokens: int | None = None
-    ) -> dict[str, Any]:
-        # The API needs a figure: derived from the model's limits, or a modest one for a model in no table.
-        limit = output_limit(lookup_price(self.provider, self.name), max_tokens) or UNKNOWN_MODEL_MAX_TOKENS
-        return build_request(
-            self.name,
-            system,
-            tools,
-            messages,
-            max_tokens=limit,
-            cache_ttl=self.cache_ttl,
-            thinking=self.thinking,
-        )
-
-    def complete(
         self,
         system: str,
         tools: list[ToolSpec],
         messages: list[Message],
         *,
-        session_id: str,
+        session_id: str = "",  # unused: Anthropic caches by prefix and breakpoints, not by a key
         max_tokens: int | None = None,
-    ) -> ModelResponse:
-        kwargs = self.build_request(system, tools, messages, max_tokens=max_tokens)
-
-        def attempt() -> tuple[Any, str | None, dict[int, str]]:
-            raw_inputs: dict[int, str] = {}
-            with self.client.messages.stream(**kwargs) as stream:
-                for event in stream:
-                    if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
-                        raw_inputs[event.index] = raw_inputs.get(event.index, "") + event.delta.partial_json
-                try:
-                    final = stream.get_final_message()
-                except AssertionError:  # the SDK saw no message_start at all
-                    final = None
-                if final is None or final.stop_reason is None:  # the stream ended before message_delta/message_stop
-                    raise StreamFailed(Failure(message="stream ended before the message was complete", retryable=True))
-                return final, stream.request_id, raw_inputs
-
-        (final, request_id, raw_inputs), attempts = call_with_retries(
-            attempt, self.retry, provider=self.provider, model=self.name, url=self.base_url, sleep=self.sleep,
-            rng=self.rng,
+    ) -> dict[str, Any]:
+        # The API needs a figure: derived from the model's limits, or a modest one for a model in no table.
+        return build_request(
+            self.name,
+            system,
+            tools,
+            messages,
+            max_tokens=self.output_limit(max_tokens) or UNKNOWN_MODEL_MAX_TOKENS,
+            cache_ttl=self.cache_ttl,
+            thinking=self.thinking,
         )
-        message, usage, stop = response_to_neutral(final, raw_inputs)
-        return ModelResponse(
-            message=message,
-            usage=usage,
-            stop_reason=stop,
-            model=getattr(final, "model", self.name) or self.name,
-            attempts=attempts,
-            request_id=request_id,
-        )
+
+    def _attempt(self, kwargs: dict[str, Any]) -> tuple[Any, str | None, dict[int, str]]:
+        raw_inputs: dict[int, str] = {}
+        with self.client.messages.stream(**kwargs) as stream:
+            for event in stream:
+                if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                    raw_inputs[event.index] = raw_inputs.get(event.index, "") + event.delta.partial_json
+            try:
+                final = stream.get_final_message()
+            except AssertionError:  # the SDK saw no message_start at all
+                final = None
+            if final is None or final.stop_reason is None:  # the stream ended before message_delta/message_stop
+                raise StreamFailed(Failure(message="stream ended before the message was complete", retryable=True))
+            return final, stream.request_id, raw_inputs
+
+    def _reply(self, answer: tuple[Any, str | None, dict[int, str]], kwargs: dict[str, Any]) -> Reply:
+        final, request_id, raw_inputs = answer
+        return Reply(*response_to_neutral(final, raw_inputs), model=getattr(final, "model", None),
+                     request_id=request_id)

@@ -3,29 +3,17 @@ for OpenAI-compatible servers such as DeepSeek, vLLM, Ollama and llama.cpp)."""
 
 from __future__ import annotations
 
-import random
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 import openai
 
+from tenax.harness._provider import Provider, Reply
 from tenax.harness._serialize import dumps_args, sorted_json, tool_call
 from tenax.harness.estimate import estimate_json_tokens, estimate_tokens
-from tenax.harness.pricing import lookup_price, output_limit
-from tenax.core.messages import (
-    Message,
-    ModelResponse,
-    ReasoningPart,
-    TextPart,
-    ToolCallPart,
-    ToolResultPart,
-    ToolSpec,
-    Usage,
-)
-from tenax.harness.retry import Failure, RetryPolicy, StreamFailed, call_with_retries
+from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
+from tenax.harness.retry import Failure, StreamFailed
 
 REASONING_KEY = "openai_reasoning"
 ERROR_PREFIX = "[tool error] "
@@ -63,38 +51,6 @@ def _failure_from_event(code: str | None, message: str | None) -> StreamFailed:
             invalid_request=not too_long and not retryable,
         )
     )
-
-
-class _OpenAIBase:
-    provider = "openai"
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        api_key: str,
-        base_url: str | None = None,
-        timeout: float = 600,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
-    ):
-        self.name = name
-        self.base_url = base_url
-        self.retry = retry or RetryPolicy()
-        self.sleep = sleep
-        self.rng = rng
-        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
-
-    def output_limit(self, requested: int | None) -> int | None:
-        """``max_tokens`` as asked, else derived from the model's limits (``None``: let the server decide)."""
-        return output_limit(lookup_price(self.provider, self.name), requested)
-
-    def _run(self, attempt: Callable[[], Any]) -> tuple[Any, list]:
-        return call_with_retries(
-            attempt, self.retry, provider=self.provider, model=self.name, url=self.base_url, sleep=self.sleep,
-            rng=self.rng,
-        )
 
 
 # --------------------------------------------------------------------------- Responses API
@@ -189,10 +145,11 @@ def responses_output_to_neutral(response: Any) -> tuple[Message, Usage, str]:
     return Message(role="assistant", parts=parts), usage, stop
 
 
-class OpenAIResponsesModel(_OpenAIBase):
+class OpenAIResponsesModel(Provider):
     """``tenax.core.protocols.Model`` over the OpenAI Responses API (``store=False``)."""
 
     provider = "openai"
+    client_class = openai.OpenAI
 
     def __init__(self, name: str, *, reasoning: dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(name, **kwargs)
@@ -224,45 +181,27 @@ class OpenAIResponsesModel(_OpenAIBase):
             kwargs["reasoning"] = self.reasoning
         return kwargs
 
-    def complete(
-        self,
-        system: str,
-        tools: list[ToolSpec],
-        messages: list[Message],
-        *,
-        session_id: str,
-        max_tokens: int | None = None,
-    ) -> ModelResponse:
-        kwargs = self.build_request(system, tools, messages, session_id=session_id, max_tokens=max_tokens)
+    def _attempt(self, kwargs: dict[str, Any]) -> tuple[Any, str | None]:
+        final = None
+        stream = self.client.responses.create(stream=True, **kwargs)
+        with stream:
+            request_id = stream.response.headers.get("x-request-id")
+            for event in stream:
+                etype = getattr(event, "type", None)
+                if etype in ("response.completed", "response.incomplete"):
+                    final = event.response
+                elif etype == "response.failed":
+                    err = getattr(event.response, "error", None)
+                    raise _failure_from_event(getattr(err, "code", None), getattr(err, "message", None))
+                elif etype == "error":
+                    raise _failure_from_event(getattr(event, "code", None), getattr(event, "message", None))
+        if final is None:
+            raise StreamFailed(Failure(message="stream ended without response.completed", retryable=True))
+        return final, request_id
 
-        def attempt() -> tuple[Any, str | None]:
-            final = None
-            stream = self.client.responses.create(stream=True, **kwargs)
-            with stream:
-                request_id = stream.response.headers.get("x-request-id")
-                for event in stream:
-                    etype = getattr(event, "type", None)
-                    if etype in ("response.completed", "response.incomplete"):
-                        final = event.response
-                    elif etype == "response.failed":
-                        err = getattr(event.response, "error", None)
-                        raise _failure_from_event(getattr(err, "code", None), getattr(err, "message", None))
-                    elif etype == "error":
-                        raise _failure_from_event(getattr(event, "code", None), getattr(event, "message", None))
-            if final is None:
-                raise StreamFailed(Failure(message="stream ended without response.completed", retryable=True))
-            return final, request_id
-
-        (final, request_id), attempts = self._run(attempt)
-        message, usage, stop = responses_output_to_neutral(final)
-        return ModelResponse(
-            message=message,
-            usage=usage,
-            stop_reason=stop,
-            model=getattr(final, "model", None) or self.name,
-            attempts=attempts,
-            request_id=request_id,
-        )
+    def _reply(self, answer: tuple[Any, str | None], kwargs: dict[str, Any]) -> Reply:
+        final, request_id = answer
+        return Reply(*responses_output_to_neutral(final), model=getattr(final, "model", None), request_id=request_id)
 
 
 # --------------------------------------------------------------------------- Chat Completions
@@ -327,7 +266,7 @@ class EmptyAnswer(Exception):
 _STREAM_TOOL_CHOICE = re.compile(r"stream\w*\s+tool.?choice|tool.?choice.*stream", re.IGNORECASE)
 
 
-class OpenAIChatModel(_OpenAIBase):
+class OpenAIChatModel(Provider):
     """``tenax.core.protocols.Model`` over Chat Completions (OpenAI or any compatible server).
 
     Compatible servers differ from OpenAI; each difference handled here was seen on a real one:
@@ -337,6 +276,7 @@ class OpenAIChatModel(_OpenAIBase):
     window answered with an empty 200 (raised as ``ContextTooLong``)."""
 
     provider = "openai-chat"
+    client_class = openai.OpenAI
 
     def __init__(self, name: str, **kwargs: Any):
         super().__init__(name, **kwargs)
@@ -446,28 +386,17 @@ class OpenAIChatModel(_OpenAIBase):
         self.stream_tools = False
         return out
 
-    def complete(
-        self,
-        system: str,
-        tools: list[ToolSpec],
-        messages: list[Message],
-        *,
-        session_id: str,
-        max_tokens: int | None = None,
-    ) -> ModelResponse:
-        kwargs = self.build_request(system, tools, messages, session_id=session_id, max_tokens=max_tokens)
+    def _attempt(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._call(kwargs)
+        except EmptyAnswer as exc:
+            raise StreamFailed(Failure(
+                message=f"the server answered {exc} (no output, no error): the prompt (about "
+                        f"{estimate_json_tokens(kwargs['messages'])} tokens by a local estimate) most likely "
+                        "exceeds its context window",
+                status=200, context_too_long=True)) from exc
 
-        def attempt() -> dict[str, Any]:
-            try:
-                return self._call(kwargs)
-            except EmptyAnswer as exc:
-                raise StreamFailed(Failure(
-                    message=f"the server answered {exc} (no output, no error): the prompt (about "
-                            f"{estimate_json_tokens(kwargs['messages'])} tokens by a local estimate) most likely "
-                            "exceeds its context window",
-                    status=200, context_too_long=True)) from exc
-
-        out, attempts = self._run(attempt)
+    def _reply(self, out: dict[str, Any], kwargs: dict[str, Any]) -> Reply:
         cut = out["finish"] == "length"
         parts: list[Any] = []
         if out["reasoning"]:
@@ -489,15 +418,8 @@ class OpenAIChatModel(_OpenAIBase):
             stop = "tool_use"
         else:
             stop = FINISH_REASONS.get(out["finish"] or "stop", str(out["finish"]))
-        return ModelResponse(
-            message=Message(role="assistant", parts=parts),
-            usage=usage,
-            stop_reason=stop,
-            model=out["model"] or self.name,
-            attempts=attempts,
-            request_id=out["request_id"],
-            estimated=estimated,
-        )
+        return Reply(Message(role="assistant", parts=parts), usage, stop, model=out["model"],
+                     request_id=out["request_id"], estimated=estimated)
 
 
 def _nonempty(out: dict[str, Any]) -> dict[str, Any]:
