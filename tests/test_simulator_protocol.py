@@ -280,6 +280,48 @@ def test_openai_missing_fields_and_tools(sim: Simulator) -> None:
     assert err.value.param == "stream_options"
 
 
+PARAMS = R_TOOLS[0]["parameters"]
+TOOLS_BAD = [  # (api, tools, message, param, code): the tools array is checked alike by both APIs
+    ("responses", {"type": "function"}, "Invalid type for 'tools': expected an array", "tools", "invalid_type"),
+    ("chat", "bash", "Invalid type for 'tools': expected an array", "tools", "invalid_type"),
+    ("responses", [{"name": "bash"}], "Missing required parameter: 'tools[0].type'.", "tools[0].type",
+     "missing_required_parameter"),
+    ("chat", [C_TOOLS[0], {"type": "web_search"}], "Missing required parameter: 'tools[1].type'.", "tools[1].type",
+     "missing_required_parameter"),
+    ("responses", [{"type": "function", "name": ""}], "Missing required parameter: 'tools[0].name'.",
+     "tools[0].name", "missing_required_parameter"),
+    ("chat", [{"type": "function", "function": {"parameters": PARAMS}}],
+     "Missing required parameter: 'tools[0].function.name'.", "tools[0].function.name", "missing_required_parameter"),
+    ("responses", [{"type": "function", "name": "bash", "parameters": {"type": "array"}}],
+     "Invalid schema for function 'bash'", "tools[0].parameters", "invalid_function_parameters"),
+    ("chat", [{"type": "function", "function": {"name": "bash", "parameters": []}}],
+     "Invalid schema for function 'bash'", "tools[0].function.parameters", "invalid_function_parameters"),
+    ("responses", R_TOOLS * 2, "Duplicate tool name: 'bash'.", "tools", None),
+    ("chat", C_TOOLS * 2, "Duplicate tool name: 'bash'.", "tools", None),
+]
+
+
+@pytest.mark.parametrize("api,tools,needle,param,code", TOOLS_BAD)
+def test_openai_tools_array_rejects(sim: Simulator, api: str, tools, needle: str, param: str, code) -> None:
+    body = ({"model": "gpt-sim", "input": "hi", "tools": tools} if api == "responses"
+            else {"model": "gpt-sim", "messages": [{"role": "user", "content": "hi"}], "tools": tools})
+    with pytest.raises(openai.BadRequestError) as err:
+        o_client(sim).post("/responses" if api == "responses" else "/chat/completions", cast_to=object, body=body)
+    assert needle in err.value.message and err.value.param == param
+    assert err.value.code == code and sim.requests[-1].status == 400
+
+
+def test_openai_tools_array_accepts_other_tool_types(sim: Simulator) -> None:
+    """Responses takes any tool type (a non-function tool is not checked further); Chat takes
+    function and custom tools."""
+    r = o_client(sim).post("/responses", cast_to=object, body={
+        "model": "gpt-sim", "input": "hi", "tools": R_TOOLS + [{"type": "web_search"}]})
+    c = o_client(sim).post("/chat/completions", cast_to=object, body={
+        "model": "gpt-sim", "messages": [{"role": "user", "content": "hi"}], "tools": C_TOOLS + [{"type": "custom"}]})
+    assert r["status"] == "completed" and c["choices"][0]["index"] == 0
+    assert [q.status for q in sim.requests] == [200, 200]
+
+
 # ------------------------------------------------------------------------------------------ errors and limits
 
 

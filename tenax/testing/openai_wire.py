@@ -104,29 +104,34 @@ def _int_limit(body: dict[str, Any], name: str, minimum: int) -> int | None:
     return value
 
 
-# ------------------------------------------------------------------------------------------ Responses API
-
-
-def _responses_tools(tools: Any) -> list[dict[str, Any]]:
+def _function_tools(tools: Any, *, types: tuple[str, ...] | None, nested: bool) -> list[dict[str, Any]]:
+    """The ``tools`` array checked as OpenAI checks it (``types``: the tool types accepted, ``None``: any
+    string). A function tool's name and parameters sit in the tool itself (Responses) or, ``nested``,
+    under its ``function`` key (Chat Completions)."""
     if tools is None:
         return []
     need(isinstance(tools, list), f"Invalid type for 'tools': expected an array, but got {type_name(tools)} instead.",
          "tools", "invalid_type")
     names: set[str] = set()
     for i, tool in enumerate(tools):
-        need(isinstance(tool, dict) and isinstance(tool.get("type"), str),
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        need(isinstance(kind, str) and (types is None or kind in types),
              f"Missing required parameter: 'tools[{i}].type'.", f"tools[{i}].type", "missing_required_parameter")
-        if tool["type"] == "function":
-            need(isinstance(tool.get("name"), str) and tool["name"] != "",
-                 f"Missing required parameter: 'tools[{i}].name'.", f"tools[{i}].name", "missing_required_parameter")
-            params = tool.get("parameters")
-            need(params is None or (isinstance(params, dict) and params.get("type") == "object"),
-                 f"Invalid schema for function '{tool['name']}': schema must be a JSON Schema of 'type: \"object\"'.",
-                 f"tools[{i}].parameters", "invalid_function_parameters")
-            need(tool["name"] not in names, f"Duplicate tool name: '{tool['name']}'. Tool names must be unique.",
-                 "tools")
-            names.add(tool["name"])
+        if kind != "function":
+            continue
+        fn, where = (tool.get("function"), f"tools[{i}].function") if nested else (tool, f"tools[{i}]")
+        need(isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"] != "",
+             f"Missing required parameter: '{where}.name'.", f"{where}.name", "missing_required_parameter")
+        params = fn.get("parameters")
+        need(params is None or (isinstance(params, dict) and params.get("type") == "object"),
+             f"Invalid schema for function '{fn['name']}': schema must be a JSON Schema of 'type: \"object\"'.",
+             f"{where}.parameters", "invalid_function_parameters")
+        need(fn["name"] not in names, f"Duplicate tool name: '{fn['name']}'. Tool names must be unique.", "tools")
+        names.add(fn["name"])
     return tools
+
+
+# ------------------------------------------------------------------------------------------ Responses API
 
 
 def _item_type(item: dict[str, Any]) -> str | None:
@@ -147,7 +152,7 @@ def parse_responses(body: dict[str, Any]) -> Parsed:
     need(instructions is None or isinstance(instructions, str),
          f"Invalid type for 'instructions': expected a string, but got {type_name(instructions)} instead.",
          "instructions", "invalid_type")
-    tools = _responses_tools(body.get("tools"))
+    tools = _function_tools(body.get("tools"), types=None, nested=False)
     fn_names = [t["name"] for t in tools if t.get("type") == "function"]
 
     raw = body["input"]
@@ -366,35 +371,12 @@ def responses_events(resp: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 # ------------------------------------------------------------------------------------------ Chat Completions
 
 
-def _chat_tools(tools: Any) -> list[dict[str, Any]]:
-    if tools is None:
-        return []
-    need(isinstance(tools, list), f"Invalid type for 'tools': expected an array, but got {type_name(tools)} instead.",
-         "tools", "invalid_type")
-    names: set[str] = set()
-    for i, tool in enumerate(tools):
-        need(isinstance(tool, dict) and tool.get("type") in ("function", "custom"),
-             f"Missing required parameter: 'tools[{i}].type'.", f"tools[{i}].type", "missing_required_parameter")
-        if tool["type"] == "function":
-            fn = tool.get("function")
-            need(isinstance(fn, dict) and isinstance(fn.get("name"), str) and fn["name"] != "",
-                 f"Missing required parameter: 'tools[{i}].function.name'.", f"tools[{i}].function.name",
-                 "missing_required_parameter")
-            params = fn.get("parameters")
-            need(params is None or (isinstance(params, dict) and params.get("type") == "object"),
-                 f"Invalid schema for function '{fn['name']}': schema must be a JSON Schema of 'type: \"object\"'.",
-                 f"tools[{i}].function.parameters", "invalid_function_parameters")
-            need(fn["name"] not in names, f"Duplicate tool name: '{fn['name']}'. Tool names must be unique.", "tools")
-            names.add(fn["name"])
-    return tools
-
-
 def parse_chat(body: dict[str, Any]) -> Parsed:
     _check_top(body, CHAT_TOP, ("model", "messages"))
     limit = _int_limit(body, "max_completion_tokens", 1)
     if limit is None:
         limit = _int_limit(body, "max_tokens", 1)
-    tools = _chat_tools(body.get("tools"))
+    tools = _function_tools(body.get("tools"), types=("function", "custom"), nested=True)
     fn_names = [t["function"]["name"] for t in tools if t.get("type") == "function"]
     messages = body["messages"]
     need(isinstance(messages, list), f"Invalid type for 'messages': expected an array, but got "
