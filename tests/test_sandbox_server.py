@@ -84,6 +84,8 @@ def test_a_killed_server_falls_back_to_docker_exec(sb, tmp_path):
     pid = sb._chan.server_pid if sb.exec("true").ok else None
     killed = sb.client.api.exec_create(sb.container.id, ["kill", "-9", str(pid)], user=sb.user)
     sb.client.api.exec_start(killed["Id"])
+    while b" Z " not in sb.container.exec_run(["cat", f"/proc/{pid}/stat"], user=sb.user).output:
+        time.sleep(0.05)  # gone before the next command is sent (a kill racing a request is reported, see below)
     r = sb.exec("echo fallback; sleep 300 &")
     assert r.ok and r.stdout == "fallback\n" and r.reaped == 1 and r.note and "left running were killed" in r.note
     assert not tools.call("write_file", {"path": "f.txt", "content": "via exec\n"}).is_error

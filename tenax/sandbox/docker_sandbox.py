@@ -40,6 +40,7 @@ from tenax.sandbox import _channel
 from tenax.sandbox._channel import BOOT, Channel, ChannelDown
 from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
 from tenax.sandbox._incontainer import StreamBuffer, cut_middle
+from tenax.sandbox._slots import POOL_LABEL, bind_workspace, release_slot
 
 KILL_AFTER_S = 2  # SIGKILL this long after SIGTERM when the command ignores TERM
 HOME = "/home/tenax"
@@ -53,19 +54,30 @@ _RESERVED_ENV = ("TENAX_EXEC", "TENAX_PY", "TENAX_REQ", "TENAX_JOB")
 truncate_middle = cut_middle  # the name the rest of tenax knows
 
 
-def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | None = None) -> int:
+def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | None = None, name: str | None = None) -> int:
     """Force-remove tenax containers (all of them, or one goal's); return how many were removed."""
     client = client or ensure_docker()
     labels = ["tenax=1"] + ([f"tenax.goal={goal_id}"] if goal_id is not None else [])
+    filters = {"label": labels + [POOL_LABEL], "name": name} if name else {"label": labels}
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": labels}):
+    for container in client.containers.list(all=True, filters=filters):
+        if name and not (container.name == name or container.name.startswith(name + "-")):
+            continue
         try:
             container.remove(force=True)
             removed += 1
         except NotFound:
             pass
         _channel.remove_dir(_channel.mount_of(container.attrs))
+        if POOL_LABEL in container.labels:
+            release_slot(Path(_source(container.attrs, WORKDIR)).parent)
+    if goal_id is not None:  # pool containers taken by the goal keep their pool labels, but carry its name
+        removed += cleanup_by_label(client, goal_id=None, name=f"tenax-{goal_id}")
     return removed
+
+
+def _source(attrs: dict, destination: str) -> str | None:
+    return next((m.get("Source") for m in attrs.get("Mounts") or [] if m.get("Destination") == destination), None)
 
 
 def _read_frames(sock, out: StreamBuffer, err: StreamBuffer, stop: threading.Event) -> None:
@@ -163,6 +175,8 @@ class DockerSandbox:
         self._client = client
         self._container = None
         self._halted = False
+        self.propagation: str | None = None  # of the /workspace mount ("rslave": a pool container)
+        self.slot: Path | None = None  # the pool slot whose directory is this container's /workspace
         self._chan: Channel | None = None  # the exec server's channel (None: docker exec only)
         self._chan_wait = 0.0  # how long the next exec may wait for the server to connect
         self._chan_lock = threading.Lock()  # one request at a time; a concurrent exec uses docker exec
@@ -200,12 +214,16 @@ class DockerSandbox:
         return f"{SANDBOX_UID}:{SANDBOX_GID}"
 
     def _find_existing(self):
-        filters = {"label": ["tenax=1", f"tenax.goal={self.goal_id}"], "name": self.name}
-        for c in self.client.containers.list(all=True, filters=filters):
-            if c.name != self.name:
+        for c in self.client.containers.list(all=True, filters={"label": ["tenax=1"], "name": self.name}):
+            if c.name != self.name or (c.labels.get("tenax.goal") != self.goal_id and POOL_LABEL not in c.labels):
                 continue
-            mounts = c.attrs.get("Mounts") or []
-            if any(m.get("Destination") == WORKDIR and m.get("Source") == self.workspace for m in mounts):
+            source = _source(c.attrs, WORKDIR)
+            if source == self.workspace:
+                return c
+            slot = Path(source or "/").parent
+            if POOL_LABEL in c.labels and (slot / "workspace").is_file() and (slot / "workspace").read_text() == self.workspace:
+                bind_workspace(slot, self.workspace)  # a pool container taken by this goal (re-bound after a reboot)
+                self.slot = slot
                 return c
             raise SandboxError(
                 f"container {self.name} for goal {self.goal_id} exists but mounts another workspace; "
@@ -232,7 +250,7 @@ class DockerSandbox:
             detach=True,
             user=self.user,
             working_dir=WORKDIR,
-            volumes={self.workspace: {"bind": WORKDIR, "mode": "rw"}, chan_dir: {"bind": _channel.MOUNT, "mode": "ro"}},
+            volumes={self.workspace: {"bind": WORKDIR, "mode": "rw" + (f",{self.propagation}" if self.propagation else "")}, chan_dir: {"bind": _channel.MOUNT, "mode": "ro"}},
             read_only=True,
             tmpfs=tmpfs,
             environment={
@@ -361,6 +379,9 @@ class DockerSandbox:
             raise SandboxError(f"could not remove sandbox container {self.name}: {exc.explanation or exc}") from exc
         self._unlisten(remove=True)
         self._container = None
+        if self.slot is not None:
+            release_slot(self.slot)
+            self.slot = None
 
     def _death(self, settle: float = 0.0) -> str | None:
         """None while the container runs; else what became of it, in words. ``settle``: how long
@@ -402,6 +423,9 @@ class DockerSandbox:
             except NotFound:
                 break
             time.sleep(0.1)
+        if self.slot is not None:  # the fresh container mounts the workspace itself
+            release_slot(self.slot)
+            self.slot = None
         self._container = self._create()
         self._wait_running()
         return (

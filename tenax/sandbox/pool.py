@@ -1,0 +1,135 @@
+"""A warm pool of sandbox containers (opt-in): started, never-used containers of one image and one
+set of limits, each handed to a new goal in a few milliseconds and never to a second goal.
+
+How a container made before its goal serves that goal's workspace: /workspace is a bind mount
+fixed when a container is created, so each pool slot gets a host directory of its own
+(``<run root>/pool/<slot>/ws``), mounted at /workspace with ``rslave`` propagation, under a pool
+root that tenax makes a shared mount. ``take()`` bind-mounts the goal's workspace onto the slot
+directory on the host; the mount propagates into the running container, whose /workspace then is
+the workspace. This needs root on the host (mount(2)); without it ``fill()`` says so. The slot
+records its workspace in ``<slot>/workspace`` (host side, not mounted) so a resumed goal re-binds
+it after a host reboot and a container is never pointed at another workspace.
+
+Docker cannot change a container's labels, so a taken container keeps ``tenax.pool=<pool id>``
+and is renamed ``tenax-<goal id>``; ``cleanup_by_label(goal_id=...)`` and resume find it by that
+name. Unused pool containers are removed by ``cleanup()`` (label ``tenax.pool``). A workspace
+that needs another sandbox user than the pool's (owned by a uid other than root or 10001), or
+another image, network or limits, gets a cold-started sandbox instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import docker
+
+from tenax.core.errors import SandboxError
+from tenax.sandbox import _channel
+from tenax.sandbox._slots import POOL_LABEL, _mount, _mounted, bind_workspace, release_slot
+from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, ensure_docker
+from tenax.sandbox.docker_sandbox import DockerSandbox, cleanup_by_label
+
+def pool_root() -> Path:
+    return _channel.run_root() / "pool"
+
+
+class SandboxPool:
+    """``pool = SandboxPool(size, image=...)``; ``pool.fill()``; ``pool.take(workspace, goal_id) -> DockerSandbox``."""
+
+    def __init__(self, size: int, *, image: str = DEFAULT_IMAGE, network: str = "none",
+                 client: docker.DockerClient | None = None, **limits):
+        if int(size) < 1:
+            raise SandboxError(f"pool size must be at least 1, got {size}")
+        self.size = int(size)
+        self.image, self.network, self.limits = image, network, limits
+        self.id = uuid.uuid4().hex[:8]
+        self._client = client
+        self._ready: list[DockerSandbox] = []
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = ensure_docker()
+        return self._client
+
+    def _shared_root(self) -> Path:
+        if os.geteuid() != 0:
+            raise SandboxError("the warm pool needs root on the host (it bind-mounts each goal's workspace "
+                               "into a running container); run without a pool, or as root")
+        root = pool_root()
+        root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        if not _mounted(root):
+            _mount("--bind", str(root), str(root))
+        _mount("--make-rshared", str(root))
+        return root
+
+    def fill(self) -> int:
+        """Start containers until ``size`` wait unused, each with its exec server connected; return how many were started."""
+        root = self._shared_root()
+        started = 0
+        while len(self._ready) < self.size:
+            slot = root / f"{self.id}-{uuid.uuid4().hex[:8]}"
+            (slot / "ws").mkdir(parents=True, mode=0o755)
+            os.chown(slot / "ws", SANDBOX_UID, SANDBOX_GID)
+            box = DockerSandbox(slot / "ws", goal_id=f"pool-{slot.name}", image=self.image, network=self.network,
+                                labels={POOL_LABEL: self.id}, client=self.client, **self.limits)
+            box.propagation = "rslave"
+            try:
+                box.start()
+            except SandboxError:
+                release_slot(slot)
+                raise
+            if box._server() is None:
+                box.stop()
+                release_slot(slot)
+                raise SandboxError(f"pool container {box.name} started without its exec server")
+            self._ready.append(box)
+            started += 1
+        return started
+
+    def take(self, workspace: str | Path, goal_id: str, *, name_suffix: str = "", max_output_chars: int = 20_000,
+             jobs: set[str] | None = None) -> DockerSandbox:
+        """A started sandbox for ``goal_id`` over ``workspace``: a pool container when one is ready
+        and fits, else a cold-started one. The pool is not refilled here (call ``fill()``)."""
+        cold = DockerSandbox(workspace, goal_id=goal_id, image=self.image, network=self.network, client=self.client,
+                             name_suffix=name_suffix, max_output_chars=max_output_chars, jobs=jobs, **self.limits)
+        if not self._ready or cold._prepare_workspace() != f"{SANDBOX_UID}:{SANDBOX_GID}":
+            cold.start()
+            return cold
+        box = self._ready.pop(0)
+        slot = Path(box.workspace).parent
+        bind_workspace(slot, cold.workspace)
+        box.propagation, box.slot = None, slot
+        try:
+            box.container.rename(cold.name)
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not rename pool container {box.name} to {cold.name}: {exc}") from exc
+        box.name, box.goal_id, box.workspace = cold.name, goal_id, cold.workspace
+        box.max_output_chars, box.jobs = max_output_chars, set(jobs or ())
+        return box
+
+    def cleanup(self) -> int:
+        """Remove this pool's unused containers and slots; return how many containers were removed."""
+        removed = 0
+        for box in self._ready:
+            box.stop()
+            release_slot(Path(box.workspace).parent)
+            removed += 1
+        self._ready.clear()
+        return removed
+
+
+def cleanup_pools(client: docker.DockerClient | None = None) -> int:
+    """Remove every unused pool container (of any pool, e.g. one a crashed daemon left) and its slot."""
+    client = client or ensure_docker()
+    removed = 0
+    for c in client.containers.list(all=True, filters={"label": [POOL_LABEL, "tenax=1"]}):
+        if not c.name.startswith("tenax-pool-"):
+            continue  # taken by a goal: it is that goal's now
+        slot = next((Path(m["Source"]).parent for m in c.attrs.get("Mounts") or [] if m.get("Destination") == "/workspace"), None)
+        removed += cleanup_by_label(client, goal_id=c.labels.get("tenax.goal"))
+        if slot is not None:
+            release_slot(slot)
+    return removed
