@@ -63,6 +63,7 @@ from tenax.core.messages import Message, ModelResponse, TextPart, ToolSpec, Usag
 from tenax.harness.openai_models import OpenAIResponsesModel
 from tenax.harness.registry import make_model as make_provider_model
 from tenax.core.protocols import ExecResult
+from tenax.sandbox.jobs import SPECS as JOB_SPECS
 from tenax.sandbox.tools import ToolBox
 from tenax.store import open_store
 from tenax.subagents import AgentManager
@@ -358,7 +359,7 @@ def write_project_guide(workspace: Path) -> None:
 def main_prefix_tokens() -> int:
     """System + tools of the main session as the goal loop builds them (simulator token count)."""
     tools = list(ToolBox(None).specs()) + [spec for spec, _ in memory_tools(None, "").values()]
-    tools += list(AGENT_TOOL_SPECS.values()) + [prompts.COMPLETE_GOAL]
+    tools += list(JOB_SPECS.values()) + list(AGENT_TOOL_SPECS.values()) + [prompts.COMPLETE_GOAL]
     with tempfile.TemporaryDirectory() as ws:
         write_project_guide(Path(ws))
         system = instructions.system_prompt(prompts.SYSTEM_PROMPT, ws)

@@ -439,8 +439,13 @@ def test_copy_isolation_runs_in_a_second_hardened_container_and_leaves_the_paren
     assert len(by_name) == 2 and main_c["Id"] != agent_c["Id"]
     assert agent_c["Config"]["Labels"]["tenax.agent"] == agent.id and "tenax.agent" not in main_c["Config"]["Labels"]
     # the agent's only mount is its copy; the main one mounts the real workspace
-    assert [(m["Source"], m["Destination"], m["RW"]) for m in agent_c["Mounts"]] == [(str(copy), "/workspace", True)]
-    assert [(m["Source"], m["Destination"]) for m in main_c["Mounts"]] == [(str(ws.resolve()), "/workspace")]
+    # (besides the exec server's socket directory, mounted read-only at /run/tenax)
+    def mounts(c):
+        other = [(m["Destination"], m["RW"]) for m in c["Mounts"] if m["Destination"] != "/workspace"]
+        assert other == [("/run/tenax", False)]
+        return [(m["Source"], m["Destination"], m["RW"]) for m in c["Mounts"] if m["Destination"] == "/workspace"]
+    assert mounts(agent_c) == [(str(copy), "/workspace", True)]
+    assert mounts(main_c) == [(str(ws.resolve()), "/workspace", True)]
     # same hardening as the main container (same DockerSandbox)
     for key in HARDENING:
         assert agent_c["HostConfig"].get(key) == main_c["HostConfig"].get(key), key

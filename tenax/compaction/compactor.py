@@ -101,7 +101,7 @@ class Compactor(Hook):
 
     # -- the hook ----------------------------------------------------------------------------
     def before_call(self, ctx: TurnContext) -> list[Replace]:
-        if ctx.conversation.turns == 0:  # never compact a freshly compacted context again
+        if ctx.conversation.calls == 0:  # not again before a model call has followed the last compaction
             return []
         tokens = self.context_tokens(ctx)
         if tokens < self.limit:

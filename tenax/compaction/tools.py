@@ -13,63 +13,54 @@ from tenax.store import memory
 
 Handler = Callable[[dict[str, Any]], ToolOutcome]
 
-UPDATE_PLAN = ToolSpec(
-    name="update_plan",
-    description=(
+UPDATE_PLAN = ToolSpec.object(
+    "update_plan",
+    (
         "Record your plan as a list of items with a status (pending, in_progress, done, blocked, dropped). "
         "Send the whole current plan each time. The plan is kept by the runtime and shown to you again "
         "after the context is compacted, so keep it current."
     ),
-    parameters={
-        "type": "object",
-        "properties": {
+    {
+        "items": {
+            "type": "array",
+            "description": "The plan, in order.",
             "items": {
-                "type": "array",
-                "description": "The plan, in order.",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "text": {"type": "string", "description": "What to do."},
-                        "status": {"type": "string", "enum": list(memory.PLAN_STATUSES)},
-                    },
-                    "required": ["text", "status"],
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "description": "What to do."},
+                    "status": {"type": "string", "enum": list(memory.PLAN_STATUSES)},
                 },
-            }
-        },
-        "required": ["items"],
+                "required": ["text", "status"],
+            },
+        }
     },
+    required=("items",),
 )
 
-NOTE = ToolSpec(
-    name="note",
-    description=(
+NOTE = ToolSpec.object(
+    "note",
+    (
         "Write down something that must survive context compaction: a pitfall (an approach that failed "
         "and why), a decision you made instead of asking, or a fact you will need later."
     ),
-    parameters={
-        "type": "object",
-        "properties": {
-            "kind": {"type": "string", "enum": list(memory.NOTE_KINDS)},
-            "text": {"type": "string", "description": "The note, self-contained."},
-        },
-        "required": ["kind", "text"],
+    {
+        "kind": {"type": "string", "enum": list(memory.NOTE_KINDS)},
+        "text": {"type": "string", "description": "The note, self-contained."},
     },
+    required=("kind", "text"),
 )
 
-RECALL = ToolSpec(
-    name="recall",
-    description=(
+RECALL = ToolSpec.object(
+    "recall",
+    (
         "Full-text search over the archived (compacted) transcript and your notes. Returns snippets "
         "with the journal step ids they come from. Use it for exact details that are no longer in view."
     ),
-    parameters={
-        "type": "object",
-        "properties": {
-            "query": {"type": "string", "description": "Keywords to look for."},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 20, "description": "Max results (default 8)."},
-        },
-        "required": ["query"],
+    {
+        "query": {"type": "string", "description": "Keywords to look for."},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 20, "description": "Max results (default 8)."},
     },
+    required=("query",),
 )
 
 

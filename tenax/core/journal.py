@@ -59,6 +59,7 @@ class Conversation:
     marker: Any = None  # the latest compaction step, if any
     reported: int = 0  # input + output tokens the latest call in this context reported (0: none yet)
     appended: int = 0  # characters added to the context since that call (or since its start)
+    calls: int = 0  # model replies added since the latest compaction (kept turns not counted)
 
     def tokens(self, prefix_chars: int) -> int:
         """Estimated tokens of the next request (``prefix_chars``: system prompt and tools)."""
@@ -77,6 +78,7 @@ class Conversation:
         if step.kind == "compaction":
             kept_from = int(step.payload["kept_from"])
             self.marker = step
+            self.calls = 0
             self.steps = [s for s in self.steps if s.seq >= kept_from]
             self.messages = [_head(step)]
             self.reported = 0
@@ -86,6 +88,7 @@ class Conversation:
         elif step.kind in CONTEXT_KINDS:
             self.steps.append(step)
             self._fold(step)
+            self.calls += step.kind == "assistant"
             u = step.payload.get("usage") if step.kind == "assistant" else None
             if u:
                 self.reported = (u.get("input_tokens", 0) + u.get("cache_read_tokens", 0)

@@ -76,6 +76,17 @@ class ToolSpec(BaseModel):
     description: str
     parameters: dict[str, Any]  # JSON schema (type: object)
 
+    @classmethod
+    def object(cls, name: str, description: str, properties: dict[str, Any], *, required: tuple[str, ...] = (),
+               closed: bool = False) -> "ToolSpec":
+        """A tool whose arguments are one JSON object with these properties (``closed``: no others)."""
+        parameters: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            parameters["required"] = list(required)
+        if closed:
+            parameters["additionalProperties"] = False
+        return cls(name=name, description=description, parameters=parameters)
+
     def canonical(self) -> str:
         """Deterministic serialization (sorted keys) used for cache-stable prefixes."""
         return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))

@@ -68,7 +68,8 @@ class GuardConfig:
     repeat: int = 3  # turns one signature may occur in (since the last progress) before a step-back
     window: int = 12  # ... counted among this many most recent turns
     step_backs: int = 2  # reviewer step-backs on one signature before a fresh context
-    no_progress_turns: int = 20  # turns with no workspace change and no new check result
+    no_progress_turns: int = 40  # turns with no workspace change and no new check result (reading a large
+    # codebase for 20-30 turns before the first edit is normal work, not a lost agent)
     fingerprint_files: int = 20_000  # the workspace walk stops after this many files
 
     @classmethod
@@ -138,6 +139,11 @@ class _Edits:
         return False
 
 
+WRITES = frozenset({"write_file", "edit_file"})
+READ_ONLY = frozenset({"read_file", "list_files", "grep", "recall", "note", "update_plan", "list_agents",
+                       "wait_agents", "job_status"})
+
+
 def workspace_fingerprint(root: str, max_files: int) -> str:
     """Paths, sizes and mtimes of the workspace's files (VCS and dependency dirs skipped)."""
     h, n = hashlib.sha256(), 0
@@ -175,11 +181,17 @@ class CirclingGuard(Guard):
         self._quiet = 0  # turns with no workspace change and no new check result
         self._print: str | None = None
         self._turns = 0
+        self._wrote = False  # this turn's write_file/edit_file changed the workspace: no walk needed
+        self._may_change = False  # this turn ran a tool that may change the workspace (bash, a job...)
 
     # observation
     def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> ToolOutcome:
         if call.name == "complete_goal":
             return outcome  # the check has its own signature
+        if call.name in WRITES and not outcome.is_error:
+            self._wrote = True
+        elif call.name not in READ_ONLY:
+            self._may_change = True
         if self._edits.reverts(call) and not outcome.is_error:
             self._add(f"revert: an edit of {call.arguments.get('path')} undoes an earlier one",
                       json.dumps(call.arguments, ensure_ascii=False)[:300])
@@ -235,7 +247,14 @@ class CirclingGuard(Guard):
         return ()
 
     def _workspace_changed(self) -> bool:
-        if not self.workspace:
+        """Whether this turn changed the workspace. The workspace is walked only after a tool that may
+        have changed it behind the runtime's back (bash, a job, a sub-agent), never after reads: the
+        guard must not make every turn cost a walk of a large repository."""
+        wrote, may, self._wrote, self._may_change = self._wrote, self._may_change, False, False
+        if wrote:
+            self._print = None  # walked afresh next time: the known write is not counted twice
+            return True
+        if not self.workspace or not may:
             return False
         fp = workspace_fingerprint(self.workspace, self.config.fingerprint_files)
         changed, self._print = self._print is not None and fp != self._print, fp

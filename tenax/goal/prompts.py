@@ -22,18 +22,12 @@ the failure, simplify, or work around the obstacle.
 - Budget notes and reminders arrive as messages from the runtime; follow them.
 """
 
-COMPLETE_GOAL = ToolSpec(
-    name="complete_goal",
-    description=(
-        "Claim that the goal is complete. The runtime verifies the claim (runs the goal's check "
-        "command in the sandbox, or asks an independent reviewer). On failure you get the output "
-        "and must continue working."
-    ),
-    parameters={
-        "type": "object",
-        "properties": {"summary": {"type": "string", "description": "What was done and how it was verified."}},
-        "required": ["summary"],
-    },
+COMPLETE_GOAL = ToolSpec.object(
+    "complete_goal",
+    "Claim that the goal is complete. The runtime verifies the claim (runs the goal's check command in the "
+    "sandbox, or asks an independent reviewer). On failure you get the output and must continue working.",
+    {"summary": {"type": "string", "description": "What was done and how it was verified."}},
+    required=("summary",),
 )
 
 

@@ -39,9 +39,9 @@ WAIT_DEFAULT_S = 600.0
 WAIT_MAX_S = 3600.0
 
 
-SPAWN_AGENT = ToolSpec(
-    name="spawn_agent",
-    description=(
+SPAWN_AGENT = ToolSpec.object(
+    "spawn_agent",
+    (
         "Delegate a task to a sub-agent with a fresh, isolated context (it sees only the task you write, "
         "not this conversation) and get back only its structured summary. Use it for exploration, long "
         "investigations, reviews and risky experiments, so this conversation stays small. Roles: explorer "
@@ -49,60 +49,52 @@ SPAWN_AGENT = ToolSpec(
         ".tenax/agents. With background=true it returns an agent id at once (collect it with wait_agents); "
         "otherwise it waits and returns the summary. Limits: 4 running at once, nesting depth 2."
     ),
-    parameters={
-        "type": "object",
-        "properties": {
-            "task": {"type": "string", "description": "A self-contained task: what to do, where, what to report."},
-            "role": {"type": "string", "description": "explorer | worker | reviewer | a project role (default worker)."},
-            "model": {"type": "string", "description": "Model spec, e.g. anthropic:claude-haiku-4-5 (default: the role's, else yours)."},
-            "tools": {"type": "array", "items": {"type": "string"}, "description": "Override the role's tool allowlist."},
-            "background": {"type": "boolean", "description": "Return the agent id immediately (default false)."},
-            "isolation": {"type": "string", "enum": ["shared", "copy"],
-                          "description": "shared (default): your workspace; copy: a copy of it in a second container."},
-        },
-        "required": ["task"],
-        "additionalProperties": False,
+    {
+        "task": {"type": "string", "description": "A self-contained task: what to do, where, what to report."},
+        "role": {"type": "string", "description": "explorer | worker | reviewer | a project role (default worker)."},
+        "model": {"type": "string", "description": "Model spec, e.g. anthropic:claude-haiku-4-5 (default: the role's, else yours)."},
+        "tools": {"type": "array", "items": {"type": "string"}, "description": "Override the role's tool allowlist."},
+        "background": {"type": "boolean", "description": "Return the agent id immediately (default false)."},
+        "isolation": {"type": "string", "enum": ["shared", "copy"],
+                      "description": "shared (default): your workspace; copy: a copy of it in a second container."},
     },
+    required=("task",),
+    closed=True,
 )
 
-WAIT_AGENTS = ToolSpec(
-    name="wait_agents",
-    description="Wait for sub-agents to finish and get their summaries. With no ids, waits for all your unfinished ones.",
-    parameters={
-        "type": "object",
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "string"}, "description": "Agent ids (default: all yours)."},
-            "timeout": {"type": "number", "description": "Seconds to wait at most (default 600).", "exclusiveMinimum": 0},
-        },
-        "additionalProperties": False,
+WAIT_AGENTS = ToolSpec.object(
+    "wait_agents",
+    "Wait for sub-agents to finish and get their summaries. With no ids, waits for all your unfinished ones.",
+    {
+        "ids": {"type": "array", "items": {"type": "string"}, "description": "Agent ids (default: all yours)."},
+        "timeout": {"type": "number", "description": "Seconds to wait at most (default 600).", "exclusiveMinimum": 0},
     },
+    closed=True,
 )
 
-LIST_AGENTS = ToolSpec(
-    name="list_agents",
-    description="List your sub-agents from the durable ledger: id, role, model, status, cost, task and outcome.",
-    parameters={"type": "object", "properties": {}, "additionalProperties": False},
+LIST_AGENTS = ToolSpec.object(
+    "list_agents",
+    "List your sub-agents from the durable ledger: id, role, model, status, cost, task and outcome.",
+    {},
+    closed=True,
 )
 
-APPLY_AGENT_CHANGES = ToolSpec(
-    name="apply_agent_changes",
-    description=(
+APPLY_AGENT_CHANGES = ToolSpec.object(
+    "apply_agent_changes",
+    (
         "Bring a finished isolation=\"copy\" sub-agent's changes (files it added, modified or deleted in its copy) "
         "into your workspace, optionally only some paths (files or directories). A file you changed since the copy "
         "was made is never overwritten: it is reported as a conflict and the rest is applied. Symlinks leaving the "
         "workspace are refused. The result lists what was applied, already applied, and skipped with the reason; "
         "applying twice is harmless."
     ),
-    parameters={
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "description": "The agent id (from spawn_agent / list_agents)."},
-            "paths": {"type": "array", "items": {"type": "string"},
-                      "description": "Only these workspace-relative files or directories (default: all changes)."},
-        },
-        "required": ["id"],
-        "additionalProperties": False,
+    {
+        "id": {"type": "string", "description": "The agent id (from spawn_agent / list_agents)."},
+        "paths": {"type": "array", "items": {"type": "string"},
+                  "description": "Only these workspace-relative files or directories (default: all changes)."},
     },
+    required=("id",),
+    closed=True,
 )
 
 TOOL_SPECS = {"spawn_agent": SPAWN_AGENT, "wait_agents": WAIT_AGENTS, "list_agents": LIST_AGENTS,

@@ -80,14 +80,13 @@ def report_spec(with_verdict: bool = False) -> ToolSpec:
         "open_questions": {"type": "array", "items": {"type": "string"},
                            "description": "What is still unknown or undecided."},
     }
-    required = ["outcome", "findings"]
+    required: tuple[str, ...] = ("outcome", "findings")
     if with_verdict:
         props["passed"] = {"type": "boolean", "description": "true only if the objective is fully met."}
-        required.append("passed")
-    return ToolSpec(
-        name="report",
-        description="Finish your task: hand your structured result to the lead agent. Call it exactly once, last.",
-        parameters={"type": "object", "properties": props, "required": required, "additionalProperties": False},
+        required += ("passed",)
+    return ToolSpec.object(
+        "report", "Finish your task: hand your structured result to the lead agent. Call it exactly once, last.",
+        props, required=required, closed=True,
     )
 
 
