@@ -31,7 +31,6 @@ from tenax.harness.registry import make_model, parse_model_spec
 from tenax.harness.retry import RetryPolicy
 from tenax.sandbox import DockerSandbox, ToolBox, ensure_docker, image_exists
 from tenax.sandbox.jobs import Jobs
-from tenax.sandbox.jobs import Jobs
 from tenax.store import open_store  # noqa: F401 - the CLI opens its store through the app
 from tenax.subagents import AgentManager, ReviewerJudge, copy_root, remove_agent_containers
 
@@ -159,8 +158,6 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
         extra.update(agents.main_tools())
     jobs = Jobs(sandbox)
     extra.update(jobs.tools())
-    jobs = Jobs(sandbox)
-    extra.update(jobs.tools())
     guards: list[Guard] = []
     if (goal.config or {}).get("protect"):
         guards.append(protect.ProtectGuard(goal.workspace, sandbox, goal.config["protect"]))
@@ -182,7 +179,6 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     hooks += [Ralph(compactor), compactor] if goal.strategy == "ralph" else [compactor]
     engine = Engine(store, goal.id, session_id, model, system, tools, policy, hooks=hooks,
                     costs=cost_function(model, settings), on_event=on_event, sleep=sleep or policy.nap)
-    jobs.emit = lambda payload: engine.journal("event", payload)  # a wait is shown live
     jobs.emit = lambda payload: engine.journal("event", payload)  # a wait is shown live
     return engine, policy
 
