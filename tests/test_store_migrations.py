@@ -38,6 +38,43 @@ def test_the_migration_freezes_the_state_machine_of_the_code():
     assert mig.STATUSES == VALUES
 
 
+# Digests of the schema each released migration creates (tables, columns with type, nullability,
+# default and key, foreign keys, indexes; the FTS5 tables aside). The migrations build their
+# tables from the shared, frozen helpers in tenax/store/migrations/_columns.py: a change there
+# must not change what an old migration creates.
+RELEASED_SCHEMAS = {"0001": "b195ecd831adf6d2", "0002_subagents": "8766f0f251b6c45d",
+                    "0003_memory": "276a4700ad6a4b65"}
+
+
+def _structure(conn) -> list:
+    from sqlalchemy import text
+
+    tables = conn.execute(text("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'memory_fts%'"
+                               " ORDER BY name")).scalars().all()
+    return [[name,
+             [list(r) for r in conn.execute(text(f"PRAGMA table_xinfo('{name}')"))],
+             [list(r) for r in conn.execute(text(f"PRAGMA foreign_key_list('{name}')"))],
+             [[*ix, [list(c) for c in conn.execute(text(f"PRAGMA index_info('{ix[1]}')"))]]
+              for ix in (list(r) for r in conn.execute(text(f"PRAGMA index_list('{name}')")))]]
+            for name in tables]
+
+
+def test_released_migrations_still_create_the_schema_they_always_did(tmp_path: Path):
+    import hashlib
+
+    eng = create_engine(f"sqlite:///{tmp_path / 't.db'}")
+    try:
+        for rev, digest in RELEASED_SCHEMAS.items():
+            with eng.begin() as conn:
+                command.upgrade(alembic_config(conn), rev)
+            with eng.connect() as conn:
+                structure = _structure(conn)
+            got = hashlib.sha256(json.dumps(structure).encode()).hexdigest()[:16]
+            assert got == digest, f"migration {rev} now creates another schema: {json.dumps(structure)}"
+    finally:
+        eng.dispose()
+
+
 def _raw(db: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA foreign_keys=ON")

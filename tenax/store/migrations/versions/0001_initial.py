@@ -9,6 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from tenax.store.migrations._columns import (cascade_fk, lifetime_columns, primary_key, ref, spend_columns,
+                                             string_id, timestamp)
+
 
 revision = "0001"
 down_revision = None
@@ -19,7 +22,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "goals",
-        sa.Column("id", sa.String(32), nullable=False),
+        string_id(),
         sa.Column("objective", sa.Text(), nullable=False),
         sa.Column("check_cmd", sa.Text(), nullable=True),
         sa.Column("model", sa.String(200), nullable=False),
@@ -30,76 +33,60 @@ def upgrade() -> None:
         sa.Column("budgets", sa.JSON(), nullable=False),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("turns", sa.Integer(), nullable=False),
-        sa.Column("input_tokens", sa.Integer(), nullable=False),
-        sa.Column("output_tokens", sa.Integer(), nullable=False),
-        sa.Column("cache_read_tokens", sa.Integer(), nullable=False),
-        sa.Column("cache_write_tokens", sa.Integer(), nullable=False),
-        sa.Column("cost_usd", sa.Float(), nullable=False),
-        sa.Column("uncached_cost_usd", sa.Float(), nullable=False),
+        *spend_columns(),
         sa.Column("elapsed_s", sa.Float(), nullable=False),
         sa.Column("summary", sa.Text(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_goals"),
+        *lifetime_columns(),
+        primary_key("goals"),
     )
     op.create_index("ix_goals_created_at", "goals", ["created_at"])
     op.create_index("ix_goals_status", "goals", ["status"])
 
     op.create_table(
         "sessions",
-        sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("goal_id", sa.String(32), nullable=False),
-        sa.Column("parent_session_id", sa.String(32), nullable=True),
+        string_id(),
+        ref("goal_id"),
+        ref("parent_session_id", nullable=True),
         sa.Column("role", sa.String(64), nullable=False),
         sa.Column("model", sa.String(200), nullable=False),
         sa.Column("system", sa.Text(), nullable=False),
         sa.Column("tools", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(32), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["goal_id"], ["goals.id"], name="fk_sessions_goal_id_goals", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name="pk_sessions"),
+        timestamp("created_at"),
+        cascade_fk("sessions", "goal_id", "goals"),
+        primary_key("sessions"),
     )
     op.create_index("ix_sessions_goal_id", "sessions", ["goal_id"])
 
     op.create_table(
         "steps",
-        sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("session_id", sa.String(32), nullable=False),
+        string_id(),
+        ref("session_id"),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"], name="fk_steps_session_id_sessions", ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_steps"),
+        timestamp("created_at"),
+        cascade_fk("steps", "session_id", "sessions"),
+        primary_key("steps"),
     )
     op.create_index("ix_steps_session_seq", "steps", ["session_id", "seq"], unique=True)
 
     op.create_table(
         "usage",
-        sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("session_id", sa.String(32), nullable=False),
-        sa.Column("goal_id", sa.String(32), nullable=False),
+        string_id(),
+        ref("session_id"),
+        ref("goal_id"),
         sa.Column("step_seq", sa.Integer(), nullable=True),
         sa.Column("provider", sa.String(64), nullable=False),
         sa.Column("model", sa.String(200), nullable=False),
-        sa.Column("input_tokens", sa.Integer(), nullable=False),
-        sa.Column("output_tokens", sa.Integer(), nullable=False),
-        sa.Column("cache_read_tokens", sa.Integer(), nullable=False),
-        sa.Column("cache_write_tokens", sa.Integer(), nullable=False),
-        sa.Column("cost_usd", sa.Float(), nullable=False),
-        sa.Column("uncached_cost_usd", sa.Float(), nullable=False),
+        *spend_columns(),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("attempts_json", sa.JSON(), nullable=False),
         sa.Column("duration_s", sa.Float(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["session_id"], ["sessions.id"], name="fk_usage_session_id_sessions", ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_usage"),
+        timestamp("created_at"),
+        cascade_fk("usage", "session_id", "sessions"),
+        primary_key("usage"),
     )
     op.create_index("ix_usage_goal_id", "usage", ["goal_id"])
     op.create_index("ix_usage_session_id", "usage", ["session_id"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from tenax.store.migrations._columns import cascade_fk, lifetime_columns, primary_key, ref, string_id
+
 
 revision = "0002_subagents"
 down_revision = "0001"
@@ -19,10 +21,10 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "agents",
-        sa.Column("id", sa.String(32), nullable=False),
-        sa.Column("goal_id", sa.String(32), nullable=False),
-        sa.Column("parent_session_id", sa.String(32), nullable=True),
-        sa.Column("session_id", sa.String(32), nullable=True),
+        string_id(),
+        ref("goal_id"),
+        ref("parent_session_id", nullable=True),
+        ref("session_id", nullable=True),
         sa.Column("task", sa.Text(), nullable=False),
         sa.Column("role", sa.String(64), nullable=False),
         sa.Column("model", sa.String(200), nullable=False),
@@ -36,11 +38,9 @@ def upgrade() -> None:
         sa.Column("max_turns", sa.Integer(), nullable=True),
         sa.Column("spawn_call_id", sa.String(200), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["goal_id"], ["goals.id"], name="fk_agents_goal_id_goals", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name="pk_agents"),
+        *lifetime_columns(),
+        cascade_fk("agents", "goal_id", "goals"),
+        primary_key("agents"),
     )
     op.create_index("ix_agents_goal_id", "agents", ["goal_id"])
     op.create_index("ix_agents_parent_session_id", "agents", ["parent_session_id"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from tenax.store.migrations._columns import cascade_fk, primary_key, ref, serial_id, timestamp
+
 
 revision = "0003_memory"
 down_revision = "0002_subagents"
@@ -21,63 +23,43 @@ FTS_CREATE = (
 )
 
 
-def _goal_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(["goal_id"], ["goals.id"], name=f"fk_{table}_goal_id_goals", ondelete="CASCADE")
+def _goal_table(table: str, *columns: sa.Column) -> None:
+    """A table of rows that belong to a goal (deleted with it), looked up by goal."""
+    op.create_table(table, serial_id(), ref("goal_id"), *columns, cascade_fk(table, "goal_id", "goals"),
+                    primary_key(table))
+    op.create_index(f"ix_{table}_goal_id", table, ["goal_id"])
 
 
 def upgrade() -> None:
-    op.create_table(
+    _goal_table(
         "plan_items",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("goal_id", sa.String(32), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("status", sa.String(32), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        _goal_fk("plan_items"),
-        sa.PrimaryKeyConstraint("id", name="pk_plan_items"),
+        timestamp("updated_at"),
     )
-    op.create_index("ix_plan_items_goal_id", "plan_items", ["goal_id"])
-
-    op.create_table(
+    _goal_table(
         "memory_notes",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("goal_id", sa.String(32), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("source", sa.String(32), nullable=False),
-        sa.Column("session_id", sa.String(32), nullable=True),
+        ref("session_id", nullable=True),
         sa.Column("step_seq", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        _goal_fk("memory_notes"),
-        sa.PrimaryKeyConstraint("id", name="pk_memory_notes"),
+        timestamp("created_at"),
     )
-    op.create_index("ix_memory_notes_goal_id", "memory_notes", ["goal_id"])
-
-    op.create_table(
+    _goal_table(
         "steering",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("goal_id", sa.String(32), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
-        _goal_fk("steering"),
-        sa.PrimaryKeyConstraint("id", name="pk_steering"),
+        timestamp("created_at"),
+        timestamp("consumed_at", nullable=True),
     )
-    op.create_index("ix_steering_goal_id", "steering", ["goal_id"])
-
-    op.create_table(
+    _goal_table(
         "memory_docs",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("goal_id", sa.String(32), nullable=False),
-        sa.Column("session_id", sa.String(32), nullable=True),
+        ref("session_id", nullable=True),
         sa.Column("step_seq", sa.Integer(), nullable=True),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        _goal_fk("memory_docs"),
-        sa.PrimaryKeyConstraint("id", name="pk_memory_docs"),
     )
-    op.create_index("ix_memory_docs_goal_id", "memory_docs", ["goal_id"])
     op.create_index("ix_memory_docs_goal_step", "memory_docs", ["goal_id", "session_id", "step_seq", "kind"], unique=True)
 
     if op.get_bind().dialect.name == "sqlite":
