@@ -7,6 +7,7 @@ model spec and its API key, the Docker engine and the sandbox image.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,8 +17,8 @@ from tenax.compaction import CompactionConfig, Compactor, Ralph, build_ledger, m
 from tenax.config import Settings, load_settings
 from tenax.core.budget import Budgets
 from tenax.core.engine import Engine, EventHook, Hook, Replace, TurnContext
-from tenax.core.errors import ConfigError, ModelSwitchRefused, SandboxError
-from tenax.core.messages import Attempt, ToolCallPart, ToolSpec
+from tenax.core.errors import ConfigError, ModelSwitchRefused, ProviderError, SandboxError, TenaxError
+from tenax.core.messages import Attempt, Message, TextPart, ToolCallPart, ToolSpec
 from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
 from tenax.core.status import ENDED, FINAL, GoalStatus
 from tenax.goal import instructions, prompts
@@ -52,6 +53,7 @@ class GoalRequest:
     guards: dict[str, Any] | None = None  # tenax.goal.guards.GuardConfig fields
     protect: list[str] | None = None  # globs of acceptance files the agent may not change
     metric: dict[str, Any] | None = None  # tenax.goal.metric.MetricSpec fields: command, target, unit, bound, jump
+    price: dict[str, float] | None = None  # USD per million tokens {"input", "output"} for a model in no table
 
 
 def validate_network(network: str) -> str:
@@ -75,15 +77,32 @@ def validate_workspace(workspace: str) -> str:
     return str(path.resolve())
 
 
-def price_for(model: Model, settings: Settings) -> pricing.Price:
-    """The model's prices and context window: the built-in table, with TENAX_PRICING_FILE's overrides."""
+def price_for(model: Model, settings: Settings, given: dict[str, float] | None = None) -> pricing.Price:
+    """The model's prices and context window: the built-in table, with TENAX_PRICING_FILE's overrides,
+    and a goal's own ``--price`` (USD per million input / output tokens) over both."""
     table = pricing.load_pricing(settings.pricing_file) if settings.pricing_file else None
-    return pricing.lookup_price(model.provider, model.name, table=table)
+    price = pricing.lookup_price(model.provider, model.name, table=table)
+    if given:
+        inp, out = float(given["input"]), float(given["output"])
+        price = price.model_copy(update={"input": inp, "output": out, "cache_read": inp / 10, "cache_write_5m": inp * 1.25,
+                                         "cache_write_1h": inp * 2, "known": True, "estimated": False})
+    return price
 
 
-def cost_function(model: Model, settings: Settings) -> Callable[[Any], tuple[float, float]]:
-    price = price_for(model, settings)
+def cost_function(model: Model, settings: Settings, given: dict[str, float] | None = None) -> Callable[[Any], tuple[float, float]]:
+    price = price_for(model, settings, given)
     return lambda usage: (pricing.cost_usd(price, usage), pricing.uncached_cost_usd(price, usage))
+
+
+def parse_price(text: str) -> dict[str, float]:
+    """``--price IN/OUT``: USD per million input and output tokens, e.g. ``3/15``."""
+    try:
+        inp, out = (float(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--price {text!r}: expected IN/OUT in USD per million tokens, e.g. 3/15") from None
+    if not all(math.isfinite(v) and v >= 0 for v in (inp, out)):
+        raise ConfigError(f"--price {text!r}: both prices must be finite and not negative")
+    return {"input": inp, "output": out}
 
 
 def build_model(spec: str, base_url: str | None, api_key: str | None = None, **options: Any) -> Model:
@@ -98,9 +117,14 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
     network = validate_network(req.network)
     spec = req.model or settings.model
     parse_model_spec(spec)
-    build_model(spec, req.base_url, api_key)  # fails early on a missing API key
+    model = build_model(spec, req.base_url, api_key)  # fails early on a missing API key
     _sandbox_preflight(settings)
     budgets = req.budgets or Budgets()
+    if budgets.max_usd is not None and not price_for(model, settings, req.price).known:
+        raise ConfigError(
+            f"the price of {spec} is unknown (it is in no pricing table), so --max-usd cannot be enforced: "
+            "give its prices with --price IN/OUT (USD per million tokens) or a TENAX_PRICING_FILE entry, "
+            "or budget with --max-tokens instead")
     if req.strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {req.strategy!r}; use one of: {', '.join(STRATEGIES)}")
     measure = MetricSpec.of(req.metric) if req.metric else None
@@ -120,7 +144,8 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
                 **({"compaction": dict(req.compaction)} if req.compaction else {}),
                 **({"guards": dict(req.guards)} if req.guards else {}),
                 **({"protect": protected} if protected["files"] else {}),
-                **({"metric": asdict(measure)} if measure else {})},
+                **({"metric": asdict(measure)} if measure else {}),
+                **({"price": dict(req.price)} if req.price else {})},
     )
 
 
@@ -178,7 +203,8 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     hooks: list[Hook] = [SteeringHook(store, goal.id)]
     hooks += [Ralph(compactor), compactor] if goal.strategy == "ralph" else [compactor]
     engine = Engine(store, goal.id, session_id, model, system, tools, policy, hooks=hooks,
-                    costs=cost_function(model, settings), on_event=on_event, sleep=sleep or policy.nap)
+                    costs=cost_function(model, settings, (goal.config or {}).get("price")), on_event=on_event,
+                    sleep=sleep or policy.nap)
     jobs.emit = lambda payload: engine.journal("event", payload)  # a wait is shown live
     return engine, policy
 
@@ -308,6 +334,7 @@ def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settin
     judge (model: goal config ``judge_model``, else ``TENAX_JUDGE_MODEL``, else the goal's model)."""
     config = goal.config or {}
     main_provider = parse_model_spec(goal.model).provider
+    model_name = parse_model_spec(goal.model).name  # a goal's --price is for its own model only
 
     def model_factory(spec: str) -> Model:
         same = parse_model_spec(spec).provider == main_provider
@@ -322,7 +349,8 @@ def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settin
 
     manager = AgentManager(
         store, goal.id, toolbox=toolbox, model_factory=model_factory,
-        costs_for=lambda m: cost_function(m, settings), default_model=goal.model,
+        costs_for=lambda m: cost_function(m, settings, config.get("price") if m.name == model_name else None),
+        default_model=goal.model,
         sandbox_factory=sandbox_factory, copy_root=copy_root(), workspace=goal.workspace,
         sandbox_cleanup=lambda: remove_agent_containers(goal.id),
     )
@@ -330,3 +358,69 @@ def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settin
     if not goal.check_cmd:
         judge = ReviewerJudge(manager, toolbox.sandbox, model=config.get("judge_model") or settings.judge_model)
     return manager, judge
+
+
+# -- doctor ---------------------------------------------------------------------------------------
+@dataclass
+class Finding:
+    what: str
+    verdict: str  # "ok" | "warn" | "fail"
+    detail: str
+
+
+PING = ToolSpec.object("ping", "Answer a connectivity check.", {"ok": {"type": "boolean"}}, required=("ok",))
+PING_ASK = "This is a connectivity check by tenax. Call the ping tool once with ok set to true, and nothing else."
+
+
+def doctor(spec: str | None = None, base_url: str | None = None, *, api_key: str | None = None,
+           settings: Settings | None = None, store_url: str | None = None) -> list[Finding]:
+    """Check a setup end to end with one tiny model call: the key, the base URL, tool calling, usage
+    reporting, the price table, the Docker engine and image, and the store. Never raises for bad
+    input: every problem is a finding."""
+    out: list[Finding] = []
+    try:
+        settings = settings or load_settings()
+        spec = spec or settings.model
+        model = build_model(spec, base_url, api_key, retry=RetryPolicy(max_attempts=2, base_delay=0.5))
+        out.append(Finding("model", "ok", f"{spec} (provider {model.provider})"))
+    except ConfigError as e:
+        return [Finding("model", "fail", str(e))]
+    out += _call_findings(model)
+    price = price_for(model, settings)
+    out.append(Finding("price", "ok" if price.known else "warn",
+                       f"${price.input:g} in / ${price.output:g} out per million tokens" if price.known else
+                       "unknown model: costs are estimated with a conservative default; --max-usd needs --price IN/OUT"))
+    try:
+        _sandbox_preflight(settings)
+        out.append(Finding("sandbox", "ok", f"Docker engine answers; image {settings.image} is present"))
+    except TenaxError as e:
+        out.append(Finding("sandbox", "fail", str(e)))
+    try:
+        st = open_store(store_url)
+        out.append(Finding("store", "ok", repr(st)))
+        st.close()
+    except TenaxError as e:
+        out.append(Finding("store", "fail", str(e)))
+    return out
+
+
+def _call_findings(model: Model) -> list[Finding]:
+    msg = Message(role="user", parts=[TextPart(text=PING_ASK)])
+    try:
+        r = model.complete("You are being health-checked.", [PING], [msg], session_id="tenax-doctor", max_tokens=256)
+    except ProviderError as e:
+        what = "endpoint" if e.unreachable else "key" if e.status in (401, 403) else "call"
+        return [Finding(what, "fail", str(e))]
+    found = [Finding("call", "ok", f"the endpoint answered in {sum(a.duration_s for a in r.attempts):.1f} s")]
+    if any(c.name == "ping" for c in r.message.tool_calls):
+        found.append(Finding("tools", "ok", "the model called the offered tool"))
+    else:
+        found.append(Finding("tools", "warn", "the model answered without calling the offered tool; the server may be "
+                             "dropping tools (e.g. llama.cpp needs --jinja) - a goal would not get far"))
+    u = r.usage
+    if r.estimated or not (u.input_tokens + u.cache_read_tokens + u.cache_write_tokens):
+        found.append(Finding("usage", "warn", "the server reports no token usage: tenax estimates tokens locally "
+                             "(marked estimated in show and exports); budgets and compaction still work"))
+    else:
+        found.append(Finding("usage", "ok", f"reported: {u.total_input} input, {u.output_tokens} output tokens"))
+    return found
