@@ -5,7 +5,8 @@ Model-issued commands never run on the host. The container runs as a non-root us
 asked, no host environment and never the docker socket. Its root filesystem is read-only; /tmp,
 /var/tmp and the home directory are size-capped tmpfs, so only /workspace (the bind-mounted
 host directory) can grow on the host disk. Containers carry the labels ``tenax=1`` and
-``tenax.goal=<id>`` and are cleaned up by label.
+``tenax.goal=<id>`` and are cleaned up by label. With an egress allowlist the container joins the
+goal's internal network, its only way out the filtering proxy named in its environment (``egress``).
 
 Every exec runs through ``_incontainer.run`` inside the container: the command runs in its own
 session under the in-container timeout with a per-exec marker in its environment, and when it
@@ -41,6 +42,7 @@ from tenax.sandbox._channel import BOOT, Channel, ChannelDown
 from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
 from tenax.sandbox._incontainer import StreamBuffer, cut_middle
 from tenax.sandbox._slots import POOL_LABEL, bind_workspace, release_slot
+from tenax.sandbox.egress import cleanup_egress
 
 KILL_AFTER_S = 2  # SIGKILL this long after SIGTERM when the command ignores TERM
 HOME = "/home/tenax"
@@ -73,6 +75,8 @@ def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | N
             release_slot(Path(_source(container.attrs, WORKDIR)).parent)
     if goal_id is not None:  # pool containers taken by the goal keep their pool labels, but carry its name
         removed += cleanup_by_label(client, goal_id=None, name=f"tenax-{goal_id}")
+    if name is None:  # the goal's egress network (and its firewall rules), now that no container uses it
+        cleanup_egress(client, goal_id)
     return removed
 
 
@@ -146,6 +150,7 @@ class DockerSandbox:
         goal_id: str,
         image: str = DEFAULT_IMAGE,
         network: str = "none",
+        environment: dict[str, str] | None = None,
         mem_limit: str = "2g",
         pids_limit: int = 512,
         cpus: float = 1.0,
@@ -163,6 +168,7 @@ class DockerSandbox:
         self.goal_id = goal_id
         self.image = image
         self.network = network or "none"
+        self.environment = {str(k): str(v) for k, v in (environment or {}).items()}  # e.g. the egress proxy's
         self.mem_limit = mem_limit
         self.pids_limit = int(pids_limit)
         self.cpus = float(cpus)
@@ -254,6 +260,7 @@ class DockerSandbox:
             read_only=True,
             tmpfs=tmpfs,
             environment={
+                **self.environment,
                 "HOME": HOME,
                 # Agents edit and re-run within the same second; a same-size edit would then be
                 # shadowed by a stale .pyc (its mtime check has one-second resolution).
