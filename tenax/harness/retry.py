@@ -8,6 +8,7 @@ by ``classify_error`` into a ``Failure``.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -213,6 +214,8 @@ def classify_error(exc: BaseException) -> Failure | None:
                        invalid_request=invalid)
     if isinstance(exc, StreamFailed):
         return exc.failure
+    if isinstance(exc, json.JSONDecodeError):  # the SDK could not decode an event or body the server sent
+        return Failure(message=f"malformed answer from the server (not valid JSON: {exc})", retryable=True)
     return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -40,6 +40,11 @@ class Reply(BaseModel):
     error: SimError | None = None
     when: str | None = None
     output_tokens: int | None = None
+    # A transport fault instead of a clean answer: ``reset`` (the connection is reset half way
+    # through the answer), ``stall`` (half the answer, then silence for ``stall_s``), ``malformed``
+    # (an event or body that is not valid JSON), ``empty_body`` (a 200 with nothing in it).
+    fault: Literal["reset", "stall", "malformed", "empty_body"] | None = None
+    stall_s: float = 30.0
 
     def matches(self, req: "SimRequest") -> bool:
         """``when`` selection: the substring occurs in the system prompt or in the last user

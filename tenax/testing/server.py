@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +57,8 @@ class _Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     usage: dict[str, Any] | None = None
+    fault: str | None = None  # Reply.fault: how the transport misbehaves while sending this answer
+    stall_s: float = 0.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -223,7 +227,11 @@ class Simulator:
             return self._error(api, err.status, err.message, retry_after=err.retry_after)
         if tools_dropped:
             reply = reply.model_copy(update={"tool_calls": []})
-        return self._answer(api, parsed, reply)
+        out = self._answer(api, parsed, reply)
+        out.fault, out.stall_s = reply.fault, reply.stall_s
+        if reply.fault:
+            out.error = f"fault: {reply.fault}"
+        return out
 
     def _compat_overflow(self, quirks: cm.Compat, parsed: Parsed, window: int) -> _Outcome:
         if quirks.context_overflow == "empty":  # a well-formed 200 that says nothing at all
@@ -317,7 +325,34 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _misbehave(self, out: _Outcome) -> None:
+            """Half the answer, then a reset connection or silence (Reply.fault)."""
+            if out.fault == "stall":
+                time.sleep(out.stall_s)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()  # with linger 0: an RST, not a clean end
+
+        def _send_faulty_json(self, out: _Outcome) -> None:
+            data = b"" if out.fault == "empty_body" else json.dumps(out.body).encode("utf-8")
+            if out.fault == "malformed":
+                data = data[: len(data) // 2]
+            self.send_response(out.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if out.fault in ("reset", "stall"):
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                return self._misbehave(out)
+            self.wfile.write(data)
+
         def _send_events(self, out: _Outcome) -> None:
+            events = list(out.events or [])
+            if out.fault == "empty_body":
+                events = []
+            elif out.fault == "malformed" and events:
+                events[len(events) // 2] = (events[len(events) // 2][0], '{"type": "content_block_delta", "delta": {')
             self.send_response(out.status)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
             self.send_header("Cache-Control", "no-cache")
@@ -326,7 +361,9 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.end_headers()
             try:
-                for name, data in out.events or []:
+                for i, (name, data) in enumerate(events):
+                    if out.fault in ("reset", "stall") and i == len(events) // 2:
+                        return self._misbehave(out)
                     payload = data if isinstance(data, str) else json.dumps(data)
                     text = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
                     raw = text.encode("utf-8")
@@ -370,6 +407,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             try:
                 if out.events is not None:
                     self._send_events(out)
+                elif out.fault:
+                    self._send_faulty_json(out)
                 else:
                     self._send_json(out.status, out.body or {}, out.headers)
             except (BrokenPipeError, ConnectionResetError):
