@@ -10,19 +10,19 @@ a resume): ``list_agents`` and resume read it, never the parent's context. A row
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from typing import Any, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenax.core.errors import ConfigError
 from tenax.store.errors import NotFound
 from tenax.store.models import Base, GoalRow, UTCDateTime, new_id, utcnow
-from tenax.store.base import StoreBase
+from tenax.store.records import FrozenRecord
+from tenax.store.base import StoreBase, check_json, fetch
 
 AGENT_STATUSES = ("pending", "running", "done", "failed", "stopped")
 UNFINISHED_AGENT_STATUSES = frozenset({"pending", "running"})
@@ -59,11 +59,9 @@ class AgentRow(Base):
     )
 
 
-class AgentRecord(BaseModel):
+class AgentRecord(FrozenRecord):
     """A frozen snapshot of one ledger row. ``summary`` is the structured report (outcome,
     findings, files_changed, failed_commands, open_questions, ...) once the agent finished."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     goal_id: str
@@ -135,17 +133,12 @@ class AgentLedger(StoreBase):
             spawn_call_id=spawn_call_id, error=None, created_at=now, updated_at=now, finished_at=None,
         )
         with self._write() as s:
-            if s.get(GoalRow, goal_id) is None:
-                raise NotFound(f"no goal {goal_id!r}")
+            fetch(s, GoalRow, goal_id, "goal")
             s.add(row)
         return row.id
 
     def get_agent(self, agent_id: str) -> AgentRecord:
-        with self._read() as s:
-            row = s.get(AgentRow, agent_id)
-            if row is None:
-                raise NotFound(f"no agent {agent_id!r}")
-            return _record(row)
+        return self._get(AgentRecord, AgentRow, agent_id, "agent")
 
     def update_agent(self, agent_id: str, **fields: Any) -> None:
         """Set ledger fields; a finished status stamps ``finished_at`` unless given."""
@@ -158,10 +151,7 @@ class AgentLedger(StoreBase):
             if "finished_at" not in values:
                 values["finished_at"] = None if values["status"] in UNFINISHED_AGENT_STATUSES else utcnow()
         if values.get("summary") is not None:
-            try:
-                json.dumps(values["summary"], allow_nan=False)
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"agent summary is not JSON-serializable: {e}") from None
+            check_json("agent summary", values["summary"])
         values["updated_at"] = utcnow()
         with self._write() as s:
             res = s.execute(update(AgentRow).where(AgentRow.id == agent_id).values(**values))

@@ -4,17 +4,20 @@ and a periodic WAL checkpoint. ``SqlStore`` and its ledger mixins build on ``Sto
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from tenax.core.errors import TenaxError
+from tenax.core.errors import ConfigError, TenaxError
 from tenax.store.engine import BUSY_TIMEOUT_MS, url_for_display, write_engine
-from tenax.store.errors import StoreBusy, StoreError
+from tenax.store.errors import NotFound, StoreBusy, StoreError
+
+R = TypeVar("R")
 
 CHECKPOINT_EVERY = 200  # write transactions between two ``wal_checkpoint(TRUNCATE)`` (SQLite files)
 
@@ -46,6 +49,23 @@ def store_fault(e: BaseException, url: Any) -> TenaxError | None:
     return None
 
 
+def fetch(s: Session, row_class: type[R], key: Any, what: str) -> R:
+    """The ``row_class`` row with primary key ``key``, or ``NotFound`` ("no {what} 'key'")."""
+    row = s.get(row_class, key)
+    if row is None:
+        raise NotFound(f"no {what} {key!r}")
+    return row
+
+
+def check_json(name: str, value: Any) -> Any:
+    """``value``, once it is known to serialize as strict JSON (no NaN or infinity); else ConfigError."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name} is not JSON-serializable: {e}") from None
+    return value
+
+
 class StoreBase:
     """An engine and the short transactions every store method runs in."""
 
@@ -71,6 +91,11 @@ class StoreBase:
     def _read(self) -> Iterator[Session]:
         with self._session(self.engine) as s:
             yield s
+
+    def _get(self, record: type[R], row_class: type, key: Any, what: str) -> R:
+        """The ``record`` snapshot of one row, or ``NotFound``."""
+        with self._read() as s:
+            return record.model_validate(fetch(s, row_class, key, what), from_attributes=True)
 
     @contextmanager
     def _write(self) -> Iterator[Session]:

@@ -25,32 +25,33 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, select,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenax.core.errors import ConfigError
-from tenax.store.base import StoreBase
-from tenax.store.errors import NotFound
+from tenax.store.base import StoreBase, fetch
 from tenax.store.models import Base, GoalRow, UTCDateTime, utcnow
 
 PLAN_STATUSES = ("pending", "in_progress", "done", "blocked", "dropped")
 NOTE_KINDS = ("pitfall", "decision", "fact")
 
 
-class PlanItemRow(Base):
+class _GoalOwned:
+    """A row of a goal's memory: numbered in insertion order, looked up by goal (index
+    ``ix_<table>_goal_id``, named by the metadata's convention), deleted with the goal."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True, sort_order=-1)
+    goal_id: Mapped[str] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"), index=True, sort_order=-1)
+
+
+class PlanItemRow(_GoalOwned, Base):
     __tablename__ = "plan_items"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    goal_id: Mapped[str] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(32), default="pending")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_plan_items_goal_id", "goal_id"),)
 
-
-class NoteRow(Base):
+class NoteRow(_GoalOwned, Base):
     __tablename__ = "memory_notes"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    goal_id: Mapped[str] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32), default="model")
@@ -58,35 +59,24 @@ class NoteRow(Base):
     step_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_memory_notes_goal_id", "goal_id"),)
 
-
-class SteeringRow(Base):
+class SteeringRow(_GoalOwned, Base):
     __tablename__ = "steering"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    goal_id: Mapped[str] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    __table_args__ = (Index("ix_steering_goal_id", "goal_id"),)
 
-
-class MemoryDocRow(Base):
+class MemoryDocRow(_GoalOwned, Base):
     __tablename__ = "memory_docs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    goal_id: Mapped[str] = mapped_column(ForeignKey("goals.id", ondelete="CASCADE"))
     session_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     step_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     kind: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (
-        Index("ix_memory_docs_goal_id", "goal_id"),
-        Index("ix_memory_docs_goal_step", "goal_id", "session_id", "step_seq", "kind", unique=True),
-    )
+    __table_args__ = (Index("ix_memory_docs_goal_step", "goal_id", "session_id", "step_seq", "kind", unique=True),)
 
 
 def include_name(name: str | None, type_: str, parent_names: Any = None) -> bool:
@@ -207,8 +197,7 @@ class MemoryLedger(StoreBase):
         if not isinstance(text_, str) or not text_.strip():
             raise ConfigError("the steering message is empty")
         with self._write() as s:
-            if s.get(GoalRow, goal_id) is None:
-                raise NotFound(f"no goal {goal_id!r}")
+            fetch(s, GoalRow, goal_id, "goal")
             row = SteeringRow(goal_id=goal_id, text=text_, created_at=utcnow())
             s.add(row)
             s.flush()

@@ -12,11 +12,28 @@ from tenax.store.lease import lease_live
 from tenax.store.models import TERMINAL_GOAL_STATUSES
 
 
-class _Record(BaseModel):
+class FrozenRecord(BaseModel):
+    """Base of the snapshots: immutable, never attached to a database session."""
+
     model_config = ConfigDict(frozen=True)
 
 
-class GoalRecord(_Record):
+class _Spend(FrozenRecord):
+    """Token counts and cost: a goal's running totals or one model call's."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    uncached_cost_usd: float = 0.0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.model_validate(self, from_attributes=True)  # Usage's fields, read from this record
+
+
+class GoalRecord(_Spend):
     id: str
     objective: str
     check_cmd: str | None = None
@@ -28,12 +45,6 @@ class GoalRecord(_Record):
     budgets: dict[str, Any] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
     turns: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cost_usd: float = 0.0
-    uncached_cost_usd: float = 0.0
     elapsed_s: float = 0.0
     summary: str | None = None
     error: str | None = None
@@ -66,17 +77,8 @@ class GoalRecord(_Record):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_GOAL_STATUSES
 
-    @property
-    def usage(self) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            cache_write_tokens=self.cache_write_tokens,
-        )
 
-
-class SessionRecord(_Record):
+class SessionRecord(FrozenRecord):
     id: str
     goal_id: str
     parent_session_id: str | None = None
@@ -88,7 +90,7 @@ class SessionRecord(_Record):
     created_at: datetime
 
 
-class StepRecord(_Record):
+class StepRecord(FrozenRecord):
     session_id: str
     seq: int
     kind: str
@@ -96,30 +98,15 @@ class StepRecord(_Record):
     created_at: datetime
 
 
-class UsageRecord(_Record):
+class UsageRecord(_Spend):
     id: str
     session_id: str
     goal_id: str
     step_seq: int | None = None
     provider: str
     model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cost_usd: float = 0.0
-    uncached_cost_usd: float = 0.0
     attempts: int = 1
     attempts_json: list[dict[str, Any]] = Field(default_factory=list)
     duration_s: float = 0.0
     estimated: bool = False
     created_at: datetime
-
-    @property
-    def usage(self) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cache_read_tokens=self.cache_read_tokens,
-            cache_write_tokens=self.cache_write_tokens,
-        )

@@ -16,7 +16,6 @@ another process beyond the busy timeout is ``StoreBusy``; a full disk or an I/O 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -48,7 +47,7 @@ from tenax.store.models import (
 )
 from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
 from tenax.store.agents import AgentLedger
-from tenax.store.base import store_fault
+from tenax.store.base import check_json, fetch, store_fault
 from tenax.store.errors import NotFound, StoreBusy
 from tenax.store.lease import LeaseStore
 from tenax.store.memory import MemoryLedger
@@ -88,12 +87,7 @@ def _json_dict(name: str, value: Any) -> dict[str, Any]:
         value = value.model_dump(mode="json")
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name} must be a JSON object (dict), got {type(value).__name__}")
-    value = dict(value)
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{name} is not JSON-serializable: {e}") from None
-    return value
+    return check_json(name, dict(value))
 
 
 def _budgets(value: Any) -> dict[str, Any]:
@@ -323,19 +317,14 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
             created_at=utcnow(),
         )
         with self._write() as s:
-            if s.get(GoalRow, goal_id) is None:
-                raise NotFound(f"no goal {goal_id!r}")
-            if parent_session_id is not None and s.get(SessionRow, parent_session_id) is None:
-                raise NotFound(f"no parent session {parent_session_id!r}")
+            fetch(s, GoalRow, goal_id, "goal")
+            if parent_session_id is not None:
+                fetch(s, SessionRow, parent_session_id, "parent session")
             s.add(row)
         return row.id
 
     def get_session(self, session_id: str) -> SessionRecord:
-        with self._read() as s:
-            row = s.get(SessionRow, session_id)
-            if row is None:
-                raise NotFound(f"no session {session_id!r}")
-            return _session(row)
+        return self._get(SessionRecord, SessionRow, session_id, "session")
 
     def sessions_for_goal(self, goal_id: str) -> list[SessionRecord]:
         """Oldest first."""
@@ -355,9 +344,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         if "status" in fields:
             _require_str("status", fields["status"])
         with self._write() as s:
-            row = s.get(SessionRow, session_id)
-            if row is None:
-                raise NotFound(f"no session {session_id!r}")
+            row = fetch(s, SessionRow, session_id, "session")
             if "model" in fields and fields["model"] != row.model:
                 raise ModelSwitchRefused(
                     f"session {session_id} runs {row.model!r}; switching it to {fields['model']!r} would "
