@@ -106,3 +106,14 @@ def test_the_container_dies_mid_tool_and_at_check_time_and_the_goal_still_succee
     assert len(checks) == 1 and checks[0]["passed"]  # one verification: re-run inside it, in the fresh container
     assert "[sandbox]" in checks[0]["output_tail"] and "container" in checks[0]["output_tail"]
     assert len(sim.requests) == 3  # nothing was asked of the model twice
+
+
+def test_a_model_that_never_calls_a_tool_is_reported_not_looped_on(store, workspace):
+    """A server that drops the tools from the prompt looks like a model that only talks: after a few
+    such turns the goal fails saying so, instead of burning the night on continuations."""
+    with Simulator(Script([Reply(text="I would fix it like this: ...")] * 30)) as sim:
+        gid = start(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY) == "failed"
+    goal = store.get_goal(gid)
+    assert "without ever calling a tool" in goal.error and "dropping the tools" in goal.error
+    assert goal.turns == 5 and len(sim.requests) == 5
