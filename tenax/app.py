@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from tenax.compaction import CompactionConfig, Compactor, Ralph, build_ledger, memory_tools, render
 from tenax.config import Settings, load_settings
@@ -30,7 +32,8 @@ from tenax.goal.policy import GoalPolicy, drive
 from tenax.harness import pricing
 from tenax.harness.registry import make_model, parse_model_spec
 from tenax.harness.retry import RetryPolicy
-from tenax.sandbox import DockerSandbox, ToolBox, ensure_docker, image_exists
+from tenax.sandbox import DockerSandbox, EgressGateway, ToolBox, ensure_docker, image_exists, parse_allow_hosts
+from tenax.sandbox.egress import firewall_preflight
 from tenax.sandbox.jobs import Jobs
 from tenax.store import open_store  # noqa: F401 - the CLI opens its store through the app
 from tenax.subagents import AgentManager, ReviewerJudge, copy_root, remove_agent_containers
@@ -53,13 +56,19 @@ class GoalRequest:
     guards: dict[str, Any] | None = None  # tenax.goal.guards.GuardConfig fields
     protect: list[str] | None = None  # globs of acceptance files the agent may not change
     metric: dict[str, Any] | None = None  # tenax.goal.metric.MetricSpec fields: command, target, unit, bound, jump
+    allow_hosts: list[str] | None = None  # HOST[:PORT] the sandbox may reach through the egress proxy (else TENAX_ALLOW_HOSTS)
     price: dict[str, float] | None = None  # USD per million tokens {"input", "output"} for a model in no table
 
 
-def validate_network(network: str) -> str:
+def validate_network(network: str, allow_hosts: list[str] | None = None, source: str = "--allow-host") -> str:
     """``none`` (default), ``bridge`` or a user-defined Docker network. Sharing the host's or another
-    container's network namespace would let model-issued commands reach host services: refused."""
+    container's network namespace would let model-issued commands reach host services: refused.
+    An egress allowlist (``source``: where it came from) is its own network: it goes with ``none`` only."""
     net = (network or "none").strip()
+    if allow_hosts and net != "none":
+        raise ConfigError(
+            f"--network {network!r} cannot be combined with {source}: the allowlist gives the sandbox its own "
+            f"internal network whose only way out is the egress proxy. Drop --network, or drop {source}.")
     if net == "host" or net.startswith("container:") or not net:
         raise ConfigError(
             f"--network {network!r} is refused: it would share a network namespace with the host or another "
@@ -114,7 +123,11 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
     if not req.objective or not req.objective.strip():
         raise ConfigError("the objective is empty; say what the goal is")
     workspace = validate_workspace(req.workspace)
-    network = validate_network(req.network)
+    allow_hosts, source = (req.allow_hosts, "--allow-host") if req.allow_hosts else (settings.allow_hosts, "TENAX_ALLOW_HOSTS")
+    network = validate_network(req.network, allow_hosts, source)
+    if allow_hosts:
+        parse_allow_hosts(allow_hosts)
+        firewall_preflight()
     spec = req.model or settings.model
     parse_model_spec(spec)
     model = build_model(spec, req.base_url, api_key)  # fails early on a missing API key
@@ -145,6 +158,7 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
                 **({"guards": dict(req.guards)} if req.guards else {}),
                 **({"protect": protected} if protected["files"] else {}),
                 **({"metric": asdict(measure)} if measure else {}),
+                **({"allow_hosts": [h.strip() for h in allow_hosts]} if allow_hosts else {}),
                 **({"price": dict(req.price)} if req.price else {})},
     )
 
@@ -265,17 +279,73 @@ def run_goal(
     goal = store.get_goal(goal_id)
     if goal.status in FINAL:
         raise ConfigError(f"goal {goal.id} is {goal.status}; there is nothing to resume")
-    with store.hold_lease(goal.id):  # one runner per goal: a second one gets GoalBusy, and a runner
-        # that lost the lease is fenced out of the journal
+    with store.hold_lease(goal.id), _egress(store, goal) as egress:  # one runner per goal: a second one gets
+        # GoalBusy, and a runner that lost the lease is fenced out of the journal
         return _run_leased(store, store.get_goal(goal.id), api_key=api_key, model_override=model_override,
                            budgets=budgets, on_event=on_event, settings=settings, model_options=model_options,
-                           sleep=sleep, park_on_limit=park_on_limit)
+                           sleep=sleep, park_on_limit=park_on_limit, egress=egress)
+
+
+class EgressJournal(Guard):
+    """The goal's egress gateway and its log: the proxy's threads queue each request, and the
+    engine's thread journals them as ``egress`` events after every tool call and turn."""
+
+    def __init__(self, goal: Any, keep: int = 10_000):
+        self.events: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.dropped = 0
+        self.gateway = EgressGateway(goal.id, goal.config["allow_hosts"], on_request=self.put)
+
+    def put(self, event: dict[str, Any]) -> None:
+        if len(self.events) == self.events.maxlen:
+            self.dropped += 1
+        self.events.append(event)
+
+    def sandbox_net(self) -> dict[str, Any]:
+        return {"network": self.gateway.network, "environment": self.gateway.env()}
+
+    def flush(self, ctx: TurnContext) -> None:
+        while self.events:
+            ctx.emit(self.events.popleft())
+        if self.dropped:
+            ctx.emit({"type": "egress_dropped", "count": self.dropped})
+            self.dropped = 0
+
+    def before_turn(self, ctx: TurnContext) -> tuple:
+        self.flush(ctx)
+        return ()
+
+    def after_tool(self, call: ToolCallPart, outcome: ToolOutcome, ctx: TurnContext) -> ToolOutcome:
+        self.flush(ctx)
+        return outcome
+
+
+@contextmanager
+def _egress(store: Store, goal: Any) -> Iterator[EgressJournal | None]:
+    """A goal with an allowlist: its gateway runs while the goal does; when the goal is over (its
+    containers removed) the network and firewall rules go too, else they stay for resume."""
+    if not (goal.config or {}).get("allow_hosts"):
+        yield None
+        return
+    log = EgressJournal(goal)
+    log.gateway.start()
+    try:
+        yield log
+    finally:
+        status = store.get_goal(goal.id).status
+        if status in {s.value for s in ENDED} and status != GoalStatus.STOPPED:
+            log.gateway.remove()
+        else:
+            log.gateway.close()
+
+
+def _sandbox_net(goal: Any, egress: EgressJournal | None) -> dict[str, Any]:
+    return egress.sandbox_net() if egress is not None else {"network": goal.network or "none"}
 
 
 def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override: str | None,
                 budgets: Budgets | None, on_event: EventHook | None, settings: Settings,
                 model_options: dict[str, Any] | None, sleep: Callable[[float], None] | None,
-                park_on_limit: bool) -> str:
+                park_on_limit: bool, egress: EgressJournal | None = None) -> str:
     if model_override and model_override != goal.model:
         raise ModelSwitchRefused(
             f"goal {goal.id} runs on {goal.model}; switching the main session's model mid-goal would discard "
@@ -290,14 +360,16 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
     _sandbox_preflight(settings.model_copy(update={"image": image}))
-    sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, network=goal.network or "none")
+    sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress))
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)
     # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent
     agents, judge = subagents_for(store, goal, toolbox, settings=settings, api_key=api_key, image=image,
-                                  model_options=model_options)
+                                  model_options=model_options, egress=egress)
     engine, policy = goal_engine(store, goal.id, model, sandbox, toolbox, agents=agents, judge=judge,
                                  settings=settings, on_event=on_event, sleep=sleep, park_on_limit=park_on_limit)
+    if egress is not None:
+        policy.guards.append(egress)
     status = GoalStatus.FAILED.value
     try:
         agents.resume_unfinished()  # crashed sub-agents continue from their journal, never re-spawned
@@ -328,7 +400,8 @@ def _live_retries(options: dict[str, Any] | None, on_event: EventHook | None) ->
 
 
 def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settings, api_key: str | None, image: str,
-                  model_options: dict[str, Any] | None = None) -> tuple[AgentManager, ReviewerJudge | None]:
+                  model_options: dict[str, Any] | None = None,
+                  egress: EgressJournal | None = None) -> tuple[AgentManager, ReviewerJudge | None]:
     """An AgentManager for ``goal`` (sub-agent models built on the goal's base_url / API key when they
     use the same provider, else from the environment) and, for a goal without a check, the reviewer
     judge (model: goal config ``judge_model``, else ``TENAX_JUDGE_MODEL``, else the goal's model)."""
@@ -342,7 +415,7 @@ def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settin
                            **(model_options or {}))
 
     def sandbox_factory(agent_id: str, path: str) -> tuple[Sandbox, Toolbox]:
-        sb = DockerSandbox(path, goal_id=goal.id, image=image, network=goal.network or "none",
+        sb = DockerSandbox(path, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
                            name_suffix=f"-agent-{agent_id}", labels={"tenax.agent": agent_id})
         sb.start()
         return sb, ToolBox(sb, exec_timeout=settings.exec_timeout)

@@ -171,6 +171,7 @@ def goal_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="provider:model, e.g. anthropic:claude-sonnet-4-6, openai:gpt-5.5, openai-chat:qwen3@http://localhost:8000/v1"),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Override the provider's API base URL (OpenAI-compatible servers, proxies)."),
     network: str = typer.Option("none", "--network", help="Docker network for the sandbox; 'none' (default) cuts it off."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="HOST[:PORT] the sandbox may reach through tenax's filtering proxy (repeatable; default ports 80 and 443; also TENAX_ALLOW_HOSTS). Every request is journaled."),
     max_turns: Optional[int] = typer.Option(None, "--max-turns", help="Stop after N model turns (default 200)."),
     max_usd: Optional[float] = typer.Option(None, "--max-usd", help="Stop after spending this many USD."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Stop after N uncached input + output tokens."),
@@ -198,7 +199,7 @@ def goal_cmd(
         _require("--compact-at", compact_at, "a fraction between 0.05 and 1.0", lambda v: 0.05 <= v <= 1.0)
         store = _store()
         req = GoalRequest(objective=objective, workspace=str(workspace), check=check, model=model, base_url=base_url,
-                          network=network, budgets=budgets, strategy=strategy,
+                          network=network, allow_hosts=list(allow_host) or None, budgets=budgets, strategy=strategy,
                           compaction={"threshold": compact_at} if compact_at is not None else None,
                           protect=list(protect) or None, guards=_guards(stuck_after, step_backs, idle_turns),
                           metric={"command": metric, "target": target, "unit": unit, "bound": bound, "jump": jump}

@@ -26,7 +26,8 @@ Design
   matched against an IP or the reverse, so ``2130706433`` or ``127.1`` is not ``127.0.0.1``), and
   the port must be listed for it (default 80 and 443). A listed name is resolved by the proxy
   itself, and it connects to the very address it checked (no second lookup to rebind): that
-  address must be public, unless it is itself literally listed. A CONNECT whose TLS ClientHello
+  address must be public. A private, loopback or link-local host is reachable only by its IP,
+  listed literally and named so in the request. A CONNECT whose TLS ClientHello
   names another server (SNI) than the CONNECT target is refused. Plain HTTP carries one request
   per connection (``Connection: close``; chunked request bodies are refused with 411), so a second,
   pipelined request to another virtual host never reaches the upstream.
@@ -118,7 +119,8 @@ def parse_allow_hosts(values: Iterable[str]) -> Allowlist:
 
 def decide(allow: Allowlist, host: str, port: int) -> tuple[str | None, str]:
     """(the address to connect to, "") for an allowed request; (None, why) for a refused one.
-    A listed name is resolved here, and only a public address (or one listed literally) is used."""
+    A listed name is resolved here, and only a public address is used (a private, loopback or
+    link-local one only when the request names that IP and the IP itself is listed)."""
     name = normalize_host(host)
     if name is None:
         return None, f"{host[:100]!r} is not a valid host"
@@ -135,10 +137,10 @@ def decide(allow: Allowlist, host: str, port: int) -> tuple[str | None, str]:
     addresses = [str(_ip(info[4][0])) for info in found]
     for address in addresses:
         ip = _ip(address)
-        if (ip.is_global and not ip.is_multicast) or address in allow:
+        if ip.is_global and not ip.is_multicast:
             return address, ""
-    return None, (f"{name} resolves to {', '.join(dict.fromkeys(addresses))}: not a public address, "
-                  f"and not listed literally")
+    return None, (f"{name} resolves to {', '.join(dict.fromkeys(addresses))}: not a public address "
+                  f"(list an internal host by its IP, and use that IP)")
 
 
 # -- the proxy -------------------------------------------------------------------------------

@@ -1,0 +1,206 @@
+"""The egress allowlist: a real internal Docker network, the real proxy on its gateway, the real host
+firewall, a real sandbox container making requests, and two HTTP servers on this machine (one
+allowed, one not). No traffic leaves this machine."""
+
+from __future__ import annotations
+
+import http.server
+import ipaddress
+import json
+import ssl
+import subprocess
+import threading
+import uuid
+
+import docker
+import pytest
+
+from tenax.core.errors import ConfigError
+from tenax.sandbox import DockerSandbox, EgressGateway, cleanup_by_label, parse_allow_hosts
+from tenax.sandbox.egress import PROXY_PORT, client_hello_sni, decide, network_name
+
+pytestmark = pytest.mark.docker
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        body = json.dumps({"port": self.server.server_port, "host": self.headers.get("Host"), "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def servers():
+    """(allowed port on 127.0.0.1, refused port on 0.0.0.0). The refused one listens on every
+    address, so only the host firewall keeps the sandbox from reaching it through the gateway."""
+    made = [http.server.ThreadingHTTPServer((addr, 0), _Echo) for addr in ("127.0.0.1", "0.0.0.0")]
+    for server in made:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tuple(s.server_port for s in made)
+    for server in made:
+        server.shutdown()
+        server.server_close()
+
+
+def test_allowlist_entries_are_parsed_or_refused_by_name():
+    allow = parse_allow_hosts(["PyPI.org.", "example.com:8443", "127.0.0.1:9", "[::1]:8080", "example.com"])
+    assert allow == {"pypi.org": {80, 443}, "example.com": {8443, 80, 443}, "127.0.0.1": {9}, "::1": {8080}}
+    for bad, words in [("https://pypi.org", "not a URL"), ("pypi.org:0", "port"), ("pypi.org:http", "port"),
+                       ("bad host!", "not a host name"), ("", "not a host name"), ("2130706433", "not a host name")]:
+        with pytest.raises(ConfigError, match=words):
+            parse_allow_hosts([bad])
+
+
+def test_decisions_check_names_ports_and_resolved_addresses():
+    allow = parse_allow_hosts(["127.0.0.1:5000", "localhost:5000"])
+    assert decide(allow, "127.0.0.1", 5000) == ("127.0.0.1", "")
+    assert decide(allow, "[::ffff:127.0.0.1]", 5000) == ("127.0.0.1", "")  # the same IP, canonical
+    assert "port 5001" in decide(allow, "127.0.0.1", 5001)[1]
+    for other in ("127.0.0.2", "2130706433", "127.1", "0x7f.0.0.1", "example.com"):
+        assert decide(allow, other, 5000)[0] is None, other
+    address, why = decide(allow, "localhost", 5000)  # a listed name resolving to loopback: refused
+    assert address is None and "not a public address" in why  # even though 127.0.0.1 is listed
+
+
+def test_client_hello_server_name_is_read_from_a_real_tls_handshake():
+    def hello(name):
+        out = ssl.MemoryBIO()
+        conn = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=name)
+        with pytest.raises(ssl.SSLWantReadError):
+            conn.do_handshake()
+        return out.read()
+
+    data = hello("Files.PythonHosted.org")
+    assert client_hello_sni(data) == "files.pythonhosted.org"
+    assert client_hello_sni(data[:40]) is None  # cut short: cannot be checked
+    assert client_hello_sni(hello(None)) == ""  # no server name at all
+
+
+PROBE = r'''
+import json, os, socket, ssl, sys, urllib.error, urllib.request
+A, B, GW, BRIDGE_GW = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+proxy = (GW, int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1]))
+out = {}
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return [r.status, json.loads(r.read())]
+    except urllib.error.HTTPError as e:
+        return [e.code, e.read().decode()]
+
+def raw(head, then=b""):
+    s = socket.create_connection(proxy, timeout=10)
+    s.sendall(head)
+    data = s.recv(65536)
+    if then and data.startswith(b"HTTP/1.1 200"):
+        s.sendall(then)
+        data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    return data.decode("latin-1")
+
+def direct(host, port):
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return "connected"
+    except OSError as e:
+        return type(e).__name__
+
+out["allowed"] = get(f"http://127.0.0.1:{A}/ok?x=1")
+out["other_port"] = get(f"http://127.0.0.1:{B}/")
+out["other_ip"] = get(f"http://127.0.0.2:{A}/")
+out["decimal_ip"] = get(f"http://2130706433:{A}/")
+out["dns_trick"] = get(f"http://localhost:{A}/")
+out["host_header"] = raw(f"GET http://127.0.0.1:{A}/h HTTP/1.1\r\nHost: other.example\r\n\r\n".encode())
+out["other_host"] = raw(b"GET http://other.example/ HTTP/1.1\r\nHost: other.example\r\n\r\n")
+out["origin_form"] = raw(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+out["connect"] = raw(f"CONNECT 127.0.0.1:{A} HTTP/1.1\r\nHost: other.example:443\r\n\r\n".encode(),
+                     b"GET /tunnel HTTP/1.0\r\nHost: t\r\n\r\n")
+out["connect_other_port"] = raw(f"CONNECT 127.0.0.1:{B} HTTP/1.1\r\n\r\n".encode())
+s = socket.create_connection(proxy, timeout=10)
+s.sendall(f"CONNECT 127.0.0.1:{A} HTTP/1.1\r\n\r\n".encode())
+s.recv(100)
+try:
+    ssl.create_default_context().wrap_socket(s, server_hostname="other.example")
+    out["sni_mismatch"] = "handshake went through"
+except (OSError, ssl.SSLError) as e:
+    out["sni_mismatch"] = type(e).__name__
+out["direct_gateway"] = direct(GW, B)
+out["direct_bridge"] = direct(BRIDGE_GW, B)
+out["direct_proxy_port_other_ip"] = direct(BRIDGE_GW, proxy[1])
+print(json.dumps(out))
+'''
+
+
+def _input_rules(goal_id: str) -> list[str]:
+    rules = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True).stdout.splitlines()
+    return [r for r in rules if f"tenax.goal={goal_id}" in r]
+
+
+def test_sandbox_reaches_only_listed_hosts_and_every_request_is_logged(servers, tmp_path):
+    allowed, refused = servers
+    goal_id = f"egress-{uuid.uuid4().hex[:8]}"
+    events: list[dict] = []
+    gateway = EgressGateway(goal_id, [f"127.0.0.1:{allowed}", f"localhost:{allowed}"], on_request=events.append)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "probe.py").write_text(PROBE)
+    client = docker.from_env()
+    bridge = client.networks.get("bridge").attrs["IPAM"]["Config"][0]  # another address of this host
+    bridge_gw = bridge.get("Gateway") or str(next(ipaddress.ip_network(bridge["Subnet"]).hosts()))
+    try:
+        gateway.start()
+        assert len(_input_rules(goal_id)) == 2
+        sandbox = DockerSandbox(ws, goal_id=goal_id, network=gateway.network, environment=gateway.env())
+        sandbox.start()
+        env = sandbox.exec("env | grep -i _proxy | sort").stdout
+        assert f"HTTPS_PROXY=http://{gateway.gateway}:{PROXY_PORT}" in env and "NO_PROXY=\n" in env + "\n"
+        result = sandbox.exec(f"python3 probe.py {allowed} {refused} {gateway.gateway} {bridge_gw}", timeout=90)
+        assert result.exit_code == 0, result.stderr
+        out = json.loads(result.stdout)
+    finally:
+        cleanup_by_label(client, goal_id=goal_id)
+        gateway.close()
+
+    assert out["allowed"] == [200, {"port": allowed, "host": f"127.0.0.1:{allowed}", "path": "/ok?x=1"}]
+    for name in ("other_port", "other_ip", "decimal_ip", "dns_trick"):
+        assert out[name][0] == 403 and "tenax egress proxy" in out[name][1], (name, out[name])
+    assert f'"host": "127.0.0.1:{allowed}"' in out["host_header"]  # the URL's host, not the Host header
+    assert out["other_host"].startswith("HTTP/1.1 403") and "not on the allowlist" in out["other_host"]
+    assert out["origin_form"].startswith("HTTP/1.1 400") and "not a proxy request" in out["origin_form"]
+    assert f'"port": {allowed}' in out["connect"] and '"path": "/tunnel"' in out["connect"]
+    assert out["connect_other_port"].startswith("HTTP/1.1 403")
+    assert out["sni_mismatch"] != "handshake went through"
+    # around the proxy: the host's services are firewalled off, whatever address they listen on
+    assert out["direct_gateway"] == "ConnectionRefusedError"
+    assert out["direct_bridge"] in ("ConnectionRefusedError", "OSError", "TimeoutError", "timeout"), out
+    assert out["direct_proxy_port_other_ip"] != "connected"
+
+    seen = [(e["method"], e["host"], e["port"], e["verdict"]) for e in events]
+    assert seen == [
+        ("GET", "127.0.0.1", allowed, "allowed"),
+        ("GET", "127.0.0.1", refused, "refused"),
+        ("GET", "127.0.0.2", allowed, "refused"),
+        ("GET", "2130706433", allowed, "refused"),
+        ("GET", "localhost", allowed, "refused"),
+        ("GET", "127.0.0.1", allowed, "allowed"),
+        ("GET", "other.example", 80, "refused"),
+        ("GET", "", 0, "refused"),
+        ("CONNECT", "127.0.0.1", allowed, "allowed"),
+        ("CONNECT", "127.0.0.1", refused, "refused"),
+        ("CONNECT", "127.0.0.1", allowed, "refused"),
+    ], seen
+    assert "TLS server name 'other.example'" in events[-1]["reason"]
+    assert all(e["type"] == "egress" for e in events)
+    # the goal's network and its firewall rules went with its containers
+    assert not client.networks.list(names=[network_name(goal_id)])
+    assert _input_rules(goal_id) == []
