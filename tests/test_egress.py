@@ -204,3 +204,81 @@ def test_sandbox_reaches_only_listed_hosts_and_every_request_is_logged(servers, 
     # the goal's network and its firewall rules went with its containers
     assert not client.networks.list(names=[network_name(goal_id)])
     assert _input_rules(goal_id) == []
+
+
+def test_goal_with_allow_host_journals_each_request(servers, store, workspace):
+    """Through tenax.app.run_goal with the simulator: the agent's command fetches from the allowed
+    server and is refused by the other; both requests are egress events in the goal's journal."""
+    from goalproc import CHECK, KEY
+
+    from tenax.app import GoalRequest, create_goal, run_goal
+    from tenax.core.budget import Budgets
+    from tenax.testing import Reply, Script, Simulator, ToolCall
+
+    allowed, refused = servers
+    get = "python3 -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1]).read().decode())'"
+    command = (f"{get} http://127.0.0.1:{allowed}/dep > dep.json; {get} http://127.0.0.1:{refused}/x; "
+               "echo fixed > status.txt")
+    script = Script([Reply(text="Fetching.", tool_calls=[ToolCall(name="bash", arguments={"command": command})]),
+                     Reply(text="Done.", tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "ok"})])])
+    with Simulator(script) as sim:
+        gid = create_goal(store, GoalRequest(
+            objective="Fetch the dependency.", workspace=str(workspace), check=CHECK, model="anthropic:claude-sonnet-4-6",
+            base_url=sim.url, budgets=Budgets(max_turns=5), allow_hosts=[f"127.0.0.1:{allowed}"]), api_key=KEY)
+        status = run_goal(store, gid, api_key=KEY)
+    assert status == "succeeded"
+    assert json.loads((workspace / "dep.json").read_text())["path"] == "/dep"
+    main = [s for s in store.sessions_for_goal(gid) if s.role == "main"][0]
+    steps = store.steps(main.id)
+    egress = [s for s in steps if s.kind == "event" and s.payload.get("type") == "egress"]
+    assert [(e.payload["port"], e.payload["path"], e.payload["verdict"]) for e in egress] == [
+        (allowed, "/dep", "allowed"), (refused, "/x", "refused")]
+    bash_result = next(s.seq for s in steps if s.kind == "tool_result")
+    assert all(e.seq < bash_result for e in egress)  # journaled with the tool call that made them
+    assert not docker.from_env().networks.list(names=[network_name(gid)]) and _input_rules(gid) == []
+
+
+def test_allow_host_is_validated_before_anything_is_created(store, workspace):
+    from tenax.app import GoalRequest, create_goal
+    from tenax.config import Settings
+
+    def goal(settings=None, **kw):
+        req = GoalRequest(objective="x", workspace=str(workspace), check="true", model="anthropic:claude-sonnet-4-6", **kw)
+        return create_goal(store, req, settings=settings, api_key="k")
+
+    for network in ("host", "bridge"):
+        with pytest.raises(ConfigError, match=f"--network '{network}' cannot be combined with --allow-host"):
+            goal(network=network, allow_hosts=["pypi.org"])
+    with pytest.raises(ConfigError, match="cannot be combined with TENAX_ALLOW_HOSTS"):
+        goal(Settings(allow_hosts="pypi.org,files.pythonhosted.org"), network="bridge")
+    with pytest.raises(ConfigError, match="'http://pypi.org'.*not a URL"):
+        goal(allow_hosts=["pypi.org", "http://pypi.org"])
+    assert store.list_goals() == []
+    gid = goal(Settings(allow_hosts="pypi.org, example.com:8443"))
+    assert store.get_goal(gid).config["allow_hosts"] == ["pypi.org", "example.com:8443"]
+
+
+def test_a_resumed_goal_gets_the_same_proxy_address_back(servers):
+    """A paused goal keeps its network (its stopped container is attached to it); the next run's
+    proxy listens on the same gateway and port, so the container's proxy settings stay valid."""
+    import socket
+
+    allowed, _ = servers
+    goal_id = f"egress-{uuid.uuid4().hex[:8]}"
+    first = EgressGateway(goal_id, [f"127.0.0.1:{allowed}"])
+    try:
+        first.start()
+        url = first.proxy_url
+        first.close()
+        with pytest.raises(OSError):
+            socket.create_connection((first.gateway, PROXY_PORT), timeout=2)
+        again = EgressGateway(goal_id, [f"127.0.0.1:{allowed}"])
+        again.start()
+        assert again.proxy_url == url and len(_input_rules(goal_id)) == 2  # rules are not doubled
+        with socket.create_connection((again.gateway, PROXY_PORT), timeout=5) as s:
+            s.sendall(f"GET http://127.0.0.1:{allowed}/again HTTP/1.1\r\n\r\n".encode())
+            assert b'"path": "/again"' in s.makefile("rb").read()
+        again.remove()
+    finally:
+        first.remove()
+    assert _input_rules(goal_id) == []
