@@ -282,3 +282,46 @@ def test_a_resumed_goal_gets_the_same_proxy_address_back(servers):
     finally:
         first.remove()
     assert _input_rules(goal_id) == []
+
+
+def test_plain_http_carries_one_request_with_the_urls_host():
+    """A request body is passed on by its Content-Length; a pipelined second request (to another
+    virtual host) never reaches the upstream, and proxy credentials are not passed on."""
+    import socket
+
+    from tenax.sandbox.egress import EgressProxy
+
+    upstream = socket.create_server(("127.0.0.1", 0))
+    got = bytearray()
+
+    def serve():
+        conn, _ = upstream.accept()
+        conn.settimeout(1.0)
+        try:
+            while chunk := conn.recv(65536):
+                got.extend(chunk)
+        except TimeoutError:
+            pass
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = upstream.getsockname()[1]
+    events: list[dict] = []
+    proxy = EgressProxy(parse_allow_hosts([f"127.0.0.1:{port}"]), ("127.0.0.1", 0), events.append)
+    proxy.start()
+    try:
+        with socket.create_connection(proxy.address, timeout=10) as s:
+            s.sendall(f"POST http://127.0.0.1:{port}/one HTTP/1.1\r\nHost: other.example\r\nProxy-Authorization: Basic eA==\r\n"
+                      f"Content-Length: 5\r\n\r\nhello"
+                      f"GET /two HTTP/1.1\r\nHost: other.example\r\n\r\n".encode())
+            reply = s.makefile("rb").read()
+    finally:
+        proxy.stop()
+        upstream.close()
+    assert reply.endswith(b"\r\n\r\nok")
+    sent = got.decode()
+    assert sent.startswith("POST /one HTTP/1.1\r\n") and f"Host: 127.0.0.1:{port}\r\n" in sent
+    assert sent.endswith("\r\n\r\nhello") and "/two" not in sent and "other.example" not in sent
+    assert "Proxy-Authorization" not in sent and "Connection: close" in sent
+    assert [(e["method"], e["path"], e["verdict"]) for e in events] == [("POST", "/one", "allowed")]

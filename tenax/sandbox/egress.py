@@ -233,6 +233,11 @@ class EgressProxy:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where it listens (``bind`` with the port the system chose for port 0)."""
+        return self._server.getsockname()[:2] if self._server else self.bind
+
     def start(self) -> None:
         try:
             self._server = socket.create_server(self.bind, family=socket.AF_INET6 if ":" in self.bind[0] else socket.AF_INET)
@@ -309,8 +314,8 @@ class EgressProxy:
                 upstream.sendall(rest)
                 _pipe({client: upstream, upstream: client})
             else:
-                upstream.sendall(self._forward_head(method, url, host, port, header_lines) + rest)
-                self._send_body(client, upstream, header_lines, len(rest))
+                head = self._forward_head(method, url, host, port, header_lines)
+                self._send_body(client, upstream, head, rest, header_lines)
                 self._log(event, "allowed")
                 _pipe({upstream: client})
         except _Refused as refused:
@@ -359,12 +364,14 @@ class EgressProxy:
         return "\r\n".join(lines).encode("latin-1")
 
     @staticmethod
-    def _send_body(client: socket.socket, upstream: socket.socket, header_lines: list[str], sent: int) -> None:
-        """The rest of the request body (Content-Length); nothing after it is read from the client."""
+    def _send_body(client: socket.socket, upstream: socket.socket, head: bytes, rest: bytes, header_lines: list[str]) -> None:
+        """The head and the request body (Content-Length bytes); nothing after the body (a pipelined
+        request) is sent on, or read from the client."""
         length = next((h.partition(":")[2].strip() for h in header_lines if h.partition(":")[0].strip().lower() == "content-length"), "0")
         if not length.isdigit():
             raise _Refused(400, "bad Content-Length")
-        left = int(length) - sent
+        upstream.sendall(head + rest[:int(length)])
+        left = int(length) - len(rest[:int(length)])
         while left > 0:
             chunk = client.recv(min(left, 65536))
             if not chunk:
