@@ -7,6 +7,7 @@ model spec and its API key, the Docker engine and the sandbox image.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import deque
@@ -360,7 +361,8 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
     _sandbox_preflight(settings.model_copy(update={"image": image}))
-    sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress))
+    sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
+                            labels=store_labels(store))
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)
     # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent
@@ -385,6 +387,12 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
             except SandboxError:
                 pass  # already gone: resume starts a fresh one over the same workspace
     return status
+
+
+def store_labels(store: Store) -> dict[str, str]:
+    """The container label naming the store a goal belongs to: the daemon's cleanup removes the
+    containers of unknown goals only when they carry its own store's label."""
+    return {"tenax.store": hashlib.sha256(str(getattr(store, "url", "")).encode()).hexdigest()[:12]}
 
 
 def _live_retries(options: dict[str, Any] | None, on_event: EventHook | None) -> dict[str, Any]:
@@ -416,7 +424,7 @@ def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settin
 
     def sandbox_factory(agent_id: str, path: str) -> tuple[Sandbox, Toolbox]:
         sb = DockerSandbox(path, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
-                           name_suffix=f"-agent-{agent_id}", labels={"tenax.agent": agent_id})
+                           name_suffix=f"-agent-{agent_id}", labels={"tenax.agent": agent_id, **store_labels(store)})
         sb.start()
         return sb, ToolBox(sb, exec_timeout=settings.exec_timeout)
 

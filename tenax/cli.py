@@ -165,6 +165,7 @@ def _guards(stuck_after: int, step_backs: int, idle_turns: int) -> dict[str, int
 # -- commands ---------------------------------------------------------------------------------
 @app.command("goal")
 def goal_cmd(
+    ctx: typer.Context,
     objective: str = typer.Argument(..., help="What to achieve, in plain words."),
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="Repository to work in (mounted at /workspace)."),
     check: Optional[str] = typer.Option(None, "--check", "-c", help="Command that must exit 0 in the sandbox for success."),
@@ -187,8 +188,13 @@ def goal_cmd(
     stuck_after: int = typer.Option(3, "--stuck-after", help="Step back when the same failure repeats this many times without progress."),
     step_backs: int = typer.Option(2, "--step-backs", help="Reviewer step-backs on one failure before a fresh context, then the goal ends stuck."),
     idle_turns: int = typer.Option(20, "--no-progress-turns", help="Step back after this many turns without a workspace change or a new check result."),
+    bg: bool = typer.Option(False, "--bg", help="Queue the goal for the background daemon and print its id at once (starts the daemon if none runs). `tenax submit` is the same."),
+    after: Optional[str] = typer.Option(None, "--after", help="Background: start when goal ID succeeds (cancelled if it ends otherwise)."),
+    at: Optional[str] = typer.Option(None, "--at", help="Background: not before this time (+30m, 2h, 23:30, 2030-01-31T06:00)."),
+    notify: Optional[str] = typer.Option(None, "--notify", help="Background: command run when the goal ends or gets stuck (env TENAX_GOAL_ID, TENAX_GOAL_STATUS, TENAX_GOAL_SUMMARY)."),
+    worktree: Optional[bool] = typer.Option(None, "--worktree/--no-worktree", help="Background: work in a git worktree on branch tenax/<id> (default in a git repository)."),
 ) -> None:
-    """Run a goal until its check passes or a budget runs out.
+    """Run a goal until its check passes or a budget runs out (--bg: in the background daemon).
 
     Example: tenax goal "make the tests pass" -w ~/src/app -c "pytest -q" --max-usd 5
     """
@@ -204,6 +210,10 @@ def goal_cmd(
                           protect=list(protect) or None, guards=_guards(stuck_after, step_backs, idle_turns),
                           metric={"command": metric, "target": target, "unit": unit, "bound": bound, "jump": jump}
                           if metric or target else None)
+        if bg or ctx.info_name == "submit" or any(v is not None for v in (after, at, notify, worktree)):
+            from tenax.daemon.commands import queue_goal
+
+            return queue_goal(store, req, after=after, at=at, notify=notify, worktree=worktree)
         goal_id = create_goal(store, req)
         _stop_on_sigterm()
         say("goal ", (goal_id, "bold"), f" started; model {store.get_goal(goal_id).model}")
@@ -233,6 +243,12 @@ def resume_cmd(
         store = _store()
         goal = store.get_goal(goal_id)
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes, base=goal.budgets) if changed else None
+        if goal.background:  # the daemon's goal: queue it again rather than run it here
+            from tenax.daemon.control import resume_background
+
+            if budgets is not None:
+                store.update_goal(goal.id, budgets=budgets.model_dump())
+            return say(resume_background(store, store.get_goal(goal.id)))
         from tenax.app import run_goal  # slow to import: only once the goal is known
 
         say("resuming goal ", (goal.id, "bold"), f" ({goal.status}, {goal.turns} turns so far)")
@@ -261,8 +277,17 @@ def ls_cmd(
     if not goals:
         say("no goals yet; start one with: tenax goal \"...\" --workspace DIR --check \"...\"")
         return
-    console.print(_table("id", "status", "turns", "cost", "model", "objective", rows=(
-        (g.id, g.status, g.turns, f"${g.cost_usd:.4f}", g.model, _short(g.objective, 60)) for g in goals)))
+    from tenax.daemon.commands import waits_on
+
+    console.print(_table("id", "status", "turns", "cost", "cached", "elapsed", "waits on", "objective", rows=(
+        (g.id, g.shown_status, g.turns, f"${g.cost_usd:.4f}", f"{_cached_share(g):.0%}", _duration(g.elapsed_s),
+         waits_on(g), _short(g.objective, 50)) for g in goals)))
+
+
+def _cached_share(g: Any) -> float:
+    """The share of the goal's input tokens read from the prompt cache."""
+    total_in = g.input_tokens + g.cache_read_tokens + g.cache_write_tokens
+    return (g.cache_read_tokens / total_in) if total_in else 0.0
 
 
 @app.command("show")
@@ -283,7 +308,7 @@ def show_cmd(
     except TenaxError as e:
         _fail(e)
     total_in = g.input_tokens + g.cache_read_tokens + g.cache_write_tokens
-    share = (g.cache_read_tokens / total_in) if total_in else 0.0
+    share = _cached_share(g)
     rows = [
         ("goal", g.id),
         ("status", g.status + (f"  ({g.error})" if g.error else "")),
@@ -470,6 +495,15 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+app.command("submit", help="Queue a goal for the background daemon (tenax goal --bg) and print its id at once.
+
+"
+            "Example: tenax submit "make the tests pass" -w ~/src/app -c "pytest -q" --after 3f2a")(goal_cmd)
+from tenax.daemon.commands import register as _register_daemon  # noqa: E402 - after the commands it extends
+
+_register_daemon(app, sys.modules[__name__])
 
 
 def main() -> None:

@@ -13,13 +13,13 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from tenax.config import tenax_home
 from tenax.core.errors import ConfigError
 
 ENV_VAR = "TENAX_DB"
 DURABILITY_VAR = "TENAX_DURABILITY"
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL is truncated back to after a checkpoint
-DEFAULT_DB_PATH = "~/.local/share/tenax/tenax.db"
 BUSY_TIMEOUT_MS = 10_000
 _EXAMPLES = "sqlite:////abs/path/tenax.db or postgresql+psycopg://user@host/db"
 _PATH_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -57,7 +57,7 @@ def resolve_url(url: str | None = None) -> URL:
         if env:
             url, source = env, ENV_VAR
         else:
-            url = DEFAULT_DB_PATH
+            url = str(tenax_home() / "tenax.db")
     raw = url.strip()
     if not raw:
         raise _bad(url, source, "it is empty")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tenax.config import tenax_home
 from tenax.subagents.judge import ReviewerJudge
 from tenax.subagents.manager import MAX_CONCURRENT, MAX_DEPTH, AgentManager
 from tenax.subagents.roles import BUILTIN_ROLES, Role, load_roles, parse_role_file
@@ -23,9 +24,9 @@ __all__ = [
 
 
 def copy_root() -> Path:
-    """Where ``isolation: copy`` workspaces go: ``$TENAX_COPY_DIR`` or ~/.local/share/tenax/copies."""
+    """Where ``isolation: copy`` workspaces go: ``$TENAX_COPY_DIR`` or ``$TENAX_HOME/copies``."""
     env = os.environ.get("TENAX_COPY_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "tenax" / "copies"
+    return Path(env).expanduser() if env else tenax_home() / "copies"
 
 
 def remove_agent_containers(goal_id: str) -> int:

@@ -1,0 +1,85 @@
+"""``python -m tenax.daemon.worker GOAL_ID``: run (or resume) one background goal to an end.
+
+One process per goal, so a crash or a leak in one cannot hurt the others. SIGTERM (``tenax stop``)
+ends the goal the way Ctrl-C ends ``tenax goal``: status ``stopped``, its sandbox halted, resumable.
+A usage limit parks the goal as ``waiting``; the daemon starts a new worker after the reset.
+Exit codes: 0 the goal reached a status (any), 2 it could not run (recorded as ``failed``),
+3 another runner drives it.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from tenax.app import run_goal
+from tenax.config import Settings, load_settings
+from tenax.core.errors import TenaxError
+from tenax.core.status import ENDED, FINAL, GoalStatus, can_move
+from tenax.daemon.notify import notify
+from tenax.daemon.paths import BUSY_EXIT, log
+from tenax.store import open_store
+from tenax.store.errors import GoalBusy, LeaseLost, StoreError
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def apply_usage_limit(settings: Settings) -> None:
+    """``TENAX_USAGE_LIMIT_S``: a provider asking to wait at least this long has hit a usage limit; the
+    worker parks the goal at once (no retrying in place) instead of waiting that long inside the run."""
+    from tenax.goal import policy
+    from tenax.harness import retry
+
+    policy.USAGE_LIMIT_S = settings.usage_limit_s
+    retry.MAX_RETRY_AFTER_S = min(retry.MAX_RETRY_AFTER_S, settings.usage_limit_s)
+
+
+def _record(store: Any, goal_id: str, status: GoalStatus, error: str) -> Any:
+    goal = store.get_goal(goal_id)
+    if goal.status not in FINAL and can_move(goal.status, status):
+        store.update_goal(goal_id, waiting_on=None, control=None)
+        store.set_status(goal_id, status, error=error)
+    return store.get_goal(goal_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tenax.daemon.worker GOAL_ID", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    settings = load_settings()
+    apply_usage_limit(settings)
+    store = open_store()
+    goal_id = store.get_goal(args[0]).id
+    store.update_goal(goal_id, waiting_on=None)
+    log(f"goal {goal_id}: worker starts")
+    try:
+        status = run_goal(store, goal_id, park_on_limit=True, settings=settings)
+    except (GoalBusy, LeaseLost) as e:  # another runner has it: leave it alone
+        log(str(e))
+        return BUSY_EXIT
+    except StoreError as e:  # the database failed: the daemon sees a dead runner and retries later
+        log(f"goal {goal_id}: {e}")
+        return 1
+    except KeyboardInterrupt:  # stopped before its engine ran (while its sandbox started)
+        goal = _record(store, goal_id, GoalStatus.STOPPED, "stopped (tenax stop)")
+        notify(goal, log)
+        return 0
+    except TenaxError as e:  # it cannot run (a workspace gone, a missing image...): say so, do not retry
+        goal = _record(store, goal_id, GoalStatus.FAILED, f"{type(e).__name__}: {e}")
+        log(f"goal {goal_id}: cannot run: {e}")
+        notify(goal, log)
+        return 2
+    goal = store.get_goal(goal_id)
+    log(f"goal {goal_id}: {status} after {goal.turns} turns, ${goal.cost_usd:.4f}")
+    if status in {s.value for s in ENDED}:
+        notify(goal, log)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
