@@ -497,10 +497,8 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
     raise typer.Exit(0 if status == "succeeded" else 1)
 
 
-app.command("submit", help="Queue a goal for the background daemon (tenax goal --bg) and print its id at once.
-
-"
-            "Example: tenax submit "make the tests pass" -w ~/src/app -c "pytest -q" --after 3f2a")(goal_cmd)
+app.command("submit", help="Queue a goal for the background daemon (tenax goal --bg) and print its id at once.\n\n"
+            "Example: tenax submit \"make the tests pass\" -w ~/src/app -c \"pytest -q\" --after 3f2a")(goal_cmd)
 from tenax.daemon.commands import register as _register_daemon  # noqa: E402 - after the commands it extends
 
 _register_daemon(app, sys.modules[__name__])
