@@ -18,6 +18,7 @@ import pytest
 from tenax.core.errors import ConfigError
 from tenax.sandbox import DockerSandbox, EgressGateway, cleanup_by_label, parse_allow_hosts
 from tenax.sandbox.egress import PROXY_PORT, client_hello_sni, decide, network_name
+from tenax.store import open_store
 
 pytestmark = pytest.mark.docker
 
@@ -325,3 +326,15 @@ def test_plain_http_carries_one_request_with_the_urls_host():
     assert sent.endswith("\r\n\r\nhello") and "/two" not in sent and "other.example" not in sent
     assert "Proxy-Authorization" not in sent and "Connection: close" in sent
     assert [(e["method"], e["path"], e["verdict"]) for e in events] == [("POST", "/one", "allowed")]
+
+
+def test_cli_passes_allow_host_and_refuses_a_conflict_in_one_line(tmp_path):
+    from test_cli import tenax
+
+    db = tmp_path / "v.db"
+    r = tenax("goal", "x", "--workspace", str(tmp_path), "--allow-host", "pypi.org", "--allow-host", "example.com:8443",
+              "--network", "bridge", env={"TENAX_DB": f"sqlite:///{db}", "ANTHROPIC_API_KEY": "k"})
+    assert r.returncode == 2 and "--network 'bridge' cannot be combined with --allow-host" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    with open_store(f"sqlite:///{db}") as s:
+        assert s.list_goals() == []
