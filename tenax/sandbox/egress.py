@@ -28,7 +28,9 @@ Design
   itself, and it connects to the very address it checked (no second lookup to rebind): that
   address must be public. A private, loopback or link-local host is reachable only by its IP,
   listed literally and named so in the request. A CONNECT whose TLS ClientHello
-  names another server (SNI) than the CONNECT target is refused. Plain HTTP carries one request
+  names another server (SNI) than the CONNECT target is refused; a fragmented ClientHello, whose
+  name cannot be read, is refused too (for a protocol where the server speaks first, the tunnel
+  waits 5 s for the client's first bytes before it opens). Plain HTTP carries one request
   per connection (``Connection: close``; chunked request bodies are refused with 411), so a second,
   pipelined request to another virtual host never reaches the upstream.
 
