@@ -54,6 +54,7 @@ def _root(
 console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
+
 def say(*parts: Part, err: bool = False) -> None:
     """Print one line. A str part is shown verbatim; a (text, style) pair is shown styled."""
     (err_console if err else console).print(Text.assemble(*parts))
@@ -94,7 +95,7 @@ def render_event(kind: str, p: dict[str, Any]) -> None:
     try:
         _render(kind, p)
     except Exception as e:  # noqa: BLE001 - the display must never end an unattended run
-        say((f"(cannot display a {kind} step: {type(e).__name__}: {e})", "dim"), err=True)
+        say((f"(cannot display a {kind} step: {type(e).__name__}: {_short(str(e), 200)})", "dim"), err=True)
 
 
 def _render(kind: str, p: dict[str, Any]) -> None:
@@ -103,7 +104,7 @@ def _render(kind: str, p: dict[str, Any]) -> None:
             if part["type"] == "text" and part["text"].strip():
                 say(("model", "cyan"), " ", _short(part["text"], 160))
             elif part["type"] == "tool_call":
-                say(("  → ", "magenta"), (part["name"], "magenta"), " ", _short(part["arguments"]))
+                say(("  → " + _short(part["name"], 60), "magenta"), " ", _short(part["arguments"]))
     elif kind == "tool_result":
         say(("  ← " + _short(p["content"], 140), "red" if p.get("is_error") else "dim"))
     elif kind == "user" and p.get("why") == "steering":
@@ -177,6 +178,7 @@ def goal_cmd(
     max_usd: Optional[float] = typer.Option(None, "--max-usd", help="Stop after spending this many USD."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Stop after N uncached input + output tokens."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this much wall time."),
+    price: Optional[str] = typer.Option(None, "--price", help="USD per million input/output tokens for a model tenax has no price for, e.g. 0.2/0.8 (needed for --max-usd then)."),
     strategy: str = typer.Option("continuous", "--strategy", help="continuous (compact when the context fills) or ralph (fresh context each iteration, memory from the ledger)."),
     compact_at: Optional[float] = typer.Option(None, "--compact-at", help="Compact when the context reaches this fraction of the model's window (default 0.8)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Command printing a number, run after each check; success also needs --target met."),
@@ -187,7 +189,7 @@ def goal_cmd(
     protect: list[str] = typer.Option([], "--protect", help="Glob of acceptance files the agent may not change (repeatable); the check's own script is always protected."),
     stuck_after: int = typer.Option(3, "--stuck-after", help="Step back when the same failure repeats this many times without progress."),
     step_backs: int = typer.Option(2, "--step-backs", help="Reviewer step-backs on one failure before a fresh context, then the goal ends stuck."),
-    idle_turns: int = typer.Option(20, "--no-progress-turns", help="Step back after this many turns without a workspace change or a new check result."),
+    idle_turns: int = typer.Option(40, "--no-progress-turns", help="Step back after this many turns without a workspace change or a new check result."),
     bg: bool = typer.Option(False, "--bg", help="Queue the goal for the background daemon and print its id at once (starts the daemon if none runs). `tenax submit` is the same."),
     after: Optional[str] = typer.Option(None, "--after", help="Background: start when goal ID succeeds (cancelled if it ends otherwise)."),
     at: Optional[str] = typer.Option(None, "--at", help="Background: not before this time (+30m, 2h, 23:30, 2030-01-31T06:00)."),
@@ -198,10 +200,11 @@ def goal_cmd(
 
     Example: tenax goal "make the tests pass" -w ~/src/app -c "pytest -q" --max-usd 5
     """
-    from tenax.app import GoalRequest, create_goal, run_goal
+    from tenax.app import GoalRequest, create_goal, parse_price, run_goal
 
     try:
         budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes)
+        given_price = parse_price(price) if price is not None else None
         _require("--compact-at", compact_at, "a fraction between 0.05 and 1.0", lambda v: 0.05 <= v <= 1.0)
         store = _store()
         req = GoalRequest(objective=objective, workspace=str(workspace), check=check, model=model, base_url=base_url,
@@ -209,7 +212,7 @@ def goal_cmd(
                           compaction={"threshold": compact_at} if compact_at is not None else None,
                           protect=list(protect) or None, guards=_guards(stuck_after, step_backs, idle_turns),
                           metric={"command": metric, "target": target, "unit": unit, "bound": bound, "jump": jump}
-                          if metric or target else None)
+                          if metric or target else None, price=given_price)
         if bg or ctx.info_name == "submit" or any(v is not None for v in (after, at, notify, worktree)):
             from tenax.daemon.commands import queue_goal
 
@@ -495,6 +498,25 @@ def demo_cmd(keep: bool = typer.Option(True, "--keep/--no-keep", help="Keep the 
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+@app.command("doctor")
+def doctor_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="provider:model to check (default: TENAX_MODEL)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="The API base URL to check."),
+) -> None:
+    """Check a setup with one tiny model call: key, base URL, tool calling, usage reporting, price,
+    Docker and the store. Exit 1 when something would stop a goal.
+
+    Example: tenax doctor -m openai-chat:qwen3 --base-url http://localhost:8080/v1
+    """
+    from tenax.app import doctor
+
+    findings = doctor(model, base_url)
+    marks = {"ok": ("ok  ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red")}
+    for f in findings:
+        say(marks[f.verdict], f"  {f.what:8} ", f.detail)
+    raise typer.Exit(1 if any(f.verdict == "fail" for f in findings) else 0)
 
 
 app.command("submit", help="Queue a goal for the background daemon (tenax goal --bg) and print its id at once.\n\n"

@@ -84,6 +84,7 @@ def _cases(gid: str, workspace: Path, garbage_db: str):
         yield path, base, {"TENAX_DB": garbage_db}, path[0] != "sandbox"
 
 
+@pytest.mark.timeout(1800)  # ~90 processes; `goal` alone imports every provider SDK (~5 s of CPU each)
 def test_no_command_prints_a_traceback(tmp_path, workspace, goals):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(os.urandom(64 * 1024))
