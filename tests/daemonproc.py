@@ -43,6 +43,16 @@ class Env:
                           "--base-url", self.base_url, "--max-turns", "20", *extra)
         return done.stdout.strip().splitlines()[-1]
 
+    def queue(self, store, objective: str, workspace: Path, *, max_turns: int = 20, **kw) -> str:
+        """Queue a goal in-process (what `tenax submit` does, without paying for a CLI start)."""
+        from tenax.app import GoalRequest
+        from tenax.core.budget import Budgets
+        from tenax.daemon import queue
+
+        req = GoalRequest(objective=objective, workspace=str(workspace), check=CHECK, model=MODEL,
+                          base_url=self.base_url, budgets=Budgets(max_turns=max_turns))
+        return queue.submit(store, req, api_key=KEY, **kw)
+
     def daemon_pid(self) -> int | None:
         try:
             return json.loads((self.home / "daemon.pid").read_text())["pid"]

@@ -28,11 +28,13 @@ def ws(tmp_path: Path, name: str) -> Path:
 
 
 @pytest.fixture
-def env_for(tmp_path: Path):
+def env_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     made: list[Env] = []
 
     def make(sim: Simulator, **extra: str) -> Env:
         made.append(Env(tmp_path, sim.url, **extra))
+        monkeypatch.setenv("TENAX_HOME", str(made[-1].home))  # for the goals queued in-process
+        made[-1].home.mkdir(exist_ok=True)
         return made[-1]
     yield make
     for env in made:
@@ -72,3 +74,137 @@ def test_a_queued_goal_succeeds_in_the_background_its_chain_follows_and_notify_r
         assert a in listed and "succeeded" in listed
         logs = env.tenax("logs", a).stdout
         assert "write_file" in logs and "sleep 2" in logs
+
+
+def test_kill_9_of_a_worker_mid_tool_call_and_of_the_daemon_loses_and_repeats_nothing(tmp_path, env_for):
+    slow = "echo run >> count.txt; while [ ! -e go ]; do sleep 0.2; done"  # runs until the test says go
+    with Simulator(marked({"[W]": fixer(call("bash", command=slow)), "[D]": fixer(call("bash", command=slow))})) as sim:
+        env = env_for(sim)
+        daemon = env.start_daemon()
+        w, d = ws(tmp_path, "w"), ws(tmp_path, "d")
+        with store_of(env) as store:
+            gw = env.queue(store, "[W] Make status.txt say fixed.", w)
+            gd = env.queue(store, "[D] Make status.txt say fixed.", d)
+            until(lambda: (w / "count.txt").exists() and store.get_goal(gw).lease_pid, 90, env)
+            os.kill(store.get_goal(gw).lease_pid, signal.SIGKILL)  # the worker, in the middle of its tool call
+            until(lambda: store.get_goal(gw).worker_attempts == 1, 30, env)
+            until(lambda: (d / "count.txt").exists(), 90, env)
+            daemon.send_signal(signal.SIGKILL)  # and the daemon, while D's worker runs a tool
+            daemon.wait()
+            env.start_daemon()  # a new daemon picks up every goal
+            (w / "go").touch()
+            (d / "go").touch()
+            until(lambda: all(store.get_goal(g).status == "succeeded" for g in (gw, gd)), 120, env)
+            for goal_id, path in ((gw, w), (gd, d)):
+                gapless(store, goal_id)
+                assert (path / "count.txt").read_text() == "run\n"  # no tool call ran twice
+                assert (path / "status.txt").read_text() == "fixed\n"
+            steps = gapless(store, gw)
+            assert any(s.kind == "tool_result" and "interrupted" in str(s.payload).lower() for s in steps)
+
+
+def test_steer_stop_usage_limit_and_budget_from_other_terminals(tmp_path, env_for):
+    def steered(req):
+        return fixer()(req) if "blue door" in json.dumps(req.body) else Reply(tool_calls=[call("bash", command="sleep 1")])
+
+    limited = {"n": 0}
+
+    def usage_limited(req):
+        limited["n"] += 1
+        if limited["n"] == 1:
+            return Reply(error=SimError(status=429, message="usage limit reached", retry_after=3))
+        return fixer()(req)
+
+    policies = {"[S]": steered, "[T]": fixer(call("bash", command="touch started; sleep 120")),
+                "[R]": lambda req: Reply(error=SimError(status=529, message="Overloaded")),
+                "[U]": usage_limited, "[B]": fixer(call("bash", command="echo one"))}
+    with Simulator(marked(policies)) as sim:
+        env = env_for(sim, TENAX_USAGE_LIMIT_S="2", TENAX_CONCURRENCY="5")
+        env.start_daemon()
+        dirs = {m: ws(tmp_path, m) for m in "STRUB"}
+        with store_of(env) as store:
+            ids = {m: env.queue(store, f"[{m}] Make status.txt say fixed.", dirs[m], max_turns=1 if m == "B" else 20)
+                   for m in "STRUB"}
+
+            def status(m):
+                return store.get_goal(ids[m]).status
+
+            until(lambda: status("S") == "running", 60, env)
+            env.tenax("steer", ids["S"], "take the blue door")
+            until(lambda: (dirs["T"] / "started").exists(), 60, env)
+            began = time.monotonic()
+            assert "stop sent" in env.tenax("stop", ids["T"]).stdout
+            until(lambda: status("T") == "stopped", 30, env)
+            assert time.monotonic() - began < 15  # not the 120 s tool call
+            until(lambda: sum("[R]" in json.dumps(r.body) for r in sim.requests) >= 2, 60, env)  # in a retry wait
+            began = time.monotonic()
+            env.tenax("stop", ids["R"])
+            until(lambda: status("R") == "stopped", 30, env)
+            assert time.monotonic() - began < 15
+            until(lambda: status("B") == "budget_exhausted", 60, env)
+            assert "queued again" in env.tenax("budget", ids["B"], "--max-turns", "5").stdout
+            until(lambda: all(status(m) in ("succeeded", "failed") for m in "SUB"), 120, env)
+            assert [status(m) for m in "SUB"] == ["succeeded"] * 3, env.log()
+            steering = [s for s in gapless(store, ids["S"]) if s.kind == "user" and s.payload.get("why") == "steering"]
+            assert steering and "take the blue door" in json.dumps(steering[0].payload)
+            b = store.get_goal(ids["B"])
+            assert b.turns == 3 and len([s for s in store.sessions_for_goal(b.id) if s.role == "main"]) == 1
+            events = [s.payload for s in gapless(store, ids["U"]) if s.kind == "event"]
+            assert any(e.get("type") == "usage_limit" and e.get("parked") for e in events)
+            assert any(e.get("type") == "status" and e.get("status") == "waiting" for e in events)
+            t = store.get_goal(ids["T"])
+            assert t.control is None and t.error == "interrupted by the user"  # SIGTERM, as Ctrl-C
+        import docker
+
+        client = docker.from_env()
+        running = client.containers.list(filters={"label": f"tenax.goal={ids['T']}"})
+        assert not running  # the stopped goal's sandbox is halted (kept for resume, not running)
+        client.close()
+
+
+def test_two_goals_on_one_repo_get_worktrees_and_orphans_are_cleaned_by_label(tmp_path, env_for):
+    import docker
+
+    from tenax.app import store_labels
+
+    repo = ws(tmp_path, "repo")
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    with Simulator(marked({"[1]": fixer(call("bash", command="echo one > who.txt")),
+                           "[2]": fixer(call("bash", command="echo two > who.txt"))})) as sim:
+        env = env_for(sim)
+        client = docker.from_env()
+        with store_of(env) as store:
+            done = store.create_goal(objective="x", model="m", workspace=str(repo), status="succeeded")
+            mine = store_labels(store)["tenax.store"]
+        orphans = {name: client.containers.run("tenax-sandbox:default", "sleep 300", detach=True, labels=labels,
+                                               network_mode="none")
+                   for name, labels in (("unknown", {"tenax": "1", "tenax.goal": "feedc0ffee00", "tenax.store": mine}),
+                                        ("finished", {"tenax": "1", "tenax.goal": done}),
+                                        ("foreign", {"tenax": "1", "tenax.goal": "0123456789ab", "tenax.store": "other"}))}
+        try:
+            with store_of(env) as store:
+                g1 = env.queue(store, "[1] Make status.txt say fixed.", repo)
+                g2 = env.queue(store, "[2] Make status.txt say fixed.", repo)
+            env.start_daemon()
+
+            def exists(c):
+                try:
+                    c.reload()
+                    return True
+                except docker.errors.NotFound:
+                    return False
+            until(lambda: not exists(orphans["unknown"]) and not exists(orphans["finished"]), 60, env)
+            assert exists(orphans["foreign"])  # another installation's container is left alone
+            with store_of(env) as store:
+                until(lambda: all(store.get_goal(g).status == "succeeded" for g in (g1, g2)), 120, env)
+                trees = [store.get_goal(g).config["worktree"] for g in (g1, g2)]
+            assert trees[0]["path"] != trees[1]["path"]
+            assert [(Path(t["path"]) / "who.txt").read_text() for t in trees] == ["one\n", "two\n"]
+            assert [t["branch"] for t in trees] == [f"tenax/{g1}", f"tenax/{g2}"]
+            assert (repo / "status.txt").read_text() == "broken\n" and not (repo / "who.txt").exists()
+            assert "kept" in env.tenax("rm", g1, "--purge").stdout
+            assert not Path(trees[0]["path"]).exists()
+        finally:
+            orphans["foreign"].remove(force=True)
+            client.close()
