@@ -138,7 +138,8 @@ class Supervisor:
         self._reap()
         goals = queue.background_goals(self.store)
         queue.settle_chains(self.store, goals, self._ended)
-        busy = set(self._alive())
+        live = {g.id for g in goals}
+        busy = {gid for gid in self._alive() if gid in live}  # a worker tearing down an ended goal holds no slot
         for goal in goals:
             if goal.status == GoalStatus.RUNNING and goal.id not in busy:
                 if lease_live(goal.lease_host, goal.lease_pid, goal.lease_expires_at):
@@ -150,7 +151,7 @@ class Supervisor:
         for goal in queue.background_goals(self.store, queue.QUEUED):
             if len(busy) >= self.concurrency:
                 break
-            if goal.id not in busy and queue.is_ready(self.store, goal, now):
+            if goal.id not in self.workers and queue.is_ready(self.store, goal, now):
                 self._spawn(goal)
                 busy.add(goal.id)
         if time.monotonic() - self._cleaned_at > CLEANUP_EVERY_S:
