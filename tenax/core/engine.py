@@ -16,6 +16,7 @@ costs what turn 10 does.
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Callable, Sequence
 
@@ -65,6 +66,7 @@ class Engine:
     def run(self) -> End:
         steps = self.store.steps(self.session_id)  # the one full read: on open or resume
         self.conversation = Conversation.of(steps)
+        gc.freeze()  # start-up and the journal stay alive: keep them out of every later collection
         self.turn = sum(1 for s in steps if s.kind == "assistant")
         self._account_interrupted_call(steps)
         if not any(s.kind == "user" for s in steps):

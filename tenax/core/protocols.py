@@ -121,6 +121,7 @@ class UsageEntry(BaseModel):
     duration_s: float = 0.0
     turns: int = 0  # 1 for a main-session turn
     estimated: bool = False  # token counts estimated locally (the server reported none, or the call was cut)
+    elapsed_s: float = 0.0  # the goal's wall time since its last flush, added to its totals in the same write
 
 
 @runtime_checkable

@@ -66,16 +66,19 @@ class GoalPolicy:
         return list(self.toolbox.specs()) + [spec for spec, _ in self.extra_tools.values()] + [prompts.COMPLETE_GOAL]
 
     # -- budget -----------------------------------------------------------------------------
-    def spent(self) -> Spent:
-        """What the goal has spent (this turn's time flushed first). The goal row is read anyway,
-        so a budget raised in place (`tenax budget`) and a control request are seen here too."""
+    def spent(self, flush: bool = True) -> Spent:
+        """What the goal has spent, this turn's time included. The goal row is read anyway, so a
+        budget raised in place (`tenax budget`) and a control request are seen here too. The time is
+        written to the goal's totals with each model reply (``accounted``); ``flush`` writes it now
+        (at the end of a run, on a failed call)."""
         now = time.monotonic()
-        self.store.add_to_goal_totals(self.goal_id, elapsed_s=now - self._clock)
-        self._clock = now
+        if flush:
+            self.store.add_to_goal_totals(self.goal_id, elapsed_s=now - self._clock)
+            self._clock = now
         goal = self.store.get_goal(self.goal_id)
         self.budgets = Budgets(**(goal.budgets or {}))
         self.control = goal.control
-        return Spent.of_goal(goal)
+        return Spent.of_goal(goal, extra_seconds=now - self._clock)
 
     def nap(self, seconds: float) -> None:
         """Sleep (an outage or usage-limit wait), waking early for a `tenax stop` / `pause`."""
@@ -92,7 +95,7 @@ class GoalPolicy:
         return None
 
     def budget_text(self) -> str:
-        return describe(self.budgets, self.spent())
+        return describe(self.budgets, self.spent(flush=False))
 
     # -- the policy ---------------------------------------------------------------------------
     def opening(self, ctx: TurnContext) -> Append:
@@ -102,7 +105,7 @@ class GoalPolicy:
     def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]:
         if not self._learnt and (verified := self._learn(ctx.journal())) is not None:
             return verified
-        spent = self.spent()
+        spent = self.spent(flush=False)
         if (obeyed := self.obey()) is not None:
             return obeyed
         if (which := exhausted(self.budgets, spent)) is not None:
@@ -179,7 +182,10 @@ class GoalPolicy:
         return wait
 
     def accounted(self, entry: UsageEntry) -> None:
+        """The call's entry also carries the goal's time since the last flush: one write per reply."""
         self._outage.clear()
+        now = time.monotonic()
+        entry.elapsed_s, self._clock = now - self._clock, now
 
     def rerun_interrupted(self, call: ToolCallPart) -> bool:
         return False  # a started call may have had effects: never repeated blindly

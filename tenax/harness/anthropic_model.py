@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
+from anthropic.lib.streaming import MessageStreamManager
 
 from tenax.harness._provider import Provider, Reply
-from tenax.harness._serialize import sorted_json, tool_call
+from tenax.harness._serialize import BodyEncoder, Memo, sorted_json, tool_call
 from tenax.harness.cache_layout import CacheTTL, apply_cache_layout
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
 from tenax.harness.retry import Failure, StreamFailed
@@ -52,15 +55,20 @@ def part_to_block(part: Any) -> dict[str, Any] | None:
     raise TypeError(f"unknown message part {type(part).__name__}")
 
 
+def message_to_anthropic(m: Message) -> dict[str, Any]:
+    blocks = [b for b in (part_to_block(p) for p in m.parts) if b is not None]
+    if not blocks:
+        # The API rejects empty content; keep the turn (roles must alternate).
+        blocks = [{"type": "text", "text": "(empty)"}]
+    return {"role": m.role, "content": blocks}
+
+
 def messages_to_anthropic(messages: list[Message]) -> list[dict[str, Any]]:
-    out = []
-    for m in messages:
-        blocks = [b for b in (part_to_block(p) for p in m.parts) if b is not None]
-        if not blocks:
-            # The API rejects empty content; keep the turn (roles must alternate).
-            blocks = [{"type": "text", "text": "(empty)"}]
-        out.append({"role": m.role, "content": blocks})
-    return out
+    return [message_to_anthropic(m) for m in messages]
+
+
+def tools_to_anthropic(tools: list[ToolSpec]) -> list[dict[str, Any]]:
+    return [tool_to_anthropic(t) for t in tools]
 
 
 def build_request(
@@ -73,11 +81,14 @@ def build_request(
     cache: bool = True,
     cache_ttl: CacheTTL | None = None,
     thinking: dict[str, Any] | None = None,
+    to_messages: Callable[[list[Message]], list[dict[str, Any]]] = messages_to_anthropic,
+    to_tools: Callable[[list[ToolSpec]], list[dict[str, Any]]] = tools_to_anthropic,
 ) -> dict[str, Any]:
-    """The keyword arguments for ``messages.stream``; deterministic for equal inputs."""
-    a_tools = [tool_to_anthropic(t) for t in tools]
+    """The request body (without ``stream``); deterministic for equal inputs. ``to_messages`` /
+    ``to_tools`` convert the neutral messages and tools (a provider passes memoized ones)."""
+    a_tools = to_tools(tools)
     a_system = [{"type": "text", "text": system}] if system else []
-    a_messages = messages_to_anthropic(messages)
+    a_messages = to_messages(messages)
     if cache:
         a_tools, a_system, a_messages = apply_cache_layout(a_tools, a_system, a_messages, ttl=cache_ttl)
     kwargs: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": a_messages}
@@ -130,6 +141,9 @@ class AnthropicModel(Provider):
         super().__init__(name, **kwargs)
         self.cache_ttl = cache_ttl
         self.thinking = thinking
+        # Each message and tool is converted and JSON-encoded once, then reused on every later turn.
+        self._messages, self._tools = Memo(message_to_anthropic), Memo(tool_to_anthropic)
+        self._encode = BodyEncoder("messages")
 
     def build_request(
         self,
@@ -149,11 +163,19 @@ class AnthropicModel(Provider):
             max_tokens=self.output_limit(max_tokens) or UNKNOWN_MODEL_MAX_TOKENS,
             cache_ttl=self.cache_ttl,
             thinking=self.thinking,
+            to_messages=self._messages,
+            to_tools=self._tools,
         )
 
     def _attempt(self, kwargs: dict[str, Any]) -> tuple[Any, str | None, dict[int, str]]:
         raw_inputs: dict[int, str] = {}
-        with self.client.messages.stream(**kwargs) as stream:
+        # The SDK's own POST with our encoded body: the SDK would copy the whole conversation and
+        # encode it again on every turn. Its HTTP client, headers, errors and stream parsing stay.
+        body = self._encode({**kwargs, "stream": True})
+        request = functools.partial(self.client.post, "/v1/messages", content=body, cast_to=anthropic.types.Message,
+                                    stream=True, stream_cls=anthropic.Stream[anthropic.types.RawMessageStreamEvent],
+                                    options={"headers": {"Content-Type": "application/json"}})
+        with MessageStreamManager(request, output_format=anthropic.NOT_GIVEN) as stream:
             for event in stream:
                 if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
                     raw_inputs[event.index] = raw_inputs.get(event.index, "") + event.delta.partial_json

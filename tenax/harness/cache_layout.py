@@ -11,12 +11,12 @@ back at most 20 blocks from a breakpoint to find an earlier cache entry.  We pla
    the last assistant message)        - the entry written by the previous call; reading it
    directly means a turn that adds many tool-result blocks never falls outside the lookback.
 
-``apply_cache_layout`` is pure: it returns new lists and never mutates its input.
+``apply_cache_layout`` is pure: it returns new lists and never mutates its input; it copies only
+the messages whose marks change (the tail), never the whole conversation.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
 MAX_BREAKPOINTS = 4
@@ -65,6 +65,16 @@ def previous_turn_index(messages: list[dict[str, Any]]) -> int | None:
     return None
 
 
+def _unmarked(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` itself when its content is a block list with no mark; else a copy that is."""
+    content = message.get("content", [])
+    if isinstance(content, str):
+        return {**message, "content": [{"type": "text", "text": content}]}
+    if any("cache_control" in b for b in content):
+        return {**message, "content": _strip(content)}
+    return message
+
+
 def apply_cache_layout(
     tools: list[dict[str, Any]],
     system: list[dict[str, Any]],
@@ -72,20 +82,17 @@ def apply_cache_layout(
     *,
     ttl: CacheTTL | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Return copies of (tools, system blocks, messages) with cache breakpoints placed.
+    """Return (tools, system blocks, messages) with cache breakpoints placed, as new lists.
 
     Any ``cache_control`` already present is removed first so the count is exact.
-    Messages whose ``content`` is a string are turned into one text block.
+    Messages whose ``content`` is a string are turned into one text block. Only what changes is
+    copied (the tools and system blocks, and the messages that get or lose a mark): every other
+    message is returned as it was given, so a long conversation costs no copying.
     """
     mark = cache_control(ttl)
-    new_tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in tools]
+    new_tools = _strip(tools)
     new_system = _strip(system)
-    new_messages: list[dict[str, Any]] = []
-    for m in messages:
-        content = m.get("content", [])
-        if isinstance(content, str):
-            content = [{"type": "text", "text": content}]
-        new_messages.append({**m, "content": _strip(copy.deepcopy(content))})
+    new_messages = [_unmarked(m) for m in messages]
 
     placed = 0
     if new_tools:
@@ -102,11 +109,12 @@ def apply_cache_layout(
     if prev is not None and prev not in targets:
         targets.append(prev)
     for mi in targets:
-        blocks = new_messages[mi]["content"]
+        blocks = list(new_messages[mi]["content"])
         bi = _markable_index(blocks)
         if bi is None:
             continue
-        blocks[bi]["cache_control"] = dict(mark)
+        blocks[bi] = {**blocks[bi], "cache_control": dict(mark)}
+        new_messages[mi] = {**new_messages[mi], "content": blocks}
         placed += 1
     assert placed <= MAX_BREAKPOINTS, f"{placed} cache breakpoints placed; the API allows {MAX_BREAKPOINTS}"
     return new_tools, new_system, new_messages

@@ -478,7 +478,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
             self._increment(s, goal_id, dict(
                 turns=e.turns, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                 cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd),
+                cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd), elapsed_s=float(e.elapsed_s),
             ))
 
     def usage_for_goal(self, goal_id: str) -> list[UsageRecord]:
