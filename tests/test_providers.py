@@ -349,8 +349,18 @@ class _DroppingServer:
                 return
             self.connections += 1
             conn.settimeout(2)
-            try:
-                conn.recv(65536)
+            try:  # read the whole request before hanging up, so the client sees a clean drop
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(body) < length and (chunk := conn.recv(65536)):
+                    body += chunk
             except OSError:
                 pass
             conn.close()
@@ -380,7 +390,10 @@ def test_connection_drops_are_retried_then_reported(spec):
     finally:
         server.close()
     assert not isinstance(err.value, ContextTooLong)
-    assert server.connections == 3, [a.error for a in err.value.attempts]
+    # Every attempt reached the server, except that the SDK's connection pool sometimes sends a
+    # retry over a connection the server had already closed (seen with the Responses client: 2 in
+    # 15 runs); that attempt fails at once, as a drop, and is retried and reported like the others.
+    assert 2 <= server.connections <= 3, [a.error for a in err.value.attempts]
     assert delays == [0.5, 1.0]
     attempts = err.value.attempts
     assert [a.number for a in attempts] == [1, 2, 3] and not any(a.ok for a in attempts)
