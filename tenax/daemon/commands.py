@@ -22,9 +22,13 @@ def queue_goal(store: Any, req: Any, *, after: Optional[str], at: Optional[str],
                worktree: Optional[bool]) -> None:
     """``tenax goal --bg`` / ``tenax submit``: queue the goal, print its id (stdout) at once, and start
     the daemon if none runs."""
+    from tenax.core.errors import ConfigError
     from tenax.daemon import control, queue
 
-    when = queue.parse_at(at) if at else None
+    for option, value in (("--after", after), ("--notify", notify)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{option} is empty; give it a {'goal id' if option == '--after' else 'command'}")
+    when = queue.parse_at(at) if at is not None else None
     goal_id = queue.submit(store, req, after=after, at=when, notify=notify, use_worktree=worktree)
     print(goal_id, flush=True)
     goal = store.get_goal(goal_id)

@@ -175,7 +175,7 @@ def start_daemon(concurrency: int | None = None) -> int:
 def stop_daemon(timeout_s: float = 20.0) -> str:
     info = running_daemon()
     if info is None:
-        return f"no daemon runs for {paths.home()}"
+        raise ConfigError(f"no daemon runs for {paths.home()} (TENAX_HOME); nothing to stop")
     os.kill(int(info["pid"]), signal.SIGTERM)
     end = time.monotonic() + timeout_s
     while time.monotonic() < end and running_daemon() is not None:
