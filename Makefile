@@ -33,6 +33,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/cache_economics.py
+	$(BIN)/python bench/harness_overhead.py
+	$(BIN)/python bench/store_throughput.py
+	$(BIN)/python bench/sandbox_exec.py
+	$(BIN)/python bench/sandbox_start.py
+	$(BIN)/python bench/concurrency.py
 
 clean-containers: venv
 	$(BIN)/tenax sandbox cleanup

@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-import anthropic
-import httpx2
-import openai
 from pydantic import BaseModel, Field
 
 from tenax.core.errors import ContextTooLong, ProviderError
@@ -172,18 +170,25 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _types(name: str, modules: tuple[str, ...] = ("anthropic", "openai")) -> tuple[type, ...]:
+    """The SDKs' exception class ``name``, from the SDKs already imported: an SDK's error can only
+    come from an SDK in use, so a goal never imports the SDK of a provider it does not call."""
+    return tuple(getattr(m, name) for m in map(sys.modules.get, modules) if m is not None)
+
+
 def classify_error(exc: BaseException) -> Failure | None:
     """Classify an exception from a model call; ``None`` means "not a provider failure"."""
-    if isinstance(exc, (anthropic.APIConnectionError, openai.APIConnectionError, httpx2.TransportError)):
+    if isinstance(exc, _types("APIConnectionError") + _types("TransportError", ("httpx2",))):
         chain = _causes(exc)
-        connect = any(isinstance(e, (httpx2.ConnectError, httpx2.ConnectTimeout)) for e in chain)
+        connect = any(isinstance(e, _types("ConnectError", ("httpx2",)) + _types("ConnectTimeout", ("httpx2",)))
+                      for e in chain)
         detail = next((str(e) for e in chain[1:] if str(e)), str(exc))
-        timeout_types = (anthropic.APITimeoutError, openai.APITimeoutError, httpx2.TimeoutException)
+        timeout_types = _types("APITimeoutError") + _types("TimeoutException", ("httpx2",))
         if any(isinstance(e, timeout_types) for e in chain) and not connect:
             return Failure(message=f"timed out: {detail}", retryable=True)
         what = "could not connect" if connect else "connection error"
         return Failure(message=f"{what}: {detail}", retryable=True, connect_failed=connect)
-    if isinstance(exc, (anthropic.APIStatusError, openai.APIStatusError)):
+    if isinstance(exc, _types("APIStatusError")):
         etype, code, msg = _error_fields(exc.body)
         status = exc.status_code
         if 200 <= status < 300 and etype in _ANTHROPIC_ERROR_TYPES:
@@ -202,7 +207,7 @@ def classify_error(exc: BaseException) -> Failure | None:
             code=code,
             invalid_request=invalid,
         )
-    if isinstance(exc, (anthropic.APIError, openai.APIError)):
+    if isinstance(exc, _types("APIError")):
         # An error event in a stream with no HTTP status of its own.
         etype, code, msg = _error_fields(exc.body)
         status = _ANTHROPIC_ERROR_TYPES.get(etype or "")
