@@ -6,9 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 IMAGE ?= tenax-sandbox:default
 
-.PHONY: setup venv engine image test demo bench clean-containers
+.PHONY: setup venv engine image browser test demo bench clean-containers
 
-setup: venv engine image
+setup: venv engine image browser
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,11 @@ $(VENV)/.installed: pyproject.toml
 
 engine:
 	@bash scripts/ensure-docker.sh
+
+# headless chromium renders the html export in a test (which skips, saying why, without it)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium; } \
+	|| echo "chromium is missing and could not be installed: as root, apt-get install -y chromium"
 
 image: venv engine
 	$(BIN)/tenax sandbox build --if-missing --tag $(IMAGE)

@@ -375,20 +375,22 @@ def steer_cmd(
 @app.command("export")
 def export_cmd(
     goal_id: str = typer.Argument(...),
-    fmt: str = typer.Option("md", "--format", "-f", help="md or jsonl"),
+    fmt: str = typer.Option("md", "--format", "-f", help="md, jsonl or html (one static file)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: stdout)."),
 ) -> None:
     """Export a goal's transcript.
 
     Example: tenax export 3f2a -f md -o night-run.md
     """
+    from tenax.export.html import to_html
     from tenax.export.transcript import to_jsonl, to_markdown
 
-    if fmt not in ("md", "jsonl"):
-        _fail(TenaxError(f"unknown format {fmt!r}; use md or jsonl"))
+    if fmt not in ("md", "jsonl", "html"):
+        _fail(TenaxError(f"unknown format {fmt!r}; use md, jsonl or html"))
     try:
         store = _store()
-        text = to_markdown(store, goal_id) if fmt == "md" else "\n".join(to_jsonl(store, goal_id)) + "\n"
+        text = to_markdown(store, goal_id) if fmt == "md" else to_html(store, goal_id) if fmt == "html" \
+            else "\n".join(to_jsonl(store, goal_id)) + "\n"
     except TenaxError as e:
         _fail(e)
     if out:

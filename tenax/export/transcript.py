@@ -35,6 +35,12 @@ def session_tree(store: Any, goal_id: str) -> list[tuple[int, Any]]:
     return out
 
 
+def spawned_agents(store: Any, goal_id: str) -> dict[tuple[str, str], Any]:
+    """Sub-agents by (parent session, spawning call id): each transcript nests under that call."""
+    agents = store.agents_for_goal(goal_id) if hasattr(store, "agents_for_goal") else []
+    return {(a.parent_session_id, a.spawn_call_id): a for a in agents if a.spawn_call_id and a.session_id}
+
+
 def to_jsonl(store: Any, goal_id: str) -> Iterable[str]:
     goal = store.get_goal(goal_id)
     redact = redactor(goal)
@@ -96,9 +102,7 @@ def to_markdown(store: Any, goal_id: str) -> str:
     ]
     usage = {(u.session_id, u.step_seq): u for u in store.usage_for_goal(goal.id)} if hasattr(store, "usage_for_goal") else {}
     fold_note = f"the full result is in `tenax export {goal.id} --format jsonl`"
-    # sub-agents are nested under the call that spawned them (their ledger row names it)
-    agents = store.agents_for_goal(goal.id) if hasattr(store, "agents_for_goal") else []
-    by_call = {(a.parent_session_id, a.spawn_call_id): a for a in agents if a.spawn_call_id and a.session_id}
+    by_call = spawned_agents(store, goal.id)
     tree = session_tree(store, goal.id)
     sessions = {s.id: s for _, s in tree}
 
