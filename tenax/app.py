@@ -202,7 +202,8 @@ def goal_engine(store: Store, goal_id: str, model: Model, sandbox: Sandbox, tool
     if (goal.config or {}).get("protect"):
         guards.append(protect.ProtectGuard(goal.workspace, sandbox, goal.config["protect"]))
     policy = GoalPolicy(store, goal.id, sandbox, toolbox, extra_tools=extra, judge=judge,
-                        check_timeout=settings.check_timeout, guards=guards, park_on_limit=park_on_limit)
+                        check_timeout=settings.check_timeout, guards=guards, park_on_limit=park_on_limit,
+                        usage_limit_s=settings.usage_limit_s)
     session_id, system, tools = main_session(store, goal, policy.tools())
     if agents is not None:
         agents.main_session_id = session_id
@@ -356,7 +357,7 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     if budgets is not None:
         store.update_goal(goal.id, budgets=budgets.model_dump())
     config = goal.config or {}
-    model_options = _live_retries(model_options, on_event)
+    model_options = _retry_options(model_options, on_event, park_on_limit, settings)
     model = build_model(goal.model, config.get("base_url"), api_key, **model_options)
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
@@ -395,15 +396,23 @@ def store_labels(store: Store) -> dict[str, str]:
     return {"tenax.store": hashlib.sha256(str(getattr(store, "url", "")).encode()).hexdigest()[:12]}
 
 
-def _live_retries(options: dict[str, Any] | None, on_event: EventHook | None) -> dict[str, Any]:
-    """The provider options, with each retried attempt shown live ("HTTP 529 overloaded, retry 3/8
-    in 20 s"); the journal records them once the call is over."""
+def _retry_options(options: dict[str, Any] | None, on_event: EventHook | None, park_on_limit: bool,
+                   settings: Settings) -> dict[str, Any]:
+    """The provider options: each retried attempt shown live ("HTTP 529 overloaded, retry 3/8 in
+    20 s"; the journal records them once the call is over), and, when a usage limit parks the goal
+    (the daemon), a long retry-after is handed to the goal at once instead of slept through."""
     options = dict(options or {})
+    update: dict[str, Any] = {}
     if on_event is not None:
         def show(attempt: Attempt, of: int, wait: float) -> None:
             on_event("event", {"type": "provider_retry", "attempt": attempt.number, "max_attempts": of,
                                "status": attempt.status, "error": attempt.error, "wait_s": round(wait, 1)})
-        options["retry"] = (options.get("retry") or RetryPolicy()).model_copy(update={"on_retry": show})
+        update["on_retry"] = show
+    policy = options.get("retry") or RetryPolicy()
+    if park_on_limit:
+        update["max_retry_after_s"] = min(policy.max_retry_after_s, settings.usage_limit_s)
+    if update:
+        options["retry"] = policy.model_copy(update=update)
     return options
 
 

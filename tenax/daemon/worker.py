@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from tenax.app import run_goal
-from tenax.config import Settings, load_settings
+from tenax.config import load_settings
 from tenax.core.errors import TenaxError
 from tenax.core.status import ENDED, FINAL, GoalStatus, can_move
 from tenax.daemon.notify import notify
@@ -25,16 +25,6 @@ from tenax.store.errors import GoalBusy, LeaseLost, StoreError
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def apply_usage_limit(settings: Settings) -> None:
-    """``TENAX_USAGE_LIMIT_S``: a provider asking to wait at least this long has hit a usage limit; the
-    worker parks the goal at once (no retrying in place) instead of waiting that long inside the run."""
-    from tenax.goal import policy
-    from tenax.harness import retry
-
-    policy.USAGE_LIMIT_S = settings.usage_limit_s
-    retry.MAX_RETRY_AFTER_S = min(retry.MAX_RETRY_AFTER_S, settings.usage_limit_s)
 
 
 def _record(store: Any, goal_id: str, status: GoalStatus, error: str) -> Any:
@@ -52,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     settings = load_settings()
-    apply_usage_limit(settings)
     store = open_store()
     goal_id = store.get_goal(args[0]).id
     store.update_goal(goal_id, waiting_on=None)

@@ -43,7 +43,8 @@ class Verdict(ToolOutcome):
 class GoalPolicy:
     def __init__(self, store: Store, goal_id: str, sandbox: Sandbox, toolbox: Toolbox, *,
                  extra_tools: dict[str, tuple[ToolSpec, ToolFn]] | None = None, judge: Verifier | None = None,
-                 check_timeout: float = CHECK_TIMEOUT_S, guards: Sequence[Guard] = (), park_on_limit: bool = False):
+                 check_timeout: float = CHECK_TIMEOUT_S, guards: Sequence[Guard] = (), park_on_limit: bool = False,
+                 usage_limit_s: float = USAGE_LIMIT_S):
         self.store, self.goal_id = store, goal_id
         self.sandbox, self.toolbox = sandbox, toolbox
         self.extra_tools = extra_tools or {}
@@ -60,6 +61,7 @@ class GoalPolicy:
         self._learnt = False  # the journal's state (a resume) is read once, on the first turn
         self.control: str | None = None  # a pending `tenax stop` / `tenax pause`
         self.park_on_limit = park_on_limit  # a usage limit parks the goal (daemon) instead of waiting in place
+        self.usage_limit_s = usage_limit_s  # a server's wait this long or longer is a usage limit
 
     def tools(self) -> list[ToolSpec]:
         """The main session's tools, frozen when its session is created."""
@@ -160,7 +162,7 @@ class GoalPolicy:
         self.spent()  # the failed call's time counts
         if (obeyed := self.obey()) is not None:
             return obeyed
-        if error.transient and (error.retry_after or 0) >= USAGE_LIMIT_S:
+        if error.transient and (error.retry_after or 0) >= self.usage_limit_s:
             # A usage limit with a reset time: park until then (the daemon resumes it) or, in the
             # foreground, wait in place. Either way it is not an outage and never fails the goal.
             until = _utcnow() + timedelta(seconds=float(error.retry_after or 0))

@@ -39,7 +39,6 @@ _ANTHROPIC_ERROR_TYPES = {
     "request_too_large": 413,
 }
 # Longest wait we accept from a retry-after header; beyond this we treat it as a failure.
-MAX_RETRY_AFTER_S = 900.0
 # A 5xx whose body says the request itself is invalid (llama.cpp answers a malformed message with a
 # 500) gets this many attempts at most: another try rarely helps, and it is never waited out.
 INVALID_REQUEST_ATTEMPTS = 3
@@ -60,6 +59,9 @@ class RetryPolicy(BaseModel):
     base_delay: float = Field(default=1.0, ge=0)
     max_delay: float = Field(default=60.0, ge=0)
     jitter: bool = True
+    # A server asking to wait longer than this is not retried in place: the error says how long, and
+    # the goal decides (wait it out, or park until then when the daemon runs it).
+    max_retry_after_s: float = Field(default=900.0, ge=0)
     # Told of each failed attempt that will be retried, and the wait before the next (a live display).
     on_retry: Callable[[Attempt, int, float], None] | None = Field(default=None, exclude=True)
 
@@ -304,7 +306,7 @@ def call_with_retries(
                 or failure.context_too_long
                 or number >= policy.max_attempts
                 or (failure.invalid_request and number >= INVALID_REQUEST_ATTEMPTS)
-                or (failure.retry_after is not None and failure.retry_after > MAX_RETRY_AFTER_S)
+                or (failure.retry_after is not None and failure.retry_after > policy.max_retry_after_s)
             )
             attempts.append(
                 Attempt(
