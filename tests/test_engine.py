@@ -104,3 +104,19 @@ def test_the_journal_is_read_in_full_once_per_run_not_per_turn(store, workspace)
             sandbox.stop()
     assert store.get_goal(gid).turns == 30
     assert counting.full_reads <= 2, counting.full_reads  # the open, and the wrap-up check's one look
+
+
+def test_a_display_that_raises_never_ends_the_run(store, workspace):
+    """The engine calls on_event after each journal step; a broken renderer or exporter is not
+    allowed to leave an unattended goal `running` forever."""
+    from tenax.app import run_goal
+
+    def broken(kind, payload):
+        raise ValueError("closing tag '[/x]' doesn't match any open tag")
+
+    script = Script([Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+                     Reply(tool_calls=[call("complete_goal", summary="ok")])])
+    with Simulator(script) as sim:
+        gid = new_goal(store, sim, workspace)
+        assert run_goal(store, gid, api_key=KEY, on_event=broken) == "succeeded"
+    assert store.get_goal(gid).status == "succeeded"

@@ -49,7 +49,10 @@ class Engine:
     def journal(self, kind: str, payload: dict[str, Any], usage: UsageEntry | None = None) -> int:
         seq = self.store.append_step(self.session_id, kind, payload, usage=usage)
         self.conversation.add(Entry(seq, kind, payload))
-        self.on_event(kind, payload)
+        try:
+            self.on_event(kind, payload)
+        except Exception:  # noqa: BLE001 - a display or telemetry fault must never end an unattended run
+            pass
         return seq
 
     def apply(self, actions: Sequence[Action]) -> None:
