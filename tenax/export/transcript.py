@@ -35,6 +35,9 @@ def session_tree(store: Any, goal_id: str) -> list[tuple[int, Any]]:
     return out
 
 
+SCHEMA_VERSION = 1  # of the jsonl lines, documented in transcript.schema.json (shipped in the package)
+
+
 def spawned_agents(store: Any, goal_id: str) -> dict[tuple[str, str], Any]:
     """Sub-agents by (parent session, spawning call id): each transcript nests under that call."""
     agents = store.agents_for_goal(goal_id) if hasattr(store, "agents_for_goal") else []
@@ -48,7 +51,7 @@ def to_jsonl(store: Any, goal_id: str) -> Iterable[str]:
     def line(obj: dict[str, Any]) -> str:
         return redact(json.dumps(obj, default=_default))
 
-    yield line({"type": "goal", **_dump(goal)})
+    yield line({"type": "goal", "schema_version": SCHEMA_VERSION, **_dump(goal)})
     for a in store.agents_for_goal(goal.id) if hasattr(store, "agents_for_goal") else []:
         yield line({"type": "agent", **_dump(a)})
     for depth, s in session_tree(store, goal.id):
