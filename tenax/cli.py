@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(context_settings=HELP, no_args_is_help=True, help="Build and clean up the sandbox.")
 app.add_typer(sandbox_app, name="sandbox")
+config_app = typer.Typer(context_settings=HELP, no_args_is_help=True, help="The effective configuration.")
+app.add_typer(config_app, name="config")
 
 
 def _print_version(value: bool) -> None:
@@ -405,6 +407,27 @@ def export_cmd(
 
 _NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_REF = re.compile(rf"(?:[A-Za-z0-9.-]+(?::\d+)?/)?{_NAME}(?:/{_NAME})*(?::\w[\w.-]{{0,127}})?")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print each setting's effective value and where it came from (TENAX_* env beats the project's
+    .tenax/config.toml, which beats ~/.config/tenax/config.toml).
+
+    Example: tenax config show
+    """
+    import json as _json
+
+    from tenax.config import config_files, load_settings_with_origins
+
+    try:
+        settings, origins = load_settings_with_origins()
+    except TenaxError as e:
+        _fail(e)
+    sys.stdout.write("".join(f"# {'user' if i == 0 else 'project'} file: {p}{'' if p.is_file() else ' (none)'}\n"
+                             for i, p in enumerate(config_files())))
+    for key, value in settings.model_dump().items():
+        sys.stdout.write(f"{key} = {_json.dumps(value)}  # {origins[key]}\n")
 
 
 @sandbox_app.command("build")

@@ -4,6 +4,7 @@ own variables at run time and are never written to the store."""
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 from typing import Annotated
@@ -49,9 +50,52 @@ def tenax_home() -> Path:
     return Path(env).expanduser().resolve() if env else Path.home() / ".local" / "share" / "tenax"
 
 
-def load_settings() -> Settings:
+def config_files(cwd: Path | None = None) -> list[Path]:
+    """The config files, lowest precedence first: the user's, then the project's (``.tenax/`` in
+    the working directory or the nearest parent that has one). The environment beats both."""
+    xdg = os.environ.get("XDG_CONFIG_HOME", "").strip()
+    user = (Path(xdg) if xdg else Path.home() / ".config") / "tenax" / "config.toml"
+    here = (cwd or Path.cwd()).resolve()
+    project = next((d / ".tenax" / "config.toml" for d in (here, *here.parents) if (d / ".tenax" / "config.toml").is_file()),
+                   here / ".tenax" / "config.toml")
+    return [user, project]
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    if not path.is_file():
+        return {}
     try:
-        return Settings()
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}; fix or remove it") from None
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key {unknown[0]!r}; known keys: "
+                          f"{', '.join(sorted(Settings.model_fields))}")
+    return data
+
+
+def load_settings_with_origins(cwd: Path | None = None) -> tuple[Settings, dict[str, str]]:
+    """The effective settings and where each value came from (a file, a TENAX_ variable, or default)."""
+    values: dict[str, object] = {}
+    origins: dict[str, str] = {}
+    for path in config_files(cwd):
+        for key, value in _read_file(path).items():
+            values[key], origins[key] = value, str(path)
+    env = {k for k in Settings.model_fields if f"TENAX_{k.upper()}" in os.environ}
+    for key in env:  # the environment beats the files: BaseSettings reads it for every key not passed in
+        values.pop(key, None)
+        origins[key] = f"env TENAX_{key.upper()}"
+    try:
+        settings = Settings(**values)  # type: ignore[arg-type]
     except ValidationError as e:
-        bad = "; ".join(f"TENAX_{'_'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"bad environment setting: {bad}") from None
+        err = e.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        where = origins.get(key, "the environment")
+        where = f"config file {where}" if not where.startswith("env ") else where.removeprefix("env ")
+        raise ConfigError(f"bad setting {key!r} in {where}: {err['msg']}") from None
+    return settings, {k: origins.get(k, "default") for k in Settings.model_fields}
+
+
+def load_settings() -> Settings:
+    return load_settings_with_origins()[0]
