@@ -1,9 +1,9 @@
 """What every provider shares: the constructor, the retried call and the ``ModelResponse`` it returns.
 
-A provider subclasses ``Provider`` and supplies ``client_class`` (its SDK client), ``build_request``
-(the SDK call's keyword arguments, called as
-``build_request(system, tools, messages, session_id=, max_tokens=)``), ``_attempt`` (one call of the API) and ``_reply`` (its answer as
-neutral parts). ``complete`` runs the attempts with our own retries (the SDK's are switched off).
+A provider subclasses ``Provider`` and supplies ``client_class`` (its SDK client), ``_body`` (the SDK
+call's keyword arguments for one ``Call``), ``_attempt`` (one call of the API) and ``_reply`` (its
+answer as neutral parts). ``build_request`` and ``complete`` are written once, here; ``complete``
+runs the attempts with our own retries (the SDK's are switched off).
 """
 
 from __future__ import annotations
@@ -16,6 +16,17 @@ from typing import Any, NamedTuple
 from tenax.core.messages import Message, ModelResponse, ToolSpec, Usage
 from tenax.harness.pricing import lookup_price, output_limit
 from tenax.harness.retry import RetryPolicy, call_with_retries
+
+
+class Call(NamedTuple):
+    """One model call as a provider builds it: ``max_tokens`` is already the output limit to send
+    (None: the model's limit is not known)."""
+
+    system: str
+    tools: list[ToolSpec]
+    messages: list[Message]
+    session_id: str
+    max_tokens: int | None
 
 
 class Reply(NamedTuple):
@@ -56,6 +67,15 @@ class Provider:
     def output_limit(self, requested: int | None) -> int | None:
         """``max_tokens`` as asked, else derived from the model's limits (``None``: not known)."""
         return output_limit(lookup_price(self.provider, self.name), requested)
+
+    def build_request(self, system: str, tools: list[ToolSpec], messages: list[Message], *, session_id: str = "",
+                      max_tokens: int | None = None) -> dict[str, Any]:
+        """The SDK call's keyword arguments (``max_tokens`` None: derived from the model's limits)."""
+        return self._body(Call(system, tools, messages, session_id, self.output_limit(max_tokens)))
+
+    def _body(self, call: Call) -> dict[str, Any]:
+        """The SDK call's keyword arguments for ``call``."""
+        raise NotImplementedError
 
     def _attempt(self, kwargs: dict[str, Any]) -> Any:
         """One call of the API with ``kwargs``; raises what ``classify_error`` classifies to retry."""

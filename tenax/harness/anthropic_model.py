@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 from anthropic.lib.streaming import MessageStreamManager
 
-from tenax.harness._provider import Provider, Reply
+from tenax.harness._provider import Call, Provider, Reply
 from tenax.harness._serialize import BodyEncoder, Memo, sorted_json, tool_call
 from tenax.harness.cache_layout import CacheTTL, apply_cache_layout
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
@@ -145,22 +145,15 @@ class AnthropicModel(Provider):
         self._messages, self._tools = Memo(message_to_anthropic), Memo(tool_to_anthropic)
         self._encode = BodyEncoder("messages")
 
-    def build_request(
-        self,
-        system: str,
-        tools: list[ToolSpec],
-        messages: list[Message],
-        *,
-        session_id: str = "",  # unused: Anthropic caches by prefix and breakpoints, not by a key
-        max_tokens: int | None = None,
-    ) -> dict[str, Any]:
-        # The API needs a figure: derived from the model's limits, or a modest one for a model in no table.
+    def _body(self, call: Call) -> dict[str, Any]:
+        # The session id is unused: Anthropic caches by prefix and breakpoints, not by a key. The API
+        # needs a max_tokens figure: the model's limit, or a modest one for a model in no table.
         return build_request(
             self.name,
-            system,
-            tools,
-            messages,
-            max_tokens=self.output_limit(max_tokens) or UNKNOWN_MODEL_MAX_TOKENS,
+            call.system,
+            call.tools,
+            call.messages,
+            max_tokens=call.max_tokens or UNKNOWN_MODEL_MAX_TOKENS,
             cache_ttl=self.cache_ttl,
             thinking=self.thinking,
             to_messages=self._messages,

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import openai
 
-from tenax.harness._provider import Provider, Reply
+from tenax.harness._provider import Call, Provider, Reply
 from tenax.harness._serialize import dumps_args, sorted_json, tool_call
 from tenax.harness.estimate import estimate_json_tokens, estimate_tokens
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
@@ -155,28 +155,19 @@ class OpenAIResponsesModel(Provider):
         super().__init__(name, **kwargs)
         self.reasoning = reasoning
 
-    def build_request(
-        self,
-        system: str,
-        tools: list[ToolSpec],
-        messages: list[Message],
-        *,
-        session_id: str,
-        max_tokens: int | None = None,
-    ) -> dict[str, Any]:
+    def _body(self, call: Call) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.name,
-            "input": messages_to_responses_input(messages),
+            "input": messages_to_responses_input(call.messages),
             "store": False,
-            "prompt_cache_key": session_id,
+            "prompt_cache_key": call.session_id,
         }
-        limit = self.output_limit(max_tokens)
-        if limit is not None:
-            kwargs["max_output_tokens"] = limit
-        if system:
-            kwargs["instructions"] = system
-        if tools:
-            kwargs["tools"] = [tool_to_responses(t) for t in tools]
+        if call.max_tokens is not None:
+            kwargs["max_output_tokens"] = call.max_tokens
+        if call.system:
+            kwargs["instructions"] = call.system
+        if call.tools:
+            kwargs["tools"] = [tool_to_responses(t) for t in call.tools]
         if self.reasoning:
             kwargs["reasoning"] = self.reasoning
         return kwargs
@@ -282,27 +273,18 @@ class OpenAIChatModel(Provider):
         super().__init__(name, **kwargs)
         self.stream_tools = True  # False once the server refused a streamed call with tools
 
-    def build_request(
-        self,
-        system: str,
-        tools: list[ToolSpec],
-        messages: list[Message],
-        *,
-        session_id: str,
-        max_tokens: int | None = None,
-    ) -> dict[str, Any]:
+    def _body(self, call: Call) -> dict[str, Any]:
         official = is_openai_base(self.base_url)
-        kwargs: dict[str, Any] = {"model": self.name, "messages": messages_to_chat(system, messages)}
-        limit = self.output_limit(max_tokens)
-        if limit is not None:
+        kwargs: dict[str, Any] = {"model": self.name, "messages": messages_to_chat(call.system, call.messages)}
+        if call.max_tokens is not None:
             # OpenAI deprecated max_tokens; compatible servers mostly only know max_tokens.
-            kwargs["max_completion_tokens" if official else "max_tokens"] = limit
-        if tools:
-            kwargs["tools"] = [tool_to_chat(t) for t in tools]
+            kwargs["max_completion_tokens" if official else "max_tokens"] = call.max_tokens
+        if call.tools:
+            kwargs["tools"] = [tool_to_chat(t) for t in call.tools]
             kwargs["tool_choice"] = "auto"  # some servers leave the tools out of the prompt without it
         if official:
             # Local servers may reject unknown parameters; send it only to OpenAI itself.
-            kwargs["extra_body"] = {"prompt_cache_key": session_id}
+            kwargs["extra_body"] = {"prompt_cache_key": call.session_id}
         return kwargs
 
     def _streamed(self, kwargs: dict[str, Any]) -> dict[str, Any]:
