@@ -31,6 +31,7 @@ from tenax.harness.pricing import (
     default_pricing,
     load_pricing,
     lookup_price,
+    maintained_prices,
     uncached_cost_usd,
 )
 from tenax.harness.registry import check_model_switch, make_model, parse_model_spec
@@ -241,11 +242,18 @@ def test_pricing_lookup_and_math():
         3.75,
         6.0,
     )
-    assert lookup_price("anthropic", "claude-opus-4-1").input == 5.0
+    # Prices come from genai-prices' maintained table (shipped in its wheel): the hand-kept table had
+    # Opus 4.1 at Opus 4.5's $5; it is $15. Tiered prices are taken at their base tier.
+    opus = lookup_price("anthropic", "claude-opus-4-1")
+    assert (opus.input, opus.output) == (15.0, 75.0) and maintained_prices("anthropic", "claude-opus-4-1")
     assert lookup_price("anthropic", "claude-haiku-4-5").output == 5.0
-    assert lookup_price("openai", "gpt-5-mini-2025").input == 0.25  # longest prefix wins over gpt-5
-    assert lookup_price("openai", "gpt-5.5").cache_read == 0.125
-    assert lookup_price("openai-chat", "gpt-4.1").cache_read == 0.5  # chat falls back to the openai table
+    gpt55 = lookup_price("openai", "gpt-5.5")
+    assert (gpt55.input, gpt55.output, gpt55.cache_read) == (5.0, 30.0, 0.5)
+    assert gpt55.context_window == 400_000 and gpt55.max_output == 128_000  # limits: tenax's own table
+    # a model the maintained table lacks falls back to tenax's table (longest prefix wins over gpt-5)
+    assert maintained_prices("openai", "gpt-5-mini-2025") is None
+    assert lookup_price("openai", "gpt-5-mini-2025").input == 0.25
+    assert lookup_price("openai-chat", "gpt-4.1").cache_read == 0.5  # chat looks models up among OpenAI's
     unknown = lookup_price("openai-chat", "qwen3")
     assert unknown.estimated and unknown == DEFAULT_PRICE
     assert not unknown.known and sonnet.known  # the app can show "unknown" and refuse a USD budget

@@ -1,8 +1,16 @@
 """Model prices (USD per million tokens) and cost arithmetic.
 
-Lookups match the longest model-name prefix for the provider (``openai-chat`` falls back
-to the ``openai`` table).  Unknown models get a conservative default with ``known=False``
-(and ``estimated=True``).  A pricing file (TOML, JSON or YAML) overrides or extends the table::
+Where a price comes from, first match wins:
+
+1. a pricing file (``TENAX_PRICING_FILE``, TOML, JSON or YAML; longest model-name prefix);
+2. the maintained table of the ``genai-prices`` package, which ships its data in its wheel (no
+   network): input, output, cache-read and cache-write prices, the base tier of tiered prices;
+3. tenax's own small table ``BUILTIN``, which also supplies every known model's context window
+   and output limit (``genai-prices`` knows prices, not the limits a request is shaped by);
+4. for a model in no table, a conservative default with ``known=False`` (``estimated=True``):
+   shown as unknown, and a USD budget on it is refused unless its price is given.
+
+``openai-chat`` (OpenAI-compatible servers) looks models up among OpenAI's. The file's format::
 
     ["anthropic:claude-sonnet-4"]        # provider:model-prefix
     input = 3.0
@@ -12,8 +20,10 @@ to the ``openai`` table).  Unknown models get a conservative default with ``know
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,22 +115,57 @@ class PriceTable:
             p: dict(models) for p, models in (entries if entries is not None else BUILTIN).items()
         }
 
-    def set(self, provider: str, prefix: str, price: Price) -> None:
-        self.entries.setdefault(provider, {})[prefix] = price
+        self.overrides: dict[str, dict[str, Price]] = {}  # a pricing file's entries: they win
 
-    def _match(self, provider: str, model: str) -> Price | None:
-        table = self.entries.get(provider, {})
-        best = None
-        for prefix in table:
-            if model.startswith(prefix) and (best is None or len(prefix) > len(best)):
-                best = prefix
-        return table[best] if best is not None else None
+    def set(self, provider: str, prefix: str, price: Price) -> None:
+        self.overrides.setdefault(provider, {})[prefix] = price
+
+    @staticmethod
+    def _match(entries: dict[str, dict[str, Price]], provider: str, model: str) -> Price | None:
+        for p in (provider, _FALLBACK_PROVIDER.get(provider)):
+            table = entries.get(p or "", {})
+            best = max((prefix for prefix in table if model.startswith(prefix)), key=len, default=None)
+            if best is not None:
+                return table[best]
+        return None
 
     def lookup(self, provider: str, model: str) -> Price:
-        price = self._match(provider, model)
-        if price is None and provider in _FALLBACK_PROVIDER:
-            price = self._match(_FALLBACK_PROVIDER[provider], model)
-        return price if price is not None else DEFAULT_PRICE
+        override = self._match(self.overrides, provider, model)
+        if override is not None:
+            return override
+        own = self._match(self.entries, provider, model)
+        maintained = maintained_prices(_FALLBACK_PROVIDER.get(provider, provider), model)
+        if maintained is None:
+            return own if own is not None else DEFAULT_PRICE
+        limits = own or Price(input=0, output=0, cache_read=0, cache_write_5m=0, cache_write_1h=0)
+        return limits.model_copy(update={**maintained, "known": True, "estimated": False})
+
+
+@functools.lru_cache(maxsize=256)
+def maintained_prices(provider: str, model: str) -> dict[str, float] | None:
+    """The model's prices in the ``genai-prices`` data shipped with its wheel, or None."""
+    try:
+        from genai_prices import data_snapshot
+    except ImportError:  # pragma: no cover - a dependency; an install without it keeps the own table
+        return None
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+        mp = info.get_prices(datetime.now(timezone.utc))
+    except (LookupError, ValueError):
+        return None
+
+    def usd(value: Any) -> float | None:
+        value = getattr(value, "base", value)  # tiered: the base tier
+        return None if value is None else float(value)
+
+    inp, out = usd(mp.input_mtok), usd(mp.output_mtok)
+    if inp is None or out is None:
+        return None
+    read, write = usd(mp.cache_read_mtok), usd(mp.cache_write_mtok)
+    write_1h = usd(getattr(mp, "cache_write_1h_mtok", None))
+    return {"input": inp, "output": out, "cache_read": inp if read is None else read,
+            "cache_write_5m": inp if write is None else write,
+            "cache_write_1h": (write if write is not None else inp) if write_1h is None else write_1h}
 
 
 def default_pricing() -> PriceTable:
@@ -155,7 +200,9 @@ def load_pricing(path: str | Path, base: PriceTable | None = None) -> PriceTable
     data = _read_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"pricing file {path}: expected a table of 'provider:model-prefix' entries")
-    table = PriceTable((base or default_pricing()).entries)
+    base = base or default_pricing()
+    table = PriceTable(base.entries)
+    table.overrides = {p: dict(m) for p, m in base.overrides.items()}
     for key, fields in data.items():
         provider, sep, prefix = str(key).partition(":")
         if not sep or not prefix:
