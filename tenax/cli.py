@@ -147,15 +147,38 @@ def _budgets(max_turns: Optional[int], max_usd: Optional[float], max_tokens: Opt
     return Budgets.parse(**values)
 
 
-def _final(store: Any, goal_id: str, status: str) -> None:
+# How `tenax goal` / `resume` exit, by the goal's status (any other status: 1). Bad input exits 2.
+EXIT_CODES = {"succeeded": 0, "failed": 1, "bad input": 2, "budget_exhausted": 3, "stuck": 4, "waiting": 5,
+              "stopped": 130, "paused": 130}
+_JSON_HELP = ("Print the journal as JSON lines (the schema of tenax export --format jsonl) on stdout, "
+              "everything else on stderr. Exit 0 succeeded, 1 failed, 2 bad input, 3 budget exhausted, "
+              "4 stuck, 5 waiting, 130 stopped or paused.")
+
+
+def _watch(store: Any, goal_id: str, as_json: bool, run: Callable[[Callable[[str, dict[str, Any]], None]], str]) -> NoReturn:
+    """Run a goal with the terminal view (or the --json stream), then exit with its status's code."""
+    if as_json:
+        from tenax.export.stream import JsonStream
+
+        stream = JsonStream(store, goal_id, lambda line: (sys.stdout.write(line), sys.stdout.flush()))
+        stream.start()
+        status = run(stream)
+        stream.finish()
+    else:
+        status = run(render_event)
+    _final(store, goal_id, status, err=as_json)
+    raise typer.Exit(EXIT_CODES.get(status, 1))
+
+
+def _final(store: Any, goal_id: str, status: str, err: bool = False) -> None:
     goal = store.get_goal(goal_id)
     color = {"succeeded": "green", "budget_exhausted": "yellow", "stopped": "yellow"}.get(status, "red")
-    say()
-    say((status, f"bold {color}"), f" goal {goal.id} after {goal.turns} turns, ${goal.cost_usd:.4f}")
+    say(err=err)
+    say((status, f"bold {color}"), f" goal {goal.id} after {goal.turns} turns, ${goal.cost_usd:.4f}", err=err)
     if goal.error:
-        say((goal.error, "red"))
+        say((goal.error, "red"), err=err)
     if status == "stopped":
-        say(f"resume with: tenax resume {goal.id}")
+        say(f"resume with: tenax resume {goal.id}", err=err)
 
 
 def _guards(stuck_after: int, step_backs: int, idle_turns: int) -> dict[str, int]:
@@ -197,6 +220,7 @@ def goal_cmd(
     at: Optional[str] = typer.Option(None, "--at", help="Background: not before this time (+30m, 2h, 23:30, 2030-01-31T06:00)."),
     notify: Optional[str] = typer.Option(None, "--notify", help="Background: command run when the goal ends or gets stuck (env TENAX_GOAL_ID, TENAX_GOAL_STATUS, TENAX_GOAL_SUMMARY)."),
     worktree: Optional[bool] = typer.Option(None, "--worktree/--no-worktree", help="Background: work in a git worktree on branch tenax/<id> (default in a git repository)."),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Run a goal until its check passes or a budget runs out (--bg: in the background daemon).
 
@@ -221,12 +245,10 @@ def goal_cmd(
             return queue_goal(store, req, after=after, at=at, notify=notify, worktree=worktree)
         goal_id = create_goal(store, req)
         _stop_on_sigterm()
-        say("goal ", (goal_id, "bold"), f" started; model {store.get_goal(goal_id).model}")
-        status = run_goal(store, goal_id, on_event=render_event)
-        _final(store, goal_id, status)
+        say("goal ", (goal_id, "bold"), f" started; model {store.get_goal(goal_id).model}", err=as_json)
+        _watch(store, goal_id, as_json, lambda on_event: run_goal(store, goal_id, on_event=on_event))
     except TenaxError as e:
         _fail(e)
-    raise typer.Exit(0 if status == "succeeded" else 1)
 
 
 @app.command("resume")
@@ -237,6 +259,7 @@ def resume_cmd(
     max_usd: Optional[float] = typer.Option(None, "--max-usd"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Continue an interrupted goal from its journal (raise budgets with --max-*).
 
@@ -256,13 +279,12 @@ def resume_cmd(
             return say(resume_background(store, store.get_goal(goal.id)))
         from tenax.app import run_goal  # slow to import: only once the goal is known
 
-        say("resuming goal ", (goal.id, "bold"), f" ({goal.status}, {goal.turns} turns so far)")
+        say("resuming goal ", (goal.id, "bold"), f" ({goal.status}, {goal.turns} turns so far)", err=as_json)
         _stop_on_sigterm()
-        status = run_goal(store, goal.id, model_override=model, budgets=budgets, on_event=render_event)
-        _final(store, goal.id, status)
+        _watch(store, goal.id, as_json, lambda on_event: run_goal(store, goal.id, model_override=model,
+                                                                  budgets=budgets, on_event=on_event))
     except TenaxError as e:
         _fail(e)
-    raise typer.Exit(0 if status == "succeeded" else 1)
 
 
 @app.command("ls")

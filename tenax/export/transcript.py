@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, Usage
 from tenax.export.describe import event_line, plain
@@ -44,21 +44,39 @@ def spawned_agents(store: Any, goal_id: str) -> dict[tuple[str, str], Any]:
     return {(a.parent_session_id, a.spawn_call_id): a for a in agents if a.spawn_call_id and a.session_id}
 
 
+def jsonl_encoder(goal: Any) -> Callable[[dict[str, Any]], str]:
+    """One jsonl line from a record, with the goal's secrets redacted."""
+    redact = redactor(goal)
+    return lambda obj: redact(json.dumps(obj, default=_default))
+
+
+def goal_record(goal: Any) -> dict[str, Any]:
+    return {"type": "goal", "schema_version": SCHEMA_VERSION, **_dump(goal)}
+
+
+def agent_record(agent: Any) -> dict[str, Any]:
+    return {"type": "agent", **_dump(agent)}
+
+
+def session_record(depth: int, session: Any) -> dict[str, Any]:
+    return {"type": "session", "depth": depth, **_dump(session)}
+
+
+def step_record(session_id: str, st: Any) -> dict[str, Any]:
+    return {"type": "step", "session_id": session_id, "seq": st.seq, "kind": st.kind, "payload": st.payload,
+            "created_at": st.created_at}
+
+
 def to_jsonl(store: Any, goal_id: str) -> Iterable[str]:
     goal = store.get_goal(goal_id)
-    redact = redactor(goal)
-
-    def line(obj: dict[str, Any]) -> str:
-        return redact(json.dumps(obj, default=_default))
-
-    yield line({"type": "goal", "schema_version": SCHEMA_VERSION, **_dump(goal)})
+    line = jsonl_encoder(goal)
+    yield line(goal_record(goal))
     for a in store.agents_for_goal(goal.id) if hasattr(store, "agents_for_goal") else []:
-        yield line({"type": "agent", **_dump(a)})
+        yield line(agent_record(a))
     for depth, s in session_tree(store, goal.id):
-        yield line({"type": "session", "depth": depth, **_dump(s)})
+        yield line(session_record(depth, s))
         for st in store.steps(s.id):
-            yield line({"type": "step", "session_id": s.id, "seq": st.seq, "kind": st.kind, "payload": st.payload,
-                        "created_at": st.created_at})
+            yield line(step_record(s.id, st))
 
 
 def _dump(obj: Any) -> dict[str, Any]:

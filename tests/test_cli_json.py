@@ -1,0 +1,95 @@
+"""`tenax goal --json` / `tenax resume --json`: a real goal (a `tenax` process, the simulator over real
+HTTP, a Docker sandbox, SQLite) streams its journal as jsonl lines of the export's schema on stdout,
+nothing else there, and exits with the documented code for its status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+from goalproc import CHECK, OBJECTIVE, goal_env
+from jsonschema_subset import errors
+
+from tenax.cli import EXIT_CODES
+from tenax.store import open_store
+from tenax.testing import Reply, Script, Simulator, ToolCall
+
+pytestmark = pytest.mark.docker
+
+SCHEMA = json.loads(resources.files("tenax.export").joinpath("transcript.schema.json").read_text())
+
+
+def tenax(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tenax.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def goal_args(workspace, sim, *extra: str) -> list[str]:
+    return ["goal", OBJECTIVE, "--workspace", str(workspace), "--check", CHECK, "--model",
+            "anthropic:claude-sonnet-4-6", "--base-url", sim.url, "--json", *extra]
+
+
+def parse(stdout: str) -> list[dict]:
+    lines = [json.loads(line) for line in stdout.splitlines()]  # every line is JSON, nothing else on stdout
+    for i, obj in enumerate(lines):
+        assert not errors(obj, SCHEMA), (i, errors(obj, SCHEMA), json.dumps(obj)[:300])
+    return lines
+
+
+def steps(lines: list[dict]) -> list[tuple[str, dict]]:
+    return [(x["kind"], x["payload"]) for x in lines if x["type"] == "step"]
+
+
+def test_json_stream_of_a_goal_that_succeeds_after_a_failed_check(workspace, tmp_path):
+    script = Script([
+        Reply(text="Done already?", tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "nothing"})]),
+        Reply(tool_calls=[ToolCall(name="bash", arguments={"command": "echo fixed > status.txt"})]),
+        Reply(text="Done.", tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "wrote fixed"})]),
+    ])
+    with Simulator(script) as sim:
+        r = tenax(*goal_args(workspace, sim), env=goal_env(tmp_path / "t.db"))
+    assert r.returncode == EXIT_CODES["succeeded"] == 0, r.stderr
+    lines = parse(r.stdout)
+    assert lines[0]["type"] == "goal" and lines[0]["status"] == "pending"
+    assert lines[-1]["type"] == "goal" and lines[-1]["status"] == "succeeded" and lines[-1]["turns"] == 3
+    gid = lines[0]["id"]
+    assert f"goal {gid} started" in r.stderr and "succeeded" in r.stderr  # the human lines went to stderr
+    kinds = [k for k, _ in steps(lines)]
+    assert kinds.count("assistant") == 3 and kinds.count("request") == 3 and "tool_result" in kinds
+    checks = [p["passed"] for k, p in steps(lines) if k == "event" and p.get("type") == "check"]
+    assert checks == [False, True]
+    # the stream is the journal: same steps, same order, no gaps or repeats
+    store = open_store(f"sqlite:///{tmp_path / 't.db'}")
+    main = store.sessions_for_goal(gid)[0]
+    assert [(x["session_id"], x["seq"]) for x in lines if x["type"] == "step"] == \
+        [(main.id, s.seq) for s in store.steps(main.id)]
+    store.close()
+
+
+def test_json_exit_codes_for_budget_resume_and_bad_input(workspace, tmp_path):
+    env = goal_env(tmp_path / "t.db")
+    script = Script([
+        Reply(tool_calls=[ToolCall(name="read_file", arguments={"path": "status.txt"})]),
+        Reply(tool_calls=[ToolCall(name="write_file", arguments={"path": "status.txt", "content": "fixed\n"})]),
+        Reply(tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "fixed"})]),
+    ])
+    with Simulator(script) as sim:
+        r = tenax(*goal_args(workspace, sim, "--max-turns", "1"), env=env)
+        assert r.returncode == EXIT_CODES["budget_exhausted"] == 3, r.stderr
+        lines = parse(r.stdout)
+        assert lines[-1]["status"] == "budget_exhausted"
+        gid = lines[0]["id"]
+        r2 = tenax("resume", gid, "--max-turns", "10", "--json", env=env)
+    assert r2.returncode == 0, r2.stderr
+    again = parse(r2.stdout)
+    assert again[0]["type"] == "goal" and again[-1]["status"] == "succeeded"
+    # on resume the journal so far comes first: the earlier run's steps, then the new ones, each once
+    seqs = [x["seq"] for x in again if x["type"] == "step"]
+    assert seqs == list(range(1, len(seqs) + 1)) and seqs[-1] > max(x["seq"] for x in lines if x["type"] == "step")
+
+    bad = tenax("goal", OBJECTIVE, "--workspace", str(workspace), "--max-usd", "nan", "--json", env=env)
+    assert bad.returncode == EXIT_CODES["bad input"] == 2
+    assert bad.stdout == "" and "--max-usd" in bad.stderr and "Traceback" not in bad.stderr
