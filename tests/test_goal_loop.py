@@ -174,11 +174,17 @@ def test_sigterm_stops_the_goal_resumably(tmp_path, workspace):
         assert wait_for(lambda: (workspace / "started").exists())
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 1, out
+        assert proc.returncode == 130, out  # stopped: the documented exit code
         assert "stopped" in out and "tenax resume" in out
         store = open_store(f"sqlite:///{db}")
         gid = store.list_goals()[0].id
         assert store.get_goal(gid).status == "stopped"
+        # the interrupted command does not go on, and the container is stopped but kept for resume
+        import subprocess
+
+        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", f"tenax-{gid}"],
+                               capture_output=True, text=True)
+        assert state.returncode == 0 and state.stdout.strip() == "false", state
         assert run_goal(store, gid, api_key=KEY) == "succeeded"
         store.close()
 

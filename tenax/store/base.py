@@ -4,18 +4,19 @@ and a periodic WAL checkpoint. ``SqlStore`` and its ledger mixins build on ``Sto
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
 
 from tenax.core.errors import ConfigError, TenaxError
-from tenax.store.engine import BUSY_TIMEOUT_MS, url_for_display, write_engine
+from tenax.store.engine import BUSY_TIMEOUT_MS, JsonText, dump_json, url_for_display, write_engine
 from tenax.store.errors import NotFound, StoreBusy, StoreError
+from tenax.store.prepared import Connections, Prepared
 
 R = TypeVar("R")
 
@@ -57,12 +58,17 @@ def fetch(s: Session, row_class: type[R], key: Any, what: str) -> R:
     return row
 
 
-def check_json(name: str, value: Any) -> Any:
-    """``value``, once it is known to serialize as strict JSON (no NaN or infinity); else ConfigError."""
+def encode_json(name: str, value: Any) -> JsonText:
+    """``value`` as strict JSON text (no NaN or infinity), ready for a JSON column; else ConfigError."""
     try:
-        json.dumps(value, allow_nan=False)
+        return JsonText(dump_json(value))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{name} is not JSON-serializable: {e}") from None
+
+
+def check_json(name: str, value: Any) -> Any:
+    """``value``, once it is known to serialize as strict JSON (no NaN or infinity); else ConfigError."""
+    encode_json(name, value)
     return value
 
 
@@ -75,17 +81,40 @@ class StoreBase:
         self._write_engine = write_engine(engine)
         self._commits = itertools.count(1)
         self._checkpoints = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+        self._connections = Connections(engine)
+        self._statements: dict[str, Prepared] = {}
+        self._session_goals: dict[str, str] = {}  # session id -> its goal's id (never changes)
 
     @contextmanager
-    def _session(self, engine: Engine) -> Iterator[Session]:
+    def _faults(self) -> Iterator[None]:
         try:
-            with Session(engine, expire_on_commit=False) as s, s.begin():
-                yield s
+            yield
         except DBAPIError as e:
             fault = store_fault(e, self.url)
             if fault is None:
                 raise
             raise fault from None
+
+    @contextmanager
+    def _session(self, engine: Engine) -> Iterator[Session]:
+        with self._faults(), Session(engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    def _prepared(self, name: str, build: Callable[[], ClauseElement]) -> Prepared:
+        """The statement ``build()`` makes, compiled once for this store's dialect (see ``prepared``)."""
+        stmt = self._statements.get(name)
+        if stmt is None:
+            stmt = self._statements[name] = Prepared(build(), self.engine.dialect)
+        return stmt
+
+    @contextmanager
+    def _tx(self, *, write: bool = True) -> Iterator[Any]:
+        """A DB-API cursor in one short transaction (the hot paths; see ``prepared``): a write takes
+        the lock up front and commits when the block ends, exactly like ``_write``."""
+        with self._faults(), self._connections.transaction(write=write) as cursor:
+            yield cursor
+        if write:
+            self._committed()
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -102,6 +131,9 @@ class StoreBase:
         """One write transaction (``BEGIN IMMEDIATE`` on SQLite); it commits when the block ends."""
         with self._session(self._write_engine) as s:
             yield s
+        self._committed()
+
+    def _committed(self) -> None:
         if self._checkpoints and next(self._commits) % CHECKPOINT_EVERY == 0:
             self.checkpoint()
 
@@ -120,6 +152,7 @@ class StoreBase:
             pass
 
     def close(self) -> None:
+        self._connections.close()
         self.engine.dispose()
 
     def __enter__(self) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import weakref
@@ -24,6 +25,16 @@ BUSY_TIMEOUT_MS = 10_000
 _EXAMPLES = "sqlite:////abs/path/tenax.db or postgresql+psycopg://user@host/db"
 _PATH_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")  # 2+ chars, so C:\x.db is a path
+
+
+class JsonText(str):
+    """JSON text already encoded (strictly) for a JSON column: the engine's serializer keeps it as
+    is, so a hot path encodes a payload once, to check it and to store it."""
+
+
+def dump_json(value: Any) -> str:
+    """The engines' JSON serializer: strict JSON (no NaN or infinity); ``JsonText`` passes through."""
+    return value if isinstance(value, JsonText) else json.dumps(value, allow_nan=False)
 
 
 def _mask(raw: str) -> str:
@@ -133,7 +144,7 @@ def make_engine(url: URL | str) -> Engine:
     failing with SQLITE_BUSY when upgrading a read lock)."""
     if isinstance(url, str):
         url = make_url(url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"json_serializer": dump_json}
     sqlite = url.get_backend_name() == "sqlite"
     synchronous = synchronous_mode()
     memory = sqlite and is_sqlite_memory(url)

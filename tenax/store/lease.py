@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from tenax.core.errors import ConfigError, TenaxError
@@ -75,6 +75,11 @@ class LeaseInfo:
         since = self.acquired_at.strftime("%Y-%m-%d %H:%M:%S UTC") if self.acquired_at else "?"
         beat = f"{(utcnow() - self.heartbeat_at).total_seconds():.0f} s ago" if self.heartbeat_at else "never"
         return f"pid {self.pid} on host {self.host} (since {since}, last heartbeat {beat})"
+
+
+def _lease_token() -> Any:
+    # FOR SHARE on PostgreSQL makes a concurrent takeover wait until this write commits (SQLite: nothing to add).
+    return select(GoalRow.lease_token).where(GoalRow.id == bindparam("gid")).with_for_update(read=True)
 
 
 _COLS = (GoalRow.lease_token, GoalRow.lease_host, GoalRow.lease_pid, GoalRow.lease_acquired_at,
@@ -174,13 +179,16 @@ class LeaseStore(StoreBase):
             s.execute(update(GoalRow).where(GoalRow.id == goal_id, GoalRow.lease_token == token).values(
                 lease_host=None, lease_pid=None, lease_expires_at=None))
 
-    def _fence(self, s: Session, goal_id: str) -> None:
-        """Inside a write: LeaseLost unless this store still holds the lease it took on ``goal_id``.
-        ``FOR SHARE`` on PostgreSQL makes a concurrent takeover wait until this write commits."""
+    def _fence(self, tx: Session | Any, goal_id: str) -> None:
+        """Inside a write (an ORM session or a ``_tx`` cursor): LeaseLost unless this store still
+        holds the lease it took on ``goal_id``."""
         token = self._held.get(goal_id)
         if token is None:
             return
-        current = s.scalar(select(GoalRow.lease_token).where(GoalRow.id == goal_id).with_for_update(read=True))
+        if isinstance(tx, Session):
+            current = tx.scalar(_lease_token(), {"gid": goal_id})
+        else:
+            current = next(iter(self._prepared("lease_token", _lease_token).run(tx, gid=goal_id)), (None,))[0]
         if current != token:
             raise LeaseLost(f"goal {goal_id} was taken over by another runner (lease {current}, ours {token}); "
                             "this process must stop driving it. Nothing was written.")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, delete, select, text, update
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, bindparam, delete, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenax.core.errors import ConfigError
@@ -77,6 +77,12 @@ class MemoryDocRow(_GoalOwned, Base):
     body: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_memory_docs_goal_step", "goal_id", "session_id", "step_seq", "kind", unique=True),)
+
+
+def _select_pending_steering() -> Any:
+    t = SteeringRow.__table__
+    return (select(t.c.id, t.c.text, t.c.created_at)
+            .where(t.c.goal_id == bindparam("gid"), t.c.consumed_at.is_(None)).order_by(t.c.id))
 
 
 def include_name(name: str | None, type_: str, parent_names: Any = None) -> bool:
@@ -212,8 +218,10 @@ class MemoryLedger(StoreBase):
                     for r in s.scalars(q.order_by(SteeringRow.id))]
 
     def pending_steering(self, goal_id: str) -> list[Steering]:
-        """Steering messages queued for the goal and not yet delivered, oldest first."""
-        return self.steering(goal_id, pending_only=True)
+        """Steering messages queued for the goal and not yet delivered, oldest first (read every turn)."""
+        with self._tx(write=False) as cur:
+            rows = self._prepared("pending_steering", _select_pending_steering).run(cur, gid=goal_id)
+        return [Steering(id=i, text=t, created_at=at, consumed=False) for i, t, at in rows]
 
     def mark_steering_consumed(self, steering_id: int) -> None:
         with self._write() as s:

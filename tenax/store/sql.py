@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal_column, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -47,7 +47,7 @@ from tenax.store.models import (
 )
 from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
 from tenax.store.agents import AgentLedger
-from tenax.store.base import check_json, fetch, store_fault
+from tenax.store.base import check_json, encode_json, fetch, store_fault
 from tenax.store.errors import NotFound, StoreBusy
 from tenax.store.lease import LeaseStore
 from tenax.store.memory import MemoryLedger
@@ -82,12 +82,16 @@ def _check_status(status: Any) -> str:
     return status
 
 
-def _json_dict(name: str, value: Any) -> dict[str, Any]:
+def _json_object(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name} must be a JSON object (dict), got {type(value).__name__}")
-    return check_json(name, dict(value))
+    return dict(value)
+
+
+def _json_dict(name: str, value: Any) -> dict[str, Any]:
+    return check_json(name, _json_object(name, value))
 
 
 def _budgets(value: Any) -> dict[str, Any]:
@@ -114,6 +118,48 @@ def _tool_dicts(tools: Iterable[Any]) -> list[dict[str, Any]]:
 
 def _goal(row: GoalRow) -> GoalRecord:
     return GoalRecord.model_validate(row, from_attributes=True)
+
+
+# The hot paths' statements (compiled once per store, run without the ORM: see tenax.store.prepared).
+_GOALS, _SESSIONS, _STEPS, _USAGE = GoalRow.__table__, SessionRow.__table__, StepRow.__table__, UsageRow.__table__
+_TOTALS = (*_TOTAL_INT_FIELDS, *_TOTAL_FLOAT_FIELDS)
+_STEP_FIELDS = tuple(StepRecord.model_fields)
+
+
+def _select_goal() -> Any:
+    return select(_GOALS).where(_GOALS.c.id == bindparam("gid"))
+
+
+def _select_session_goal() -> Any:
+    return select(_SESSIONS.c.goal_id).where(_SESSIONS.c.id == bindparam("sid"))
+
+
+def _lock_session() -> Any:
+    # FOR UPDATE serializes appenders per session on PostgreSQL (SQLite's BEGIN IMMEDIATE already did).
+    return select(_SESSIONS.c.id).where(_SESSIONS.c.id == bindparam("sid")).with_for_update()
+
+
+def _insert_step() -> Any:
+    """The next seq of the session and the insert in one statement; the unique (session_id, seq)
+    index is the backstop against a racing writer."""
+    last = func.coalesce(func.max(_STEPS.c.seq), literal_column("0")) + literal_column("1")
+    nxt = select(last).where(_STEPS.c.session_id == bindparam("sid")).scalar_subquery()
+    return insert(_STEPS).values(id=bindparam("id"), session_id=bindparam("sid"), seq=nxt, kind=bindparam("kind"),
+                                 payload=bindparam("payload"), created_at=bindparam("now")).returning(_STEPS.c.seq)
+
+
+def _select_steps() -> Any:
+    return (select(*(_STEPS.c[f] for f in _STEP_FIELDS))
+            .where(_STEPS.c.session_id == bindparam("sid"), _STEPS.c.seq > bindparam("after")).order_by(_STEPS.c.seq))
+
+
+def _insert_usage() -> Any:
+    return insert(_USAGE).values({c.key: bindparam(c.key) for c in _USAGE.c})
+
+
+def _increment_totals() -> Any:
+    return (update(_GOALS).where(_GOALS.c.id == bindparam("gid"))
+            .values({**{f: _GOALS.c[f] + bindparam(f"d_{f}") for f in _TOTALS}, "updated_at": bindparam("now")}))
 
 
 def _session(row: SessionRow) -> SessionRecord:
@@ -180,10 +226,12 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
     def get_goal(self, goal_id: str) -> GoalRecord:
         """Look a goal up by its id or by a unique prefix of it."""
         key = (goal_id or "").strip().lower()
+        if key:
+            with self._tx(write=False) as cur:
+                rows = self._prepared("goal", _select_goal).dicts(cur, gid=key)
+            if rows:  # our own schema's columns, typed by SQLAlchemy: no validation needed
+                return GoalRecord.model_construct(**rows[0])
         with self._read() as s:
-            row = s.get(GoalRow, key) if key else None
-            if row is not None:
-                return _goal(row)
             if not key or not _HEX.fullmatch(key):
                 raise NotFound(f"no goal matches {goal_id!r}")
             cond = GoalRow.id.startswith(key, autoescape=True)
@@ -278,18 +326,15 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
             uncached_cost_usd=uncached_cost_usd,
             elapsed_s=elapsed_s,
         )
-        with self._write() as s:
-            self._increment(s, goal_id, deltas)
+        with self._tx() as cur:
+            self._increment(cur, goal_id, deltas)
 
-    @staticmethod
-    def _increment(s: Session, goal_id: str, deltas: Mapping[str, float]) -> None:
+    def _increment(self, cur: Any, goal_id: str, deltas: Mapping[str, float]) -> None:
         for k, v in deltas.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"goal total {k} increment must be a finite number, got {v!r}")
-        values: dict[str, Any] = {k: getattr(GoalRow, k) + v for k, v in deltas.items() if v}
-        values["updated_at"] = utcnow()
-        res = s.execute(update(GoalRow).where(GoalRow.id == goal_id).values(**values))
-        if res.rowcount == 0:
+        if not self._prepared("totals", _increment_totals).run(
+                cur, gid=goal_id, now=utcnow(), **{f"d_{f}": deltas.get(f, 0) for f in _TOTALS}):
             raise NotFound(f"no goal {goal_id!r}")
 
     # -- sessions -----------------------------------------------------------------------
@@ -368,26 +413,35 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         _require_str("step kind", kind)
         if len(kind) > 64:
             raise ConfigError(f"step kind is too long ({len(kind)} > 64 chars)")
-        data = _json_dict("step payload", payload)
+        data = encode_json("step payload", _json_object("step payload", payload))
+        insert_step = self._prepared("insert_step", _insert_step)
         last_error: IntegrityError | None = None
         for _ in range(_APPEND_RETRIES):
+            goal_id = self._goal_of(session_id)
             try:
-                with self._write() as s:
-                    # FOR UPDATE serializes appenders per session on PostgreSQL; SQLite's
-                    # BEGIN IMMEDIATE already serialized us. The unique index is the backstop.
-                    goal_id = s.scalar(select(SessionRow.goal_id).where(SessionRow.id == session_id).with_for_update())
-                    if goal_id is None:
-                        raise NotFound(f"no session {session_id!r}")
-                    self._fence(s, goal_id)
-                    last = s.scalar(select(func.max(StepRow.seq)).where(StepRow.session_id == session_id))
-                    seq = (last or 0) + 1
-                    s.add(StepRow(session_id=session_id, seq=seq, kind=kind, payload=data, created_at=utcnow()))
+                with self._tx() as cur:
+                    if not self._connections.sqlite:
+                        self._prepared("lock_session", _lock_session).run(cur, sid=session_id)
+                    self._fence(cur, goal_id)
+                    seq = insert_step.run(cur, id=new_id(), sid=session_id, kind=kind, payload=data, now=utcnow())[0][0]
                     if usage is not None:
-                        self._add_usage(s, session_id, goal_id, seq, usage)
+                        self._add_usage(cur, session_id, goal_id, seq, usage)
                 return seq
-            except IntegrityError as e:
+            except IntegrityError as e:  # a racing writer took the seq, or the session is gone
+                self._session_goals.pop(session_id, None)
                 last_error = e
         raise TenaxError(f"could not append a step to session {session_id!r}: {last_error}")
+
+    def _goal_of(self, session_id: str) -> str:
+        """The goal of a session (it never changes: cached), or NotFound."""
+        goal_id = self._session_goals.get(session_id)
+        if goal_id is None:
+            with self._tx(write=False) as cur:
+                rows = self._prepared("session_goal", _select_session_goal).run(cur, sid=session_id)
+            if not rows:
+                raise NotFound(f"no session {session_id!r}")
+            goal_id = self._session_goals[session_id] = rows[0][0]
+        return goal_id
 
     def steps(
         self,
@@ -398,6 +452,10 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         limit: int | None = None,
     ) -> list[StepRecord]:
         """Steps with seq > after_seq, in seq order, optionally only the given kinds."""
+        if kinds is None and limit is None:  # the engine's read: our own schema's rows, no validation needed
+            with self._tx(write=False) as cur:
+                rows = self._prepared("steps", _select_steps).dicts(cur, sid=session_id, after=after_seq)
+            return [StepRecord.model_construct(**r) for r in rows]
         q = select(StepRow).where(StepRow.session_id == session_id, StepRow.seq > after_seq)
         if kinds is not None:
             q = q.where(StepRow.kind.in_([kinds] if isinstance(kinds, str) else list(kinds)))
@@ -453,29 +511,28 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
             attempts=[a.model_dump(mode="json") if isinstance(a, BaseModel) else Attempt.model_validate(a).model_dump(mode="json")
                       for a in attempts],
         )
-        with self._write() as s:
-            goal_id = s.scalar(select(SessionRow.goal_id).where(SessionRow.id == session_id))
-            if goal_id is None:
-                raise NotFound(f"no session {session_id!r}")
-            self._fence(s, goal_id)
-            self._add_usage(s, session_id, goal_id, step_seq, entry, totals=add_to_totals)
+        goal_id = self._goal_of(session_id)
+        with self._tx() as cur:
+            self._fence(cur, goal_id)
+            self._add_usage(cur, session_id, goal_id, step_seq, entry, totals=add_to_totals)
 
-    def _add_usage(self, s: Session, session_id: str, goal_id: str, step_seq: int | None, e: UsageEntry, *,
+    def _add_usage(self, cur: Any, session_id: str, goal_id: str, step_seq: int | None, e: UsageEntry, *,
                    totals: bool = True) -> None:
         for name in ("cost_usd", "uncached_cost_usd", "duration_s"):
             v = getattr(e, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"{name} must be a finite number, got {v!r}")
         u = e.usage
-        s.add(UsageRow(
-            session_id=session_id, goal_id=goal_id, step_seq=step_seq, provider=_require_str("provider", e.provider),
-            model=_require_str("model", e.model), input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-            cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-            cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd), attempts=max(1, len(e.attempts)),
-            attempts_json=list(e.attempts), duration_s=float(e.duration_s), estimated=bool(e.estimated), created_at=utcnow(),
-        ))
+        self._prepared("insert_usage", _insert_usage).run(
+            cur, id=new_id(), session_id=session_id, goal_id=goal_id, step_seq=step_seq,
+            provider=_require_str("provider", e.provider), model=_require_str("model", e.model),
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens, cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd),
+            attempts=max(1, len(e.attempts)), attempts_json=encode_json("usage attempts", list(e.attempts)),
+            duration_s=float(e.duration_s), estimated=bool(e.estimated), created_at=utcnow(),
+        )
         if totals:
-            self._increment(s, goal_id, dict(
+            self._increment(cur, goal_id, dict(
                 turns=e.turns, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                 cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
                 cost_usd=float(e.cost_usd), uncached_cost_usd=float(e.uncached_cost_usd), elapsed_s=float(e.elapsed_s),
