@@ -24,6 +24,7 @@ from tenax.core.errors import ConfigError, ModelSwitchRefused, ProviderError, Sa
 from tenax.core.messages import Attempt, Message, TextPart, ToolCallPart, ToolSpec
 from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
 from tenax.core.status import ENDED, FINAL, GoalStatus
+from tenax.export.summary import git_start
 from tenax.goal import instructions, prompts
 from tenax.goal.guards import CirclingGuard, Guard, GuardConfig
 from tenax.goal import protect
@@ -160,7 +161,7 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
                 **({"protect": protected} if protected["files"] else {}),
                 **({"metric": asdict(measure)} if measure else {}),
                 **({"allow_hosts": [h.strip() for h in allow_hosts]} if allow_hosts else {}),
-                **({"price": dict(req.price)} if req.price else {})},
+                **({"price": dict(req.price)} if req.price else {}), **git_start(workspace)},
     )
 
 

@@ -179,6 +179,23 @@ def _final(store: Any, goal_id: str, status: str, err: bool = False) -> None:
         say((goal.error, "red"), err=err)
     if status == "stopped":
         say(f"resume with: tenax resume {goal.id}", err=err)
+    _summary(store, goal_id, err)
+
+
+def _summary(store: Any, goal_id: str, err: bool) -> None:
+    """The end-of-run summary: why it ended, the last check, what changed, what it cost, the transcript."""
+    from tenax.export.summary import COST_COLUMNS, end_summary
+
+    s = end_summary(store, goal_id)
+    out = err_console if err else console
+    say(("why: ", "bold"), s.why or "(no reason recorded)", err=err)
+    say(("last check: ", "bold"), *(s.check or ["(none ran)"]), err=err)
+    say(("changes:", "bold"), "" if s.diff else " none", err=err)
+    for line in s.diff:
+        say("  " + line, err=err)
+    out.print(_table("model", "calls", *COST_COLUMNS, rows=s.by_model, title="cost per model"))
+    out.print(_table("agent", "role", "model", "status", *COST_COLUMNS, rows=s.by_agent, title="cost per agent"))
+    say(("export the transcript: ", "bold"), s.transcript, err=err)
 
 
 def _guards(stuck_after: int, step_backs: int, idle_turns: int) -> dict[str, int]:

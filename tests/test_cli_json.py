@@ -57,6 +57,7 @@ def test_json_stream_of_a_goal_that_succeeds_after_a_failed_check(workspace, tmp
     assert lines[-1]["type"] == "goal" and lines[-1]["status"] == "succeeded" and lines[-1]["turns"] == 3
     gid = lines[0]["id"]
     assert f"goal {gid} started" in r.stderr and "succeeded" in r.stderr  # the human lines went to stderr
+    assert "modified status.txt" in r.stderr and f"tenax export {gid}" in r.stderr  # the summary too (no git here)
     kinds = [k for k, _ in steps(lines)]
     assert kinds.count("assistant") == 3 and kinds.count("request") == 3 and "tool_result" in kinds
     checks = [p["passed"] for k, p in steps(lines) if k == "event" and p.get("type") == "check"]
