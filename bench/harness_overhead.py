@@ -142,7 +142,6 @@ def run_goal(db: str, url: str, turns: int, workspace: str, *, clock: Clock | No
     from tenax.goal.policy import drive
     from tenax.sandbox.tools import ToolBox
     from tenax.store import open_store
-    from sqlalchemy import event
 
     clock = clock or Clock()
 
@@ -157,12 +156,6 @@ def run_goal(db: str, url: str, turns: int, workspace: str, *, clock: Clock | No
                 clock.tool.append((t0, time.perf_counter() - t0))
 
     store = open_store(db)
-
-    @event.listens_for(store.engine, "before_cursor_execute")
-    def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement == "BEGIN IMMEDIATE":
-            clock.writes += 1
-
     gid = store.create_goal(objective="Keep running the plan.", check_cmd="true", model=SPEC, workspace=workspace,
                             budgets=Budgets(max_turns=turns + 5).model_dump(), config={"base_url": url})
     model: Any = build_model(SPEC, url, KEY)
@@ -173,7 +166,7 @@ def run_goal(db: str, url: str, turns: int, workspace: str, *, clock: Clock | No
     if ready is not None:
         ready()
     rss_start = rss_mb()
-    writes_before = clock.writes
+    writes_before = store.writes
     gc.callbacks.append(clock.on_gc)
     t0 = time.perf_counter()
     try:
@@ -181,10 +174,11 @@ def run_goal(db: str, url: str, turns: int, workspace: str, *, clock: Clock | No
     finally:
         gc.callbacks.remove(clock.on_gc)
     wall = time.perf_counter() - t0
+    clock.writes = store.writes - writes_before
     done = store.get_goal(gid).turns
     store.close()
     return {"status": status, "turns": done, "wall_s": wall, "rss_start_mb": rss_start, "rss_end_mb": rss_mb(),
-            "writes_per_turn": (clock.writes - writes_before) / max(done, 1)}
+            "writes_per_turn": clock.writes / max(done, 1)}
 
 
 # --------------------------------------------------------------------------- report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import timezone
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from tenax.core.errors import ConfigError, ModelSwitchRefused, TenaxError
 from tenax.core.messages import Attempt, ToolSpec, Usage
-from tenax.core.protocols import Store
+from tenax.core.protocols import Store, UsageEntry
 from tenax.store import GoalRecord, NotFound, SqlStore, StepRecord, open_store
 from tenax.store.engine import make_engine
 from tenax.store.migrate import MIGRATIONS_DIR, ensure_schema, script_head
@@ -397,6 +399,87 @@ def test_append_step_concurrent_threads(store: SqlStore):
     # each worker's payloads appear in its own order
     for n in range(8):
         assert [s.payload["i"] for s in steps if s.payload["worker"] == n] == list(range(25))
+
+
+def _open_fds_on(path: Path) -> int:
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd).startswith(str(path)))
+
+
+def test_each_thread_keeps_one_connection_and_close_closes_them(db: Path):
+    st = open_store(f"sqlite:///{db}")
+    sid = _session(st, _goal(st))
+    st.append_step(sid, "event", {})
+    done = threading.Event()
+
+    def worker() -> None:
+        for _ in range(20):
+            st.append_step(sid, "event", {})
+        done.wait(30)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while len(st.steps(sid)) < 81:
+        time.sleep(0.01)
+    assert st._connections.held_count() == 5  # this thread's and each live worker's
+    done.set()
+    for t in threads:
+        t.join()
+    gc.collect()
+    assert st._connections.held_count() == 1  # a thread that ended took its connection with it
+    assert [s.seq for s in st.steps(sid)] == list(range(1, 82))
+    st.close()
+    assert _open_fds_on(db) == 0  # none left open after close()
+
+
+def test_append_after_another_process_deleted_the_goal_is_not_found(db: Path, store: SqlStore):
+    gid = _goal(store)
+    sid = _session(store, gid)
+    assert store.append_step(sid, "user", {"text": "hi"}) == 1  # the session's goal is now known (cached)
+    raw = sqlite3.connect(db)  # another process removes the goal (tenax rm --purge), cascading
+    try:
+        raw.execute("PRAGMA foreign_keys=ON")
+        raw.execute("DELETE FROM goals WHERE id = ?", (gid,))
+        raw.commit()
+    finally:
+        raw.close()
+    with pytest.raises(NotFound, match=sid):
+        store.append_step(sid, "assistant", {"text": "too late"})
+    with pytest.raises(NotFound, match=sid):
+        store.record_usage(sid, step_seq=None, provider="p", model="m", usage=Usage(), cost_usd=0.0)
+
+
+def test_a_reply_its_usage_and_the_totals_are_one_write(store: SqlStore):
+    gid = _goal(store)
+    sid = _session(store, gid)
+    before = store.writes
+    entry = UsageEntry(provider="anthropic", model="claude-test", usage=Usage(input_tokens=10, output_tokens=3),
+                       cost_usd=0.25, turns=1, elapsed_s=1.5, attempts=[{"ok": True}])
+    assert store.append_step(sid, "assistant", {"text": "done"}, usage=entry) == 1
+    assert store.writes == before + 1
+    g = store.get_goal(gid)
+    assert (g.turns, g.input_tokens, g.output_tokens, g.cost_usd, g.elapsed_s) == (1, 10, 3, 0.25, 1.5)
+    assert [(u.step_seq, u.attempts_json) for u in store.usage_for_goal(gid)] == [(1, [{"ok": True}])]
+    with pytest.raises(ConfigError, match="JSON"):  # strict JSON: no NaN, and nothing written
+        store.append_step(sid, "event", {"x": float("nan")})
+    assert store.last_seq(sid) == 1 and store.writes == before + 1
+
+
+def test_fast_reads_match_the_orm_reads(store: SqlStore, db: Path):
+    gid = _goal(store, budgets={"max_turns": 5})
+    sid = _session(store, gid)
+    for kind in ("user", "assistant", "tool_result"):
+        store.append_step(sid, kind, {"kind": kind, "nested": {"list": [1, 2.5, None]}})
+    fast, orm = store.steps(sid), store.steps(sid, kinds=["user", "assistant", "tool_result"])
+    assert fast == orm and fast[0].created_at.tzinfo == timezone.utc
+    assert store.get_goal(gid) == store.get_goal(gid[:8])  # by id (fast) and by prefix (ORM)
+    raw = sqlite3.connect(db)  # one text format for timestamps whoever wrote them, so they sort
+    try:
+        stamps = [r[0] for r in raw.execute("SELECT created_at FROM steps UNION ALL SELECT created_at FROM goals")]
+    finally:
+        raw.close()
+    assert all(len(t) == 26 and t[10] == " " for t in stamps), stamps
 
 
 def _proc_append(url: str, sid: str, n: int, tag: str, out) -> None:

@@ -80,6 +80,7 @@ class StoreBase:
         self.url = engine.url
         self._write_engine = write_engine(engine)
         self._commits = itertools.count(1)
+        self.writes = 0  # write transactions this store committed (benches report them per turn)
         self._checkpoints = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         self._connections = Connections(engine)
         self._statements: dict[str, Prepared] = {}
@@ -134,7 +135,8 @@ class StoreBase:
         self._committed()
 
     def _committed(self) -> None:
-        if self._checkpoints and next(self._commits) % CHECKPOINT_EVERY == 0:
+        self.writes = n = next(self._commits)
+        if self._checkpoints and n % CHECKPOINT_EVERY == 0:
             self.checkpoint()
 
     def checkpoint(self) -> None:

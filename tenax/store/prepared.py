@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -32,27 +33,27 @@ class Prepared:
         compiled = statement.compile(dialect=dialect)
         self.sql = compiled.string
         binds = {name: bp for bp, name in compiled.bind_names.items()}
-        self.procs = {name: bp.type.dialect_impl(dialect).bind_processor(dialect) for name, bp in binds.items()}
-        self.order = compiled.positiontup if compiled.positional else None
+        procs = {name: bp.type.dialect_impl(dialect).bind_processor(dialect) for name, bp in binds.items()}
+        self.positional = compiled.positional
+        self.binders = [(n, procs[n]) for n in (compiled.positiontup if self.positional else procs)]
         columns = statement.exported_columns  # a SELECT's columns, or what a DML statement RETURNs
         self.columns = [c.key for c in columns]
-        self.results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        self.results = results if any(results) else None
 
     def _bind(self, params: Mapping[str, Any]) -> Any:
-        def value(name: str) -> Any:
-            proc = self.procs.get(name)
-            return proc(params[name]) if proc is not None else params[name]
-
-        if self.order is not None:
-            return tuple(value(n) for n in self.order)
-        return {n: value(n) for n in self.procs}
+        values = [params[n] if p is None else p(params[n]) for n, p in self.binders]
+        return values if self.positional else dict(zip((n for n, _ in self.binders), values))
 
     def run(self, cursor: Any, **params: Any) -> Any:
         cursor.execute(self.sql, self._bind(params))
         if not self.columns:
             return cursor.rowcount
+        rows = cursor.fetchall()
+        if self.results is None:
+            return rows
         procs = self.results
-        return [tuple(v if p is None else p(v) for p, v in zip(procs, row)) for row in cursor.fetchall()]
+        return [tuple(v if p is None else p(v) for p, v in zip(procs, row)) for row in rows]
 
     def dicts(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row)) for row in self.run(cursor, **params)]
@@ -68,7 +69,7 @@ class Connections:
         self.sqlite = engine.dialect.name == "sqlite"
         self.held = self.sqlite and not is_sqlite_memory(engine.url)
         self._local = threading.local()
-        self._opened: list[Any] = []  # connections this process detached, closed by close()
+        self._opened: list[tuple[int, Any]] = []  # (pid, weakref) of the connections detached, for close()
         self._lock = threading.Lock()
 
     def _connection(self) -> tuple[Any, bool]:
@@ -81,7 +82,8 @@ class Connections:
             fairy.detach()
             local.fairy, local.pid = fairy, os.getpid()
             with self._lock:
-                self._opened.append((local.pid, fairy))
+                self._opened = [o for o in self._opened if o[1]() is not None]
+                self._opened.append((local.pid, weakref.ref(fairy)))  # a thread that ends drops (closes) its own
         return local.fairy, False
 
     @contextmanager
@@ -109,10 +111,15 @@ class Connections:
             if pooled:
                 conn.close()
 
+    def held_count(self) -> int:
+        """How many threads of this process hold a connection now (a thread that ended holds none)."""
+        return sum(1 for pid, ref in self._opened if pid == os.getpid() and ref() is not None)
+
     def close(self) -> None:
         with self._lock:
             opened, self._opened = self._opened, []
-        for pid, fairy in opened:
-            if pid == os.getpid():  # never close a parent's connection in a forked child
+        for pid, ref in opened:
+            fairy = ref()
+            if fairy is not None and pid == os.getpid():  # never close a parent's connection in a forked child
                 fairy.close()
         self._local = threading.local()

@@ -229,8 +229,8 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         if key:
             with self._tx(write=False) as cur:
                 rows = self._prepared("goal", _select_goal).dicts(cur, gid=key)
-            if rows:  # our own schema's columns, typed by SQLAlchemy: no validation needed
-                return GoalRecord.model_construct(**rows[0])
+            if rows:  # validating a plain dict (pydantic-core) costs less than model_construct
+                return GoalRecord.model_validate(rows[0])
         with self._read() as s:
             if not key or not _HEX.fullmatch(key):
                 raise NotFound(f"no goal matches {goal_id!r}")
@@ -452,10 +452,10 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         limit: int | None = None,
     ) -> list[StepRecord]:
         """Steps with seq > after_seq, in seq order, optionally only the given kinds."""
-        if kinds is None and limit is None:  # the engine's read: our own schema's rows, no validation needed
+        if kinds is None and limit is None:  # the engine's read, without the ORM
             with self._tx(write=False) as cur:
                 rows = self._prepared("steps", _select_steps).dicts(cur, sid=session_id, after=after_seq)
-            return [StepRecord.model_construct(**r) for r in rows]
+            return [StepRecord.model_validate(r) for r in rows]
         q = select(StepRow).where(StepRow.session_id == session_id, StepRow.seq > after_seq)
         if kinds is not None:
             q = q.where(StepRow.kind.in_([kinds] if isinstance(kinds, str) else list(kinds)))
