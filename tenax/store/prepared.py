@@ -38,8 +38,9 @@ class Prepared:
         self.binders = [(n, procs[n]) for n in (compiled.positiontup if self.positional else procs)]
         columns = statement.exported_columns  # a SELECT's columns, or what a DML statement RETURNs
         self.columns = [c.key for c in columns]
-        results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
-        self.results = results if any(results) else None
+        self._dialect = dialect
+        self._types = [c.type.dialect_impl(dialect) for c in columns]
+        self._results: list[Any] | None = None  # the result processors, once the driver's column types are known
 
     def _bind(self, params: Mapping[str, Any]) -> Any:
         values = [params[n] if p is None else p(params[n]) for n, p in self.binders]
@@ -50,9 +51,11 @@ class Prepared:
         if not self.columns:
             return cursor.rowcount
         rows = cursor.fetchall()
-        if self.results is None:
+        if self._results is None:  # some depend on the driver's type code (e.g. PostgreSQL numerics)
+            self._results = [t.result_processor(self._dialect, d[1]) for t, d in zip(self._types, cursor.description)]
+        procs = self._results
+        if not any(procs):
             return rows
-        procs = self.results
         return [tuple(v if p is None else p(v) for p, v in zip(procs, row)) for row in rows]
 
     def dicts(self, cursor: Any, **params: Any) -> list[dict[str, Any]]:
