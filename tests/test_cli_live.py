@@ -3,12 +3,16 @@ line. Real `tenax` processes, the simulator over real HTTP, a Docker sandbox, SQ
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
-from goalproc import CHECK, OBJECTIVE, goal_env
+from goalproc import CHECK, OBJECTIVE, goal_env, wait_for
 
 from tenax.testing import Reply, Script, Simulator, ToolCall
 
@@ -46,3 +50,52 @@ def test_end_summary_in_a_git_workspace(workspace, tmp_path):
     assert "cost per model" in out and "claude-sonnet-4-6" in out and "cache saved" in out
     assert "cost per agent" in out and "main" in out
     assert "export the transcript: tenax export" in out
+
+
+def slow(script: Script, seconds: float):
+    """The script's replies, each after `seconds` of model "thinking"."""
+    def policy(req):
+        time.sleep(seconds)
+        return script(req)
+    return policy
+
+
+def test_status_line_and_summary_under_tmux(workspace, tmp_path):
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (apt-get install -y tmux)")
+    script = Script([
+        Reply(tool_calls=[ToolCall(name="bash", arguments={"command": "sleep 6; echo fixed > status.txt"})]),
+        Reply(text="Done.", tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "status fixed"})]),
+    ])
+    sock = f"tenax-test-{os.getpid()}"
+    env = goal_env(tmp_path / "t.db")
+    run = tmp_path / "run.sh"
+    with Simulator(slow(script, 4)) as sim:
+        cmd = [sys.executable, "-m", "tenax.cli", "goal", OBJECTIVE, "--workspace", str(workspace), "--check", CHECK,
+               "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url, "--max-usd", "5"]
+        run.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if k.isidentifier()) +
+                       f"{shlex.join(cmd)}\necho EXITED $?\nsleep 600\n")
+        tmux = ["tmux", "-L", sock]
+        subprocess.run([*tmux, "new-session", "-d", "-x", "160", "-y", "50", "sh", str(run)], check=True)
+        try:
+            def screen() -> str:
+                return subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True, text=True).stdout
+
+            seen: list[str] = []
+
+            def shows(*want: str) -> bool:
+                seen.append(screen())
+                return all(re.search(w, seen[-1]) for w in want)
+
+            # while the model thinks, then while the tool runs: the line under the transcript
+            assert wait_for(lambda: shows(r"turn 1 · \d+ s · [\d,]+ tokens · \d+% cached · \$[\d.]+ of \$5 · "
+                                          r"thinking… \d+ s"), 60), seen[-1]
+            assert wait_for(lambda: shows(r"turn 1 · .* · running bash [2-9] s"), 60), seen[-1]
+            assert wait_for(lambda: shows(r"turn 2 · .*[1-9][\d,]* tokens · .* · thinking…"), 60), seen[-1]
+            assert wait_for(lambda: shows("EXITED 0"), 120), seen[-1]
+            final = seen[-1]
+            assert "succeeded" in final and "why: status fixed" in final and "cost per model" in final
+            assert "export the transcript: tenax export" in final
+            assert "thinking…" not in final and "running bash" not in final  # the status line is transient
+        finally:
+            subprocess.run([*tmux, "kill-server"], capture_output=True)
