@@ -53,7 +53,9 @@ def _root(
 # Untrusted text (model output, tool output, objectives, error messages quoting them) is data.
 # Neither console parses markup or emoji codes in a plain str; styles come only from `say`'s
 # (text, style) pairs, and tables get plain cells.
-console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+# Piped output (scripts, `| grep`, CI logs) is not cropped to 80 columns: ids and tables stay whole.
+_PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False, width=_PIPED_WIDTH)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
@@ -63,7 +65,10 @@ def say(*parts: Part, err: bool = False) -> None:
 
 
 def _table(*columns: str, rows: Iterable[Iterable[Any]], **kw: Any) -> Table:
-    t = Table(*columns, box=None, **kw)
+    """A plain table; the first column (an id) is never wrapped or cut, the last one gives way."""
+    t = Table(box=None, **kw)
+    for i, name in enumerate(columns):
+        t.add_column(name, no_wrap=i == 0, min_width=len(name), ratio=1 if i == len(columns) - 1 else None)
     for row in rows:
         t.add_row(*(Text(str(c)) for c in row))
     return t

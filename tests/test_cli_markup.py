@@ -50,6 +50,6 @@ def test_hostile_text_is_shown_verbatim_and_the_goal_ends(tmp_path: Path, worksp
     assert f"objective {HOSTILE}" in show.stdout and f"summary {HOSTILE}" in show.stdout
     assert f"--- stdout ---⏎ {HOSTILE}" in show.stdout
     ls = run_cli(env, "ls")
-    assert ls.returncode == 0 and f"objective {HOSTILE}"[:59] + "…" in ls.stdout, ls.stdout + ls.stderr
+    assert ls.returncode == 0 and f"objective {HOSTILE}"[:49] + "…" in ls.stdout, ls.stdout + ls.stderr  # ls cuts at 50
     md = run_cli(env, "export", gid)
     assert md.returncode == 0 and f"Thinking about {HOSTILE}" in md.stdout
