@@ -95,7 +95,7 @@ def test_kill_9_at_random_crash_points_loses_and_repeats_nothing(tmp_path):
             store = open_store(f"sqlite:///{db}")
             try:
                 gid = next(g.id for g in store.list_goals(limit=1000) if g.workspace == str(ws.resolve()))
-                if proc.returncode == -9:
+                if proc.returncode == -9 and store.get_goal(gid).status != "succeeded":  # (killed after the end)
                     assert run_goal(store, gid, api_key=KEY) == "succeeded", where
                 assert store.get_goal(gid).status == "succeeded", where
                 check_invariants(store, gid, ws, sim)
