@@ -12,15 +12,12 @@ import sys
 import time
 from typing import Any, Callable
 
-from sqlalchemy import delete
-
 from tenax.config import load_settings
 from tenax.core.errors import ConfigError
 from tenax.core.status import ENDED, FINAL, GoalStatus
 from tenax.daemon import paths, queue, worktree
 from tenax.daemon.supervisor import running_daemon
 from tenax.store.lease import HOST, lease_live
-from tenax.store.models import GoalRow
 
 START_TIMEOUT_S = 30.0
 
@@ -110,8 +107,7 @@ def remove(store: Any, goal_id: str, purge: bool = False) -> str:
         done.append(f"worktree {tree['path']} (branch {tree['branch']} kept)" if ok
                     else f"NOT the worktree {tree['path']} (git refused; remove it by hand)")
     if purge:
-        with store._write() as s:
-            s.execute(delete(GoalRow).where(GoalRow.id == goal.id))
+        store.delete_goal(goal.id)
         done.append("its journal")
     return f"goal {goal.id}: removed " + ", ".join(done)
 

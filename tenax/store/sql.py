@@ -297,6 +297,12 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         except IntegrityError as e:  # the database's own guard (a concurrent writer moved it first)
             raise IllegalTransition(f"goal {goal_id}: the database refused status {values['status']!r} ({e.orig})") from None
 
+    def delete_goal(self, goal_id: str) -> None:
+        """Delete a goal and (by cascade) its sessions, journal, usage, ledgers and memory."""
+        with self._write() as s:
+            if s.execute(delete(GoalRow).where(GoalRow.id == goal_id)).rowcount == 0:
+                raise NotFound(f"no goal {goal_id!r}")
+
     def set_status(self, goal_id: str, status: str, *, error: str | None = None) -> None:
         """Move a goal to ``status`` (the state machine of ``tenax.core.status`` decides; an
         illegal move raises ``IllegalTransition``) and set its error text (None clears it)."""
