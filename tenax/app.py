@@ -24,6 +24,7 @@ from tenax.core.errors import ConfigError, ModelSwitchRefused, ProviderError, Sa
 from tenax.core.messages import Attempt, Message, TextPart, ToolCallPart, ToolSpec
 from tenax.core.protocols import Model, Sandbox, Store, ToolOutcome, Toolbox
 from tenax.core.status import ENDED, FINAL, GoalStatus
+from tenax.export.otel import GoalTrace, traced
 from tenax.export.summary import git_start
 from tenax.goal import instructions, prompts
 from tenax.goal.guards import CirclingGuard, Guard, GuardConfig
@@ -275,18 +276,37 @@ def run_goal(
     model_options: dict[str, Any] | None = None,
     sleep: Callable[[float], None] | None = None,
     park_on_limit: bool = False,
+    tracer_provider: Any = None,
 ) -> str:
     """Run (or resume) a goal to an end and return its status. Resuming re-attaches to the goal's
-    container and continues from its journal. ``model_options`` go to the provider (retry policy...)."""
+    container and continues from its journal. ``model_options`` go to the provider (retry policy...).
+    The run is an OpenTelemetry trace with ``tracer_provider``, or with OTEL_EXPORTER_OTLP_ENDPOINT set."""
     settings = settings or load_settings()
     goal = store.get_goal(goal_id)
     if goal.status in FINAL:
         raise ConfigError(f"goal {goal.id} is {goal.status}; there is nothing to resume")
-    with store.hold_lease(goal.id), _egress(store, goal) as egress:  # one runner per goal: a second one gets
+    with store.hold_lease(goal.id), _egress(store, goal) as egress, \
+            traced(store, goal.id, tracer_provider) as trace:  # one runner per goal: a second one gets
         # GoalBusy, and a runner that lost the lease is fenced out of the journal
         return _run_leased(store, store.get_goal(goal.id), api_key=api_key, model_override=model_override,
-                           budgets=budgets, on_event=on_event, settings=settings, model_options=model_options,
-                           sleep=sleep, park_on_limit=park_on_limit, egress=egress)
+                           budgets=budgets, on_event=fan_out(on_event, trace), settings=settings,
+                           model_options=model_options, sleep=sleep, park_on_limit=park_on_limit, egress=egress,
+                           trace=trace)
+
+
+def fan_out(*consumers: EventHook | None) -> EventHook | None:
+    """One on_event hook calling each consumer; a fault in one never keeps the step from the others."""
+    hooks = [c for c in consumers if c is not None]
+    if len(hooks) < 2:
+        return hooks[0] if hooks else None
+
+    def each(kind: str, payload: dict[str, Any]) -> None:
+        for hook in hooks:
+            try:
+                hook(kind, payload)
+            except Exception:  # noqa: BLE001 - a display or telemetry fault must never end an unattended run
+                pass
+    return each
 
 
 class EgressJournal(Guard):
@@ -348,7 +368,7 @@ def _sandbox_net(goal: Any, egress: EgressJournal | None) -> dict[str, Any]:
 def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override: str | None,
                 budgets: Budgets | None, on_event: EventHook | None, settings: Settings,
                 model_options: dict[str, Any] | None, sleep: Callable[[float], None] | None,
-                park_on_limit: bool, egress: EgressJournal | None = None) -> str:
+                park_on_limit: bool, egress: EgressJournal | None = None, trace: GoalTrace | None = None) -> str:
     if model_override and model_override != goal.model:
         raise ModelSwitchRefused(
             f"goal {goal.id} runs on {goal.model}; switching the main session's model mid-goal would discard "
@@ -360,6 +380,8 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     config = goal.config or {}
     model_options = _retry_options(model_options, on_event, park_on_limit, settings)
     model = build_model(goal.model, config.get("base_url"), api_key, **model_options)
+    if trace is not None:  # prices the main session's calls on their spans
+        trace.costs = cost_function(model, settings, config.get("price"))
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
     _sandbox_preflight(settings.model_copy(update={"image": image}))

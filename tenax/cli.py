@@ -170,16 +170,12 @@ def _watch(store: Any, goal_id: str, as_json: bool, run: Callable[[Callable[[str
         status = run(stream)
         stream.finish()
     elif err_console.is_terminal:  # a status line under the transcript (on stderr if stdout is not a terminal)
+        from tenax.app import fan_out
         from tenax.export.live import live_status
 
         live, line = live_status(console if console.is_terminal else err_console, store, goal_id)
-
-        def show(kind: str, p: dict[str, Any]) -> None:
-            render_event(kind, p)
-            line(kind, p)
-
         with live:
-            status = run(show)
+            status = run(fan_out(render_event, line))
     else:
         status = run(render_event)
     _final(store, goal_id, status, err=as_json)

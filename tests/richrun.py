@@ -48,8 +48,9 @@ class Router:
         return Reply(text="no script")
 
 
-def rich_run(store, workspace, monkeypatch) -> str:
-    """Run the goal to success; returns its id. MY_SERVICE_TOKEN is set to ENV_SECRET in the env."""
+def rich_run(store, workspace, monkeypatch, **run_options) -> str:
+    """Run the goal to success (``run_options`` go to run_goal); returns its id. MY_SERVICE_TOKEN is
+    set to ENV_SECRET in the env."""
     monkeypatch.setenv("MY_SERVICE_TOKEN", ENV_SECRET)
     with Simulator(Router(), min_cacheable_tokens=256) as sim:
         gid = create_goal(store, GoalRequest(
@@ -59,5 +60,5 @@ def rich_run(store, workspace, monkeypatch) -> str:
         goal = store.get_goal(gid)
         store.update_goal(gid, config={**(goal.config or {}), "secret_env": {"DB_PASSWORD": GOAL_SECRET}})
         store.push_steering(gid, STEER)
-        assert run_goal(store, gid, api_key=KEY) == "succeeded"
+        assert run_goal(store, gid, api_key=KEY, **run_options) == "succeeded"
     return gid
