@@ -5,6 +5,7 @@ nothing else there, and exits with the documented code for its status."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from importlib import resources
@@ -94,3 +95,23 @@ def test_json_exit_codes_for_budget_resume_and_bad_input(workspace, tmp_path):
     bad = tenax("goal", OBJECTIVE, "--workspace", str(workspace), "--max-usd", "nan", "--json", env=env)
     assert bad.returncode == EXIT_CODES["bad input"] == 2
     assert bad.stdout == "" and "--max-usd" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_json_stop_by_signal_exits_130_with_a_complete_stream(workspace, tmp_path):
+    script = Script([Reply(tool_calls=[ToolCall(name="bash", arguments={"command": "sleep 120"})])])
+    with Simulator(script) as sim:
+        proc = subprocess.Popen([sys.executable, "-m", "tenax.cli", *goal_args(workspace, sim)],
+                                env=goal_env(tmp_path / "t.db"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        out = []
+        for line in proc.stdout:  # read the stream live until the tool is running
+            out.append(line)
+            if '"kind": "tool_started"' in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_CODES["stopped"] == 130, err
+    lines = parse("".join(out) + rest)
+    assert lines[-1]["type"] == "goal" and lines[-1]["status"] == "stopped"
+    assert ("event", "stopped") == next((k, p["status"]) for k, p in reversed(steps(lines)) if p.get("type") == "status")
+    assert "resume with: tenax resume" in err

@@ -99,3 +99,25 @@ def test_status_line_and_summary_under_tmux(workspace, tmp_path):
             assert "thinking…" not in final and "running bash" not in final  # the status line is transient
         finally:
             subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def test_summary_costs_per_agent_add_up(workspace, store, monkeypatch):
+    from richrun import rich_run
+
+    from tenax.export.summary import end_summary
+
+    gid = rich_run(store, workspace, monkeypatch)
+    s = end_summary(store, gid)
+    [agent] = store.agents_for_goal(gid)
+    rows = {r[0]: r for r in s.by_agent}
+    assert set(rows) == {"main", agent.id} and rows[agent.id][1:4] == [agent.role, agent.model, agent.status]
+    usage = store.usage_for_goal(gid)
+    cost = {sid: sum(u.cost_usd for u in usage if u.session_id == sid) for sid in {u.session_id for u in usage}}
+    assert rows[agent.id][-2] == f"${cost[agent.session_id]:.4f}" and float(rows[agent.id][-2][1:]) > 0
+    main = next(x for x in store.sessions_for_goal(gid) if x.role == "main")
+    assert rows["main"][-2] == f"${cost[main.id]:.4f}"
+    [model_row] = s.by_model
+    assert model_row[0] == "claude-sonnet-4-6" and model_row[1] == str(len(usage))
+    assert model_row[-2] == f"${store.get_goal(gid).cost_usd:.4f}" and float(model_row[-1][1:]) > 0  # cache saved
+    assert s.check == [("check", "bold"), f" `{CHECK}` ", ("passed", "green")]
+    assert s.diff == ["modified status.txt"]
