@@ -121,3 +121,44 @@ def test_summary_costs_per_agent_add_up(workspace, store, monkeypatch):
     assert model_row[-2] == f"${store.get_goal(gid).cost_usd:.4f}" and float(model_row[-1][1:]) > 0  # cache saved
     assert s.check == [("check", "bold"), f" `{CHECK}` ", ("passed", "green")]
     assert s.diff == ["modified status.txt"]
+
+
+def test_status_line_follows_a_run_with_a_provider_retry(workspace, store):
+    """The line's text after each step of a real run (simulator, sandbox, store): thinking, waiting on
+    a 429's retry-after, running a tool, the totals from the store, the budget."""
+    from goalproc import KEY
+
+    from tenax.app import GoalRequest, create_goal, fan_out, run_goal
+    from tenax.core.budget import Budgets
+    from tenax.export.live import StatusLine
+    from tenax.harness.retry import RetryPolicy
+    from tenax.testing import SimError
+
+    script = Script([
+        Reply(error=SimError(status=429, message="rate limited", retry_after=2)),
+        Reply(tool_calls=[ToolCall(name="write_file", arguments={"path": "status.txt", "content": "fixed\n"})]),
+        Reply(tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "fixed"})]),
+    ])
+    seen: list[tuple[str, str]] = []
+    with Simulator(script) as sim:
+        gid = create_goal(store, GoalRequest(objective=OBJECTIVE, workspace=str(workspace), check=CHECK,
+                                             model="anthropic:claude-sonnet-4-6", base_url=sim.url,
+                                             budgets=Budgets(max_usd=2)), api_key=KEY)
+        line = StatusLine(store, gid)
+        status = run_goal(store, gid, api_key=KEY, model_options={"retry": RetryPolicy(max_attempts=3)},
+                          on_event=fan_out(line, lambda kind, p: seen.append((kind, line.text().plain))))
+    assert status == "succeeded"
+    def first(kind: str) -> str:
+        return next(t for k, t in seen if k == kind)
+
+    def last(kind: str) -> str:
+        return [t for k, t in seen if k == kind][-1]
+
+    assert re.fullmatch(r"turn 1 · \d+ s · 0 tokens · 0% cached · \$0\.0000 of \$2 · thinking… 0 s", first("request"))
+    retry = [t for k, t in seen if "waiting on retry" in t]
+    assert retry and re.search(r"^turn 1 · .* · waiting on retry 2 s$", retry[0]), seen
+    assert re.search(r"^turn 1 · .* · running write_file 0 s$", first("tool_started")), seen
+    goal = store.get_goal(gid)
+    total = goal.input_tokens + goal.cache_read_tokens + goal.cache_write_tokens + goal.output_tokens
+    assert last("assistant").startswith("turn 2 · ") and f"{total:,} tokens" in last("assistant")
+    assert f"${goal.cost_usd:.4f} of $2" in last("assistant") and goal.cost_usd > 0
