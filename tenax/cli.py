@@ -327,17 +327,39 @@ def ls_cmd(
     """
     try:
         _require("--limit", limit, _COUNT, _count_ok)
-        goals = _store().list_goals(limit=limit, status=status)
+        store = _store()
+        goals = store.list_goals(limit=limit, status=status)
     except TenaxError as e:
         _fail(e)
     if not goals:
         say("no goals yet; start one with: tenax goal \"...\" --workspace DIR --check \"...\"")
         return
-    from tenax.daemon.commands import waits_on
+    from tenax.daemon.commands import job_wait, waits_on
 
     console.print(_table("id", "status", "turns", "cost", "cached", "elapsed", "waits on", "objective", rows=(
         (g.id, g.shown_status, g.turns, f"${g.cost_usd:.4f}", f"{_cached_share(g):.0%}", _duration(g.elapsed_s),
-         waits_on(g), _short(g.objective, 50)) for g in goals)))
+         waits_on(g) or job_wait(store, g), _short(g.objective, 50)) for g in goals)))
+
+
+def _guard_rows(store: Any, g: Any, sessions: list[Any]) -> list[tuple[str, str]]:
+    """What the common-sense guards saw: the metric's values as a sparkline, protected-file attempts."""
+    from tenax.export.describe import metric_values, sparkline
+
+    main = next((s for s in sessions if s.role == "main"), None)
+    events = store.steps(main.id, kinds=["event"]) if main else []
+    rows = []
+    values = metric_values(events)
+    if values:
+        spec = (g.config or {}).get("metric") or {}
+        last, believed = values[-1]
+        rows.append(("metric", f"{sparkline([v for v, _ in values])}  last {last:g}{spec.get('unit') or ''}"
+                               f"{'' if believed else ' (not accepted)'}, target {spec.get('target', '?')}, "
+                               f"{len(values)} measurement(s)"))
+    attempts = [e.payload for e in events if e.payload.get("type") == "protect_violation"]
+    if attempts:
+        rows.append(("protected", f"{len(attempts)} attempt(s) to change acceptance files: "
+                                  + ", ".join(sorted({str(a.get('path')) for a in attempts}))))
+    return rows
 
 
 def _cached_share(g: Any) -> float:
@@ -367,7 +389,7 @@ def show_cmd(
     share = _cached_share(g)
     rows = [
         ("goal", g.id),
-        ("status", g.status + (f"  ({g.error})" if g.error else "")),
+        ("status", g.shown_status + (f"  ({g.error})" if g.error else "")),
         ("objective", g.objective),
         ("check", g.check_cmd or "(independent judge)"),
         ("model", g.model),
@@ -383,6 +405,7 @@ def show_cmd(
     ]
     if g.summary:
         rows.append(("summary", g.summary))
+    rows += _guard_rows(store, g, sessions)
     t = _table(rows=rows, show_header=False)
     t.columns[0].style = "bold"
     console.print(t)

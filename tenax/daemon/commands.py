@@ -200,6 +200,16 @@ def waits_on(goal: Any) -> str:
     return ""
 
 
+def job_wait(store: Any, goal: Any) -> str:
+    """For a running goal: the background job it is waiting on ('' when none)."""
+    from tenax.export.describe import job_waiting
+
+    if goal.shown_status != "running":
+        return ""
+    main = next((s for s in store.sessions_for_goal(goal.id) if s.role == "main"), None)
+    return job_waiting(store.steps(main.id, kinds=["event"])) if main else ""
+
+
 def register(app: typer.Typer, ui: Any) -> None:
     """Add these commands to the CLI ``app``; ``ui`` is ``tenax.cli`` (its printing helpers)."""
     global _UI

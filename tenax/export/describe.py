@@ -94,3 +94,32 @@ def event_line(p: dict[str, Any]) -> list[Part] | None:
 def plain(parts: list[Part]) -> str:
     """The parts of a line as plain text (styles dropped)."""
     return "".join(p if isinstance(p, str) else p[0] for p in parts)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """Values as a one-line chart of block characters (lowest ▁, highest █)."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARKS[round((v - lo) / span * (len(SPARKS) - 1))] for v in values)
+
+
+def metric_values(steps: list[Any]) -> list[tuple[float, bool]]:
+    """Every measured value of a metric goal, in order, with whether it was accepted (believed)."""
+    return [(float(s.payload["value"]), bool(s.payload.get("accepted"))) for s in steps
+            if s.kind == "event" and s.payload.get("type") == "metric" and isinstance(s.payload.get("value"), (int, float))]
+
+
+def job_waiting(steps: list[Any]) -> str:
+    """The job a goal is waiting on right now ('' when none): a job_wait with no job_done after it."""
+    for s in reversed(steps):
+        kind = s.payload.get("type") if s.kind == "event" else None
+        if kind == "job_wait":
+            return f"job {s.payload.get('job')}"
+        if kind in ("job_done", "job_wait_timeout"):
+            return ""
+    return ""

@@ -14,7 +14,7 @@ from html import escape
 from typing import Any, Callable
 
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
-from tenax.export.describe import duration, event_line, plain, short
+from tenax.export.describe import duration, event_line, metric_values, plain, short
 from tenax.export.redact import redactor
 from tenax.export.transcript import RESULT_CHARS, _usage_line, _when, session_tree, spawned_agents
 from tenax.sandbox._incontainer import cut_middle
@@ -172,7 +172,8 @@ def _header(goal: Any, t: Callable[[Any], str], clean: Callable[[dict], dict], c
                       f'{t(_when(st.created_at))}</li>' for st, p in checks) or "<li>no check ran</li>"
     return (f"<h1>tenax goal {t(goal.id)}: {t(goal.status)}</h1><p>{t(goal.objective)}</p>"
             '<table class="totals">' + "".join(f"<tr><td>{k}</td><td>{t(v)}</td></tr>" for k, v in rows) + "</table>"
-            f"<h2>check history</h2><ol>{history}</ol>{_chart(calls)}")
+            f"<h2>check history</h2><ol>{history}</ol>{_chart(calls)}"
+            f"{_metric_chart(steps, ((goal.config or {}).get('metric') or {}).get('unit') or '', t)}")
 
 
 def _chart(calls: list[Any], w: int = 640, h: int = 120) -> str:
@@ -189,16 +190,39 @@ def _chart(calls: list[Any], w: int = 640, h: int = 120) -> str:
 
     cost = [sum(c.cost_usd for c in g) / len(g) for g in groups]
     cached = [sum(map(share, g)) / len(g) for g in groups]
-    top, step = max(cost) or 1.0, w / max(len(groups) - 1, 1)
+    top = max(cost) or 1.0
+    per = f"per {n} calls" if n > 1 else "per call"
+    return "<h2>per turn</h2>" + _svg(
+        [("#c33", [c / top for c in cost]), ("#36c", cached)],
+        f"cost (red, max ${top:.4f}) and cached share (blue, 0-100%), {per}",
+        f"red: mean cost {per} (max ${top:.4f}); blue: cached share; {len(calls):,} model calls of the main session",
+        w, h)
+
+
+def _metric_chart(steps: list[Any], unit: str, t: Callable[[Any], str], w: int = 640, h: int = 120) -> str:
+    """Every measured value of a metric goal (absolute, as journaled), believed or not."""
+    values = metric_values(steps)
+    if not values:
+        return ""
+    nums = [v for v, _ in values]
+    lo, hi = min(nums), max(nums)
+    span = (hi - lo) or 1.0
+    rejected = sum(1 for _, ok in values if not ok)
+    return "<h2>metric</h2>" + _svg(
+        [("#393", [(v - lo) / span for v in nums])], t(f"metric values from {lo:g} to {hi:g}{unit}"),
+        t(f"{len(nums)} measurement(s) from {lo:g}{unit} to {hi:g}{unit}; last {nums[-1]:g}{unit}; "
+          f"{rejected} not accepted by the audit"), w, h)
+
+
+def _svg(lines: list[tuple[str, list[float]]], title: str, caption: str, w: int, h: int) -> str:
+    """Lines of values in 0..1 as one inline SVG (no script, no external reference)."""
+    step = w / max(max(len(v) for _, v in lines) - 1, 1)
 
     def points(values: list[float]) -> str:
         return " ".join(f"{i * step:.1f},{h - v * h:.1f}" for i, v in enumerate(values))
 
-    per = f"per {n} calls" if n > 1 else "per call"
-    return (f'<h2>per turn</h2><svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 20}" '
-            f'viewBox="0 -2 {w} {h + 22}" role="img"><title>cost (red, max ${top:.4f}) and cached share '
-            f'(blue, 0-100%), {per}</title><rect x="0" y="0" width="{w}" height="{h}" fill="#fafafa"/>'
-            f'<polyline fill="none" stroke="#c33" stroke-width="1" points="{points([c / top for c in cost])}"/>'
-            f'<polyline fill="none" stroke="#36c" stroke-width="1" points="{points(cached)}"/>'
-            f'<text x="0" y="{h + 16}" font-size="11">red: mean cost {per} (max ${top:.4f}); blue: cached share; '
-            f'{len(calls):,} model calls of the main session</text></svg>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 20}" viewBox="0 -2 {w} {h + 22}" '
+            f'role="img"><title>{title}</title><rect x="0" y="0" width="{w}" height="{h}" fill="#fafafa"/>'
+            + "".join(f'<polyline fill="none" stroke="{color}" stroke-width="1" points="{points(v)}"/>'
+                      for color, v in lines)
+            + f'<text x="0" y="{h + 16}" font-size="11">{caption}</text></svg>')
