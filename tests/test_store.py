@@ -466,6 +466,15 @@ def test_a_reply_its_usage_and_the_totals_are_one_write(store: SqlStore):
     assert store.last_seq(sid) == 1 and store.writes == before + 1
 
 
+def test_goal_control_is_read_alone(store: SqlStore):
+    gid = _goal(store)
+    assert store.goal_control(gid) is None
+    store.update_goal(gid, control="stop")
+    assert store.goal_control(gid) == "stop" == store.get_goal(gid).control
+    with pytest.raises(NotFound, match="nope"):
+        store.goal_control("nope")
+
+
 def test_fast_reads_match_the_orm_reads(store: SqlStore, db: Path):
     gid = _goal(store, budgets={"max_turns": 5})
     sid = _session(store, gid)

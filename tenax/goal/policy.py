@@ -87,7 +87,7 @@ class GoalPolicy:
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             time.sleep(min(left, NAP_POLL_S))
-            if self.store.get_goal(self.goal_id).control in CONTROLS:
+            if self.store.goal_control(self.goal_id) in CONTROLS:
                 return
 
     def obey(self) -> End | None:
@@ -194,7 +194,7 @@ class GoalPolicy:
 
     def run_tool(self, call: ToolCallPart, ctx: TurnContext) -> ToolOutcome:
         self._called_tools = True
-        self.control = self.store.get_goal(self.goal_id).control
+        self.control = self.store.goal_control(self.goal_id)
         if self.control in CONTROLS:  # a stop wins within one tool call: the rest are not run
             return ToolOutcome(is_error=True, content=f"[runtime] Not run: the goal is being {CONTROLS[self.control]} "
                                                       f"(tenax {self.control}). It continues from here on resume.")

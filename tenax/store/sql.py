@@ -130,6 +130,10 @@ def _select_goal() -> Any:
     return select(_GOALS).where(_GOALS.c.id == bindparam("gid"))
 
 
+def _select_control() -> Any:
+    return select(_GOALS.c.control).where(_GOALS.c.id == bindparam("gid"))
+
+
 def _select_session_goal() -> Any:
     return select(_SESSIONS.c.goal_id).where(_SESSIONS.c.id == bindparam("sid"))
 
@@ -245,6 +249,15 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
                     f"{', ...' if n > len(some) else ''}); give more characters"
                 )
             return _goal(s.scalars(select(GoalRow).where(cond)).one())
+
+    def goal_control(self, goal_id: str) -> str | None:
+        """The goal's pending control request (``stop`` / ``pause``, or None): the one column a
+        runner polls before each tool call and during waits (exact id; NotFound)."""
+        with self._tx(write=False) as cur:
+            rows = self._prepared("control", _select_control).run(cur, gid=goal_id)
+        if not rows:
+            raise NotFound(f"no goal {goal_id!r}")
+        return rows[0][0]
 
     def list_goals(self, *, limit: int = 50, status: str | Iterable[str] | None = None) -> list[GoalRecord]:
         """Newest first. ``status`` may be one status or several."""
