@@ -386,7 +386,7 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     image = config.get("image") or settings.image
     _sandbox_preflight(settings.model_copy(update={"image": image}))
     sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
-                            labels=store_labels(store))
+                            labels=store_labels(store), **sandbox_limits(settings))
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)
     # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent
@@ -439,6 +439,18 @@ def _retry_options(options: dict[str, Any] | None, on_event: EventHook | None, p
     return options
 
 
+def sandbox_limits(settings: Settings) -> dict[str, Any]:
+    """The sandbox's resource limits from the configuration (memory, pids, CPUs, tmpfs sizes)."""
+    return {"mem_limit": settings.mem_limit, "pids_limit": settings.pids_limit, "cpus": settings.cpus,
+            "tmp_mb": settings.tmp_mb, "home_mb": settings.home_mb}
+
+
+def default_budgets(settings: Settings | None = None) -> dict[str, Any]:
+    """A new goal's budgets from the configuration (its command line overrides each)."""
+    settings = settings or load_settings()
+    return {k: v for k in ("max_turns", "max_usd", "max_tokens", "max_minutes") if (v := getattr(settings, k)) is not None}
+
+
 def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settings, api_key: str | None, image: str,
                   model_options: dict[str, Any] | None = None,
                   egress: EgressJournal | None = None) -> tuple[AgentManager, ReviewerJudge | None]:
@@ -456,7 +468,8 @@ def subagents_for(store: Store, goal: Any, toolbox: Toolbox, *, settings: Settin
 
     def sandbox_factory(agent_id: str, path: str) -> tuple[Sandbox, Toolbox]:
         sb = DockerSandbox(path, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
-                           name_suffix=f"-agent-{agent_id}", labels={"tenax.agent": agent_id, **store_labels(store)})
+                           name_suffix=f"-agent-{agent_id}", labels={"tenax.agent": agent_id, **store_labels(store)},
+                           **sandbox_limits(settings))
         sb.start()
         return sb, ToolBox(sb, exec_timeout=settings.exec_timeout)
 

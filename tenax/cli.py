@@ -258,7 +258,9 @@ def goal_cmd(
     from tenax.app import GoalRequest, create_goal, parse_price, run_goal
 
     try:
-        budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes)
+        from tenax.app import default_budgets
+
+        budgets = _budgets(max_turns, max_usd, max_tokens, max_minutes, base=default_budgets())
         given_price = parse_price(price) if price is not None else None
         _require("--compact-at", compact_at, "a fraction between 0.05 and 1.0", lambda v: 0.05 <= v <= 1.0)
         store = _store()

@@ -28,6 +28,17 @@ class Settings(BaseSettings):
     pricing_file: str | None = None  # JSON/TOML/YAML overrides of the pricing table
     exec_timeout: float = 120.0
     check_timeout: float = 900.0
+    # a new goal's budgets when its command line names none (None: no limit; max_turns defaults to 200)
+    max_turns: int | None = None
+    max_usd: float | None = None
+    max_tokens: int | None = None
+    max_minutes: float | None = None
+    # the sandbox's resource limits
+    mem_limit: str = "2g"
+    pids_limit: int = 512
+    cpus: float = 1.0
+    tmp_mb: int = 512
+    home_mb: int = 256
     # the sandbox's egress allowlist (HOST[:PORT], comma-separated in TENAX_ALLOW_HOSTS); empty: --network decides
     allow_hosts: Annotated[list[str], NoDecode] = []
 
