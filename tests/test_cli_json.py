@@ -115,3 +115,36 @@ def test_json_stop_by_signal_exits_130_with_a_complete_stream(workspace, tmp_pat
     assert lines[-1]["type"] == "goal" and lines[-1]["status"] == "stopped"
     assert ("event", "stopped") == next((k, p["status"]) for k, p in reversed(steps(lines)) if p.get("type") == "status")
     assert "resume with: tenax resume" in err
+
+
+def test_stream_of_a_rich_run_has_every_step_of_every_session_once(workspace, store, monkeypatch):
+    """Sub-agents journal without calling on_event: their steps still stream, each once, and the
+    stream holds exactly the export's sessions and steps (redacted the same way)."""
+    from richrun import ENV_SECRET, GOAL_SECRET, rich_run
+
+    from tenax.export.stream import JsonStream
+    from tenax.export.transcript import to_jsonl
+
+    out: list[str] = []
+    holder: dict[str, JsonStream] = {}
+
+    def on_event(kind, payload):  # the goal exists only once rich_run created it
+        if "s" not in holder:
+            gid = store.list_goals(limit=1)[0].id
+            holder["s"] = JsonStream(store, gid, out.append)
+            holder["s"].start()
+        holder["s"](kind, payload)
+
+    gid = rich_run(store, workspace, monkeypatch, on_event=on_event)
+    holder["s"].finish()
+    lines = parse("".join(out))
+    exported = [json.loads(x) for x in to_jsonl(store, gid)]
+
+    def keyed(objs, t):
+        return sorted(json.dumps(o, sort_keys=True) for o in objs if o["type"] == t)
+
+    assert keyed(lines, "step") == keyed(exported, "step")  # each step of each session, once
+    assert {o["id"] for o in lines if o["type"] == "session"} == {o["id"] for o in exported if o["type"] == "session"}
+    assert len({o["session_id"] for o in lines if o["type"] == "step"}) == 2  # main and the sub-agent
+    assert [o for o in lines if o["type"] == "agent"][-1]["status"] == exported[1]["status"]
+    assert ENV_SECRET not in "".join(out) and GOAL_SECRET not in "".join(out)

@@ -21,6 +21,7 @@ class JsonStream:
         self.line = jsonl_encoder(store.get_goal(goal_id))
         self.seqs: dict[str, int] = {}  # session id -> the last seq written
         self.agents: dict[str, str] = {}  # agent id -> the status last written
+        self.done: set[str] = set()  # sessions of ended sub-agents, read to their end
 
     def _put(self, record: dict[str, Any]) -> None:
         self.write(self.line(record) + "\n")
@@ -34,17 +35,24 @@ class JsonStream:
         self.flush()
 
     def flush(self) -> None:
+        ended = set()
         for a in self.store.agents_for_goal(self.goal_id):
+            if a.finished:
+                ended.add(a.session_id)
             if self.agents.get(a.id) != a.status:
                 self.agents[a.id] = a.status
                 self._put(agent_record(a))
         for depth, s in session_tree(self.store, self.goal_id):
+            if s.id in self.done:
+                continue
             if s.id not in self.seqs:
                 self.seqs[s.id] = 0
                 self._put(session_record(depth, s))
             for st in self.store.steps(s.id, after_seq=self.seqs[s.id]):
                 self._put(step_record(s.id, st))
                 self.seqs[s.id] = st.seq
+            if s.id in ended:  # its agent had ended before this read: nothing more comes
+                self.done.add(s.id)
 
     def finish(self) -> None:
         """Whatever the run journaled after its last on_event, then the goal with its end status."""
