@@ -148,3 +148,27 @@ def test_stream_of_a_rich_run_has_every_step_of_every_session_once(workspace, st
     assert len({o["session_id"] for o in lines if o["type"] == "step"}) == 2  # main and the sub-agent
     assert [o for o in lines if o["type"] == "agent"][-1]["status"] == exported[1]["status"]
     assert ENV_SECRET not in "".join(out) and GOAL_SECRET not in "".join(out)
+
+
+def test_json_failed_goal_exits_1(workspace, tmp_path):
+    from tenax.testing import SimError
+
+    script = Script([Reply(error=SimError(status=400, message="messages.0.content: unexpected field 'bogus'"))])
+    with Simulator(script) as sim:
+        r = tenax(*goal_args(workspace, sim), env=goal_env(tmp_path / "t.db"))
+    assert r.returncode == EXIT_CODES["failed"] == 1, r.stderr
+    lines = parse(r.stdout)
+    assert lines[-1]["status"] == "failed" and "unexpected field" in lines[-1]["error"]
+    assert "why: model call failed" in r.stderr
+
+
+def test_json_stuck_goal_exits_4(workspace, tmp_path):
+    wrong = [ToolCall(name="write_file", arguments={"path": "status.txt", "content": "fixd\n"}),
+             ToolCall(name="complete_goal", arguments={"summary": "fixed"})]
+    with Simulator(Script([Reply(tool_calls=wrong) for _ in range(20)])) as sim:
+        r = tenax(*goal_args(workspace, sim, "--stuck-after", "2", "--step-backs", "0", "--max-turns", "20"),
+                  env=goal_env(tmp_path / "t.db"))
+    assert r.returncode == EXIT_CODES["stuck"] == 4, r.stderr
+    lines = parse(r.stdout)
+    assert lines[-1]["status"] == "stuck" and lines[-1]["turns"] < 20
+    assert [p["action"] for k, p in steps(lines) if p.get("type") == "stuck"][-1] == "end"
