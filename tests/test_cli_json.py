@@ -172,3 +172,23 @@ def test_json_stuck_goal_exits_4(workspace, tmp_path):
     lines = parse(r.stdout)
     assert lines[-1]["status"] == "stuck" and lines[-1]["turns"] < 20
     assert [p["action"] for k, p in steps(lines) if p.get("type") == "stuck"][-1] == "end"
+
+
+def test_json_paused_goal_exits_130(workspace, tmp_path):
+    env = goal_env(tmp_path / "t.db")
+    script = Script([Reply(tool_calls=[ToolCall(name="bash", arguments={"command": "sleep 4"})]),
+                     Reply(tool_calls=[ToolCall(name="bash", arguments={"command": "sleep 60"})])])
+    with Simulator(script) as sim:
+        proc = subprocess.Popen([sys.executable, "-m", "tenax.cli", *goal_args(workspace, sim)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            if '"kind": "tool_started"' in line:
+                break
+        paused = tenax("pause", json.loads(out[0])["id"], env=env)
+        assert paused.returncode == 0, paused.stderr
+        rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_CODES["paused"] == 130, err
+    lines = parse("".join(out) + rest)
+    assert lines[-1]["status"] == "paused" and lines[-1]["turns"] == 1
