@@ -273,6 +273,9 @@ def goal_cmd(
         if bg or ctx.info_name == "submit" or any(v is not None for v in (after, at, notify, worktree)):
             from tenax.daemon.commands import queue_goal
 
+            if as_json:
+                raise ConfigError("--json streams a goal that runs here; a background goal runs in the daemon: "
+                                  "leave out --json (follow it with tenax logs ID -f) or leave out --bg")
             return queue_goal(store, req, after=after, at=at, notify=notify, worktree=worktree)
         goal_id = create_goal(store, req)
         _stop_on_sigterm()
@@ -307,7 +310,7 @@ def resume_cmd(
 
             if budgets is not None:
                 store.update_goal(goal.id, budgets=budgets.model_dump())
-            return say(resume_background(store, store.get_goal(goal.id)))
+            return say(resume_background(store, store.get_goal(goal.id)), err=as_json)
         from tenax.app import run_goal  # slow to import: only once the goal is known
 
         say("resuming goal ", (goal.id, "bold"), f" ({goal.status}, {goal.turns} turns so far)", err=as_json)

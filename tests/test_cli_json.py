@@ -192,3 +192,11 @@ def test_json_paused_goal_exits_130(workspace, tmp_path):
     assert proc.returncode == EXIT_CODES["paused"] == 130, err
     lines = parse("".join(out) + rest)
     assert lines[-1]["status"] == "paused" and lines[-1]["turns"] == 1
+
+
+def test_json_with_bg_is_refused_and_queues_nothing(workspace, tmp_path):
+    env = goal_env(tmp_path / "t.db")
+    r = tenax("goal", OBJECTIVE, "--workspace", str(workspace), "--check", CHECK, "--bg", "--json", env=env)
+    assert r.returncode == EXIT_CODES["bad input"] and r.stdout == ""
+    assert "--json" in r.stderr and "--bg" in r.stderr and "Traceback" not in r.stderr
+    assert "no goals yet" in tenax("ls", env=env).stdout
