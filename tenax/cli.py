@@ -162,6 +162,10 @@ _JSON_HELP = ("Print the journal as JSON lines (the schema of tenax export --for
 
 def _watch(store: Any, goal_id: str, as_json: bool, run: Callable[[Callable[[str, dict[str, Any]], None]], str]) -> NoReturn:
     """Run a goal with the terminal view (or the --json stream), then exit with its status's code."""
+    from tenax.export.otel import missing_extra
+
+    if note := missing_extra():
+        say(("note:", "yellow"), " ", note, err=True)
     if as_json:
         from tenax.export.stream import JsonStream
 

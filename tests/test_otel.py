@@ -132,3 +132,28 @@ def test_otlp_endpoint_env_exports_the_goal_trace(workspace, tmp_path):
     attrs = {a.key: a.value for a in call.attributes}
     assert attrs["gen_ai.request.model"].string_value == "claude-sonnet-4-6"
     assert attrs["gen_ai.usage.output_tokens"].int_value > 0 and attrs["tenax.cost_usd"].double_value > 0
+
+
+def test_endpoint_without_the_extra_says_so_and_the_goal_runs(workspace, tmp_path):
+    """The extra's modules made unimportable (None in sys.modules): one note on stderr, the goal still runs."""
+    import subprocess
+    import sys
+
+    from goalproc import CHECK, OBJECTIVE, goal_env
+
+    from tenax.testing import Reply, Script, Simulator, ToolCall
+
+    script = Script([
+        Reply(tool_calls=[ToolCall(name="write_file", arguments={"path": "status.txt", "content": "fixed\n"})]),
+        Reply(tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "fixed"})]),
+    ])
+    boot = ("import sys; sys.modules['opentelemetry.sdk'] = None; sys.modules['opentelemetry.exporter.otlp'] = None; "
+            "sys.argv[0] = 'tenax'; from tenax.cli import main; main()")
+    with Simulator(script) as sim:
+        r = subprocess.run([sys.executable, "-c", boot, "goal", OBJECTIVE, "--workspace", str(workspace), "--check",
+                            CHECK, "--model", "anthropic:claude-sonnet-4-6", "--base-url", sim.url],
+                           env=goal_env(tmp_path / "t.db", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9"),
+                           capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "note: OTEL_EXPORTER_OTLP_ENDPOINT is set but tracing is off" in r.stderr and "tenax[otel]" in r.stderr
+    assert "Traceback" not in r.stderr

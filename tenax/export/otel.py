@@ -169,6 +169,19 @@ def _usage(d: dict[str, Any]) -> Any:
     return Usage.model_validate(d)
 
 
+def missing_extra() -> str | None:
+    """What to do when OTEL_EXPORTER_OTLP_ENDPOINT asks for traces that cannot be sent; else None."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    try:
+        import opentelemetry.exporter.otlp  # noqa: F401
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError as e:
+        return (f"OTEL_EXPORTER_OTLP_ENDPOINT is set but tracing is off: {e}. "
+                "Install the extra (pip install 'tenax[otel]') or unset the variable.")
+    return None
+
+
 def provider_from_env() -> Any:
     """An SDK TracerProvider exporting over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set and the
     ``otel`` extra is installed; else None (tracing off). The exporter reads the standard OTEL_*
