@@ -162,3 +162,36 @@ def test_status_line_follows_a_run_with_a_provider_retry(workspace, store):
     total = goal.input_tokens + goal.cache_read_tokens + goal.cache_write_tokens + goal.output_tokens
     assert last("assistant").startswith("turn 2 · ") and f"{total:,} tokens" in last("assistant")
     assert f"${goal.cost_usd:.4f} of $2" in last("assistant") and goal.cost_usd > 0
+
+
+def test_status_line_counts_running_sub_agents(workspace, store):
+    from goalproc import KEY
+    from test_subagents import Router
+
+    from tenax.app import GoalRequest, create_goal, fan_out, run_goal
+    from tenax.core.budget import Budgets
+    from tenax.export.live import StatusLine
+
+    def call(name, **arguments):
+        return ToolCall(name=name, arguments=arguments)
+
+    router = Router(main=[
+        Reply(tool_calls=[call("spawn_agent", task="delta: look around", role="explorer", background=True)]),
+        Reply(tool_calls=[call("bash", command="sleep 1")]),  # the agent is still busy (its tool sleeps 5 s)
+        Reply(tool_calls=[call("wait_agents")]),
+        Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+        Reply(tool_calls=[call("complete_goal", summary="fixed")]),
+    ], subs={"delta": [Reply(tool_calls=[call("bash", command="sleep 5")]),
+                       Reply(tool_calls=[call("report", outcome="success", findings="nothing")])]})
+    seen: list[tuple[str, str]] = []
+    with Simulator(router) as sim:
+        gid = create_goal(store, GoalRequest(objective=OBJECTIVE, workspace=str(workspace), check=CHECK,
+                                             model="anthropic:claude-sonnet-4-6", base_url=sim.url,
+                                             budgets=Budgets(max_turns=10)), api_key=KEY)
+        line = StatusLine(store, gid)
+        status = run_goal(store, gid, api_key=KEY,
+                          on_event=fan_out(line, lambda kind, p: seen.append((kind, line.text().plain))))
+    assert status == "succeeded"
+    started = [t for k, t in seen if k == "tool_started"]
+    assert started[1].endswith("running bash 0 s · 1 sub-agent(s) running"), started
+    assert "sub-agent" not in started[3]  # after wait_agents it has ended
