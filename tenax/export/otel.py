@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
+from tenax.core.messages import Usage
+
 SPAN_NAME_LIMIT = 60
 
 
@@ -78,7 +80,7 @@ class GoalTrace:
                 "gen_ai.request.model": name.split("@")[0]})
         elif kind == "assistant" and self.call is not None:
             usage = p.get("usage") or {}
-            cost = self.costs(_usage(usage))[0] if self.costs else None
+            cost = self.costs(Usage.model_validate(usage))[0] if self.costs else None
             provider, _, name = self.model.partition(":")
             self.call.set_attributes(genai_attributes(provider, name.split("@")[0], usage, cost))
             self._end("call")
@@ -161,12 +163,6 @@ class GoalTrace:
             self._end("call", "turn")
             self.root.end()
             self.provider.force_flush()
-
-
-def _usage(d: dict[str, Any]) -> Any:
-    from tenax.core.messages import Usage
-
-    return Usage.model_validate(d)
 
 
 def missing_extra() -> str | None:
