@@ -3,8 +3,9 @@
     .venv/bin/python bench/store_throughput.py [--events 2000] [--json]
 
 tenax: ``SqlStore.append_step`` of a tool-result-sized payload (about 600 bytes of JSON), one
-committed transaction per event, as the engine journals them (session lookup, lease fence, next
-seq, insert, commit; a WAL checkpoint every 200 writes). raw: Python's sqlite3 on a file in the
+committed transaction per event, as the engine journals them (``BEGIN IMMEDIATE``, the lease fence
+when a lease is held, one insert that computes the next seq, commit; a WAL checkpoint every 200
+writes); the payload is validated and encoded as strict JSON, the row carries a random text id. raw: Python's sqlite3 on a file in the
 same temporary directory with the same settings (WAL, the same ``synchronous``), one transaction
 per event: ``BEGIN IMMEDIATE``, an insert of the same row whose seq is computed by the same
 ``max(seq) + 1`` subquery over a (session, seq) unique index, ``COMMIT``. Both are measured

@@ -14,7 +14,7 @@ import pytest
 
 from tenax.core.errors import ConfigError
 from tenax.store import StoreBusy, StoreError, open_store
-from tenax.store.base import CHECKPOINT_EVERY
+from tenax.store.base import CHECKPOINT_EVERY, TRUNCATE_WAL_ABOVE
 
 
 def _goal_and_session(st) -> tuple[str, str]:
@@ -140,6 +140,23 @@ def test_the_wal_shrinks_back_after_a_long_reader(tmp_path: Path):
             st.append_step(sid, "tool_result", {"i": i, "blob": "x" * 8000})
             sizes.append(wal.stat().st_size)
         assert min(sizes) < 256 * 1024 and sizes[-1] < 4_000_000, (min(sizes), sizes[-1])
+    finally:
+        st.close()
+
+
+def test_the_wal_stays_small_under_a_steady_stream_of_appends(tmp_path: Path):
+    """No reader pins it: the periodic checkpoints keep the WAL far below the size that gets it
+    truncated, reusing its file instead of growing it."""
+    db, wal = tmp_path / "tenax.db", Path(f"{tmp_path / 'tenax.db'}-wal")
+    st = open_store(str(db))
+    try:
+        _, sid = _goal_and_session(st)
+        sizes = []
+        for i in range(CHECKPOINT_EVERY * 10):
+            st.append_step(sid, "tool_result", {"i": i, "blob": "x" * 600})
+            sizes.append(wal.stat().st_size)
+        assert max(sizes) < TRUNCATE_WAL_ABOVE / 2, max(sizes)
+        assert min(sizes) > 0  # reused in place, never truncated
     finally:
         st.close()
 

@@ -4,6 +4,7 @@ and a periodic WAL checkpoint. ``SqlStore`` and its ledger mixins build on ``Sto
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Callable, TypeVar
@@ -20,7 +21,8 @@ from tenax.store.prepared import Connections, Prepared
 
 R = TypeVar("R")
 
-CHECKPOINT_EVERY = 200  # write transactions between two ``wal_checkpoint(TRUNCATE)`` (SQLite files)
+CHECKPOINT_EVERY = 100  # write transactions between two WAL checkpoints (SQLite files)
+TRUNCATE_WAL_ABOVE = 4 * 2**20  # bytes: a WAL grown past this (a long reader pinned it) is truncated
 
 # SQLite primary result codes (sqlite3 exceptions carry their name) -> what to tell the user.
 _SQLITE_FAULTS = {
@@ -140,14 +142,21 @@ class StoreBase:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Copy the SQLite WAL into the database and truncate it, so it cannot grow without bound
-        while readers keep coming. Best effort: a checkpoint that cannot finish now is retried later."""
+        """Copy the SQLite WAL into the database, so it cannot grow without bound while readers keep
+        coming. A passive checkpoint lets the WAL be reused in place (re-growing a truncated file
+        costs every commit after it); a WAL larger than ``TRUNCATE_WAL_ABOVE`` is truncated.
+        Best effort: a checkpoint that cannot finish now is retried later."""
+        try:
+            wal = os.path.getsize(f"{self.engine.url.database}-wal")
+        except OSError:
+            wal = None  # not a plain file path (e.g. a file: URI): truncate, to be safe
+        mode = "PASSIVE" if wal is not None and wal <= TRUNCATE_WAL_ABOVE else "TRUNCATE"
         try:
             with self.engine.connect() as conn:
                 raw = conn.connection.driver_connection
                 raw.execute("PRAGMA busy_timeout=50")  # never stall the writer behind a long reader
                 try:
-                    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    raw.execute(f"PRAGMA wal_checkpoint({mode})")
                 finally:
                     raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except Exception:  # noqa: BLE001 - best effort, by design

@@ -7,7 +7,8 @@ pydantic snapshots, never ORM objects attached to a session.
 Durability (SQLite): WAL with ``synchronous=NORMAL`` by default - durable against ``kill -9`` and
 any crash of tenax, not against a power loss, which may drop the last commits (never corrupt the
 file). ``TENAX_DURABILITY=full`` selects ``synchronous=FULL``: every commit is fsynced. The WAL is
-checkpointed (TRUNCATE) every ``CHECKPOINT_EVERY`` writes and capped by ``journal_size_limit``.
+checkpointed every ``CHECKPOINT_EVERY`` writes (passively, so its file is reused in place; truncated
+once it has grown past ``TRUNCATE_WAL_ABOVE``) and capped by ``journal_size_limit``.
 
 Faults: a corrupted or foreign file is a ``ConfigError`` naming it at open; a write lock held by
 another process beyond the busy timeout is ``StoreBusy``; a full disk or an I/O error is
