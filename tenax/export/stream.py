@@ -9,6 +9,7 @@ at the end with its final status.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from tenax.export.transcript import (agent_record, goal_record, jsonl_encoder, session_record, session_tree,
@@ -22,6 +23,7 @@ class JsonStream:
         self.seqs: dict[str, int] = {}  # session id -> the last seq written
         self.agents: dict[str, str] = {}  # agent id -> the status last written
         self.done: set[str] = set()  # sessions of ended sub-agents, read to their end
+        self.lock = threading.Lock()
 
     def _put(self, record: dict[str, Any]) -> None:
         self.write(self.line(record) + "\n")
@@ -35,6 +37,10 @@ class JsonStream:
         self.flush()
 
     def flush(self) -> None:
+        with self.lock:  # a sub-agent's provider retry reports from its own thread
+            self._flush()
+
+    def _flush(self) -> None:
         ended = set()
         for a in self.store.agents_for_goal(self.goal_id):
             if a.finished:
