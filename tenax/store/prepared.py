@@ -72,7 +72,7 @@ class Connections:
         self.sqlite = engine.dialect.name == "sqlite"
         self.held = self.sqlite and not is_sqlite_memory(engine.url)
         self._local = threading.local()
-        self._opened: list[tuple[int, Any]] = []  # (pid, weakref) of the connections detached, for close()
+        self._opened: list[tuple[int, Any, Any]] = []  # (pid, thread, connection) as weak references
         self._lock = threading.Lock()
 
     def _connection(self) -> tuple[Any, bool]:
@@ -85,8 +85,8 @@ class Connections:
             fairy.detach()
             local.fairy, local.pid = fairy, os.getpid()
             with self._lock:
-                self._opened = [o for o in self._opened if o[1]() is not None]
-                self._opened.append((local.pid, weakref.ref(fairy)))  # a thread that ends drops (closes) its own
+                self._opened = [o for o in self._opened if o[2]() is not None]  # a thread that ended closed its own
+                self._opened.append((local.pid, weakref.ref(threading.current_thread()), weakref.ref(fairy)))
         return local.fairy, False
 
     @contextmanager
@@ -116,13 +116,17 @@ class Connections:
 
     def held_count(self) -> int:
         """How many threads of this process hold a connection now (a thread that ended holds none)."""
-        return sum(1 for pid, ref in self._opened if pid == os.getpid() and ref() is not None)
+        return sum(1 for pid, _, ref in self._opened if pid == os.getpid() and ref() is not None)
 
     def close(self) -> None:
+        """Close this thread's connection and those of threads that ended; another live thread's is
+        dropped here and closed when that thread is done with it (never under a running statement).
+        A forked child never closes its parent's."""
         with self._lock:
             opened, self._opened = self._opened, []
-        for pid, ref in opened:
-            fairy = ref()
-            if fairy is not None and pid == os.getpid():  # never close a parent's connection in a forked child
+        me = threading.current_thread()
+        for pid, thread, ref in opened:
+            fairy, owner = ref(), thread()
+            if fairy is not None and pid == os.getpid() and (owner is me or owner is None or not owner.is_alive()):
                 fairy.close()
         self._local = threading.local()
