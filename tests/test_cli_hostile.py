@@ -80,8 +80,8 @@ def _cases(gid: str, workspace: Path, garbage_db: str):
                 for v in HOSTILE[_type(p)]:
                     yield path, [*base, p.opts[0], v], {}, (path[-1], p.opts[0], v) not in VALID
         yield path, [*base, "--no-such-option", "[/x]"], {}, True
-        # a database file full of garbage; the sandbox commands do not touch the database
-        yield path, base, {"TENAX_DB": garbage_db}, path[0] != "sandbox"
+        # a database file full of garbage; the sandbox and config commands do not touch the database
+        yield path, base, {"TENAX_DB": garbage_db}, path[0] not in ("sandbox", "config")
 
 
 @pytest.mark.timeout(1800)  # ~90 processes; `goal` alone imports every provider SDK (~5 s of CPU each)

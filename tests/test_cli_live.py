@@ -193,5 +193,8 @@ def test_status_line_counts_running_sub_agents(workspace, store):
                           on_event=fan_out(line, lambda kind, p: seen.append((kind, line.text().plain))))
     assert status == "succeeded"
     started = [t for k, t in seen if k == "tool_started"]
-    assert started[1].endswith("running bash 0 s · 1 sub-agent(s) running"), started
+    results = [t for k, t in seen if k == "tool_result"]
+    # counted from its spawn (the ledger row exists before spawn_agent's result is journaled); how long
+    # it then stays running depends on how fast a loaded machine runs its sleep, so that is not checked
+    assert results[0].endswith("1 sub-agent(s) running"), results
     assert "sub-agent" not in started[3]  # after wait_agents it has ended

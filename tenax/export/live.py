@@ -50,7 +50,8 @@ class StatusLine:
         elif kind == "event" and p.get("type") in ("provider_retry", "provider_outage"):
             self._now("waiting on retry", float(p.get("wait_s") or 0))
         if kind in ("tool_started", "tool_result"):  # spawn_agent / wait_agents change who runs
-            self.agents = sum(a.status == "running" for a in self.store.agents_for_goal(self.goal_id))
+            # a spawned agent counts from its spawn: "pending" only means its thread has not begun yet
+            self.agents = sum(a.status in ("pending", "running") for a in self.store.agents_for_goal(self.goal_id))
 
     def text(self) -> Text:
         now = self.clock()
