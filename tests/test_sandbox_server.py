@@ -105,6 +105,10 @@ def test_a_killed_server_falls_back_to_docker_exec(sb, tmp_path):
 
 def test_resume_reconnects_to_the_running_server(sb, tmp_path):
     assert sb.exec("sleep 77 >/dev/null 2>&1 &", job="srv").ok
+    for _ in range(50):  # the job is up before the channel goes (a loaded machine may lag its start)
+        if "sleep 77" in sb.exec("ps -eo args", job="srv").stdout:
+            break
+        time.sleep(0.1)
     sb._chan.shutdown()  # the first tenax process dies: its end of the channel closes
     again = DockerSandbox(tmp_path, goal_id=sb.goal_id, labels={"tenax.test": "1"}, jobs={"srv"})
     again.start()
