@@ -135,3 +135,22 @@ def test_hostile_arguments_are_refused_over_the_server(sb):
     assert execs.count() == 0 and sb.exec("test ! -e /tmp/pwned").ok
     env = sb.exec("env | grep -c '^TENAX_PY\\|^TENAX_REQ' ; echo $TENAX_EXEC | wc -c")
     assert env.stdout.split() == ["0", "33"]  # the server's internals never reach a command
+
+
+def test_output_crosses_the_channel_as_raw_bytes(sb):
+    """A command's output travels after the reply's JSON as raw bytes (not base64 inside JSON), and
+    comes back byte for byte, over the server and over the docker exec fallback alike."""
+    mb = "head -c 1048576 /dev/zero | tr '\\0' x"
+    reply, raw = sb._server().request({"op": "run", "command": mb, "timeout": 30, "grace": 2, "cwd": "/workspace",
+                                   "env": {}, "jobs": [], "cap": 2 << 20, "nonce": uuid.uuid4().hex}, 60)
+    assert reply["rc"] == 0 and reply["out"] == {"at": 0, "head": 1048576, "tail": 0, "total": 1048576, "lines": 0}
+    assert len(raw) == 1048576 and bytes(raw) == b"x" * 1048576
+    # text that looks like the framing itself, JSON, invalid UTF-8 and NULs comes back as sent
+    hostile = r"""printf '\x00\x00\x00\x05{"a":1}"}\xff\xfe\x00end\n'; printf 'err\x00\xc3(' >&2"""
+    for check in (False, True):  # the server, then docker exec (a goal's check)
+        r = sb.exec(hostile, retry_on_restart=check)
+        assert r.ok and r.stdout == '\x00\x00\x00\x05{"a":1}"}\ufffd\ufffd\x00end\n' and r.stderr == "err\x00\ufffd("
+        big = sb.exec(mb, retry_on_restart=check)  # the default cap: head and tail with the exact marker
+        head, _, tail = big.stdout.partition("\n[... ")
+        assert len(head) == len(tail.split("...]\n", 1)[1]) == 10_000 and big.truncated_bytes == 1048576 - 20_000
+        assert f"\n[... {1048576 - 20_000} bytes (0 lines) cut here; the full output was not kept ...]\n" in big.stdout

@@ -4,7 +4,8 @@ own that is bind-mounted read-only at /run/tenax in the container.
 The container's main process forks the server (``BOOT``), which connects to the socket; tenax
 checks that the peer is a process of that very container (its cgroup names the container id, its
 uid is the sandbox user's), sends it the server's code (``_incontainer.py``) and then one
-length-prefixed JSON request at a time. The directory holds nothing but the socket, and the mount
+request at a time, each a frame (``_incontainer.frame``: JSON, then raw bytes such as a command's
+output, so large output costs one copy and one decode). The directory holds nothing but the socket, and the mount
 is read-only, so the container gets nothing of the host but the one socket it must reach (no
 network needed: ``network none`` keeps working). A dead container closes the socket, so tenax
 learns of its death from the channel (EOF) without asking the engine.
@@ -20,6 +21,8 @@ import socket
 import struct
 import time
 from pathlib import Path
+
+from tenax.sandbox._incontainer import FRAME_HEAD, frame
 
 MOUNT = "/run/tenax"
 SOCKET_NAME = "s"
@@ -112,7 +115,7 @@ class Channel:
             try:
                 conn.sendall(struct.pack(">I", len(_SCRIPT)) + _SCRIPT)
                 conn.settimeout(max(deadline - time.monotonic(), 1.0))
-                hello = self._recv(conn)
+                hello, _ = self._recv(conn)
                 conn.settimeout(None)
             except (OSError, ChannelDown, ValueError):
                 conn.close()
@@ -129,17 +132,17 @@ class Channel:
         except OSError:
             return False
 
-    def request(self, req: dict, deadline: float) -> dict:
-        """Send one request and wait for its reply until ``deadline`` s (TimeoutError after it)."""
+    def request(self, req: dict, deadline: float) -> tuple[dict, memoryview]:
+        """Send one request and wait for its reply until ``deadline`` s (TimeoutError after it);
+        (reply, the raw bytes its ``at`` offsets refer to)."""
         conn = self.conn
         if conn is None:
             raise ChannelDown(before=True)
         if select.select([conn], [], [], 0)[0]:  # EOF already waiting: it died between requests
             self.close()
             raise ChannelDown(before=True)
-        data = json.dumps(req, ensure_ascii=False).encode("utf-8")
         try:
-            conn.sendall(struct.pack(">I", len(data)) + data)
+            conn.sendall(frame(req))
         except OSError:
             self.close()
             raise ChannelDown(before=True) from None
@@ -154,20 +157,22 @@ class Channel:
             raise ChannelDown(before=False) from None
 
     @staticmethod
-    def _recv(conn: socket.socket) -> dict:
-        def exactly(n: int) -> bytes:
-            buf = bytearray()
-            while len(buf) < n:
-                chunk = conn.recv(min(n - len(buf), 1 << 20))
-                if not chunk:
+    def _recv(conn: socket.socket) -> tuple[dict, memoryview]:
+        def exactly(n: int) -> memoryview:
+            buf = memoryview(bytearray(n))
+            got = 0
+            while got < n:
+                k = conn.recv_into(buf[got:])
+                if not k:
                     raise ChannelDown(before=False)
-                buf += chunk
-            return bytes(buf)
+                got += k
+            return buf
 
-        (n,) = struct.unpack(">I", exactly(4))
-        if n > _MAX_FRAME:
-            raise ValueError(f"exec server frame of {n} bytes")
-        return json.loads(exactly(n))
+        n, m = FRAME_HEAD.unpack(exactly(FRAME_HEAD.size))
+        if n + m > _MAX_FRAME:
+            raise ValueError(f"exec server frame of {n + m} bytes")
+        body = exactly(n + m)
+        return json.loads(bytes(body[:n])), body[n:]
 
     def hang_up(self) -> None:
         """End the connection from any thread (a request waiting on it sees EOF at once)."""

@@ -10,7 +10,6 @@ share one implementation.
 Standard library only: the sandbox image has python3 but nothing else.
 """
 
-import base64
 import fnmatch
 import json
 import os
@@ -314,11 +313,13 @@ class StreamBuffer:
         if len(self.tail) > 2 * self.cap:
             del self.tail[: len(self.tail) - self.cap]
 
-    def wire(self):
+    def wire(self, blobs):
+        """Its JSON form; its bytes (head, then tail) are appended to ``blobs``, raw, at ``at``."""
         if len(self.tail) > self.cap:
             del self.tail[: len(self.tail) - self.cap]
-        return {"head": base64.b64encode(bytes(self.head)).decode(), "tail": base64.b64encode(bytes(self.tail)).decode(),
-                "total": self.total, "lines": self.lines}
+        at = sum(map(len, blobs))
+        blobs += [self.head, self.tail]
+        return {"at": at, "head": len(self.head), "tail": len(self.tail), "total": self.total, "lines": self.lines}
 
     def _end(self):
         """The stream's last bytes held (all of it when nothing was dropped in the middle)."""
@@ -343,9 +344,11 @@ class StreamBuffer:
         return text, dropped
 
     @classmethod
-    def from_wire(cls, cap, w):
+    def from_wire(cls, cap, w, raw):
+        """The buffer ``wire`` sent: ``w`` its JSON form, ``raw`` the frame's bytes."""
         buf = cls(cap)
-        buf.head, buf.tail = bytearray(base64.b64decode(w["head"])), bytearray(base64.b64decode(w["tail"]))
+        at, mid = w["at"], w["at"] + w["head"]
+        buf.head, buf.tail = bytearray(raw[at:mid]), bytearray(raw[mid : mid + w["tail"]])
         buf.total, buf.lines = w["total"], w["lines"]
         return buf
 
@@ -447,8 +450,9 @@ def run(req, cancel=None):
         _drain({proc.stdout.fileno(): out, proc.stderr.fileno(): err}, time.monotonic() + 2)
         proc.stdout.close()
         proc.stderr.close()
+    blobs = []
     return {"rc": rc, "timed_out": timed_out, "reaped": reaped, "left": left, "oom": oom_kills() - oom_before,
-            "duration": time.monotonic() - t0, "out": out.wire(), "err": err.wire()}
+            "duration": time.monotonic() - t0, "out": out.wire(blobs), "err": err.wire(blobs)}, blobs
 
 
 def _drain(pipes, until):
@@ -505,33 +509,44 @@ def _pump(proc, pipes, deadline, grace, cancel):
     return (128 - rc if rc < 0 else rc), False
 
 
-def _send(sock, obj):
+# A frame, both ways: its JSON's length and its raw bytes' length (>II), the JSON (UTF-8), the raw
+# bytes (a command's output, sent as is: no base64, no escaping, decoded once on the host).
+FRAME_HEAD = struct.Struct(">II")
+
+
+def frame(obj, blobs=()):
     data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    sock.sendall(struct.pack(">I", len(data)) + data)
+    return b"".join([FRAME_HEAD.pack(len(data), sum(map(len, blobs))), data, *blobs])
+
+
+def unframe(data):
+    """(JSON object, raw bytes as a memoryview) of one whole frame; ValueError when it is not one."""
+    if len(data) < FRAME_HEAD.size:
+        raise ValueError("short frame")
+    n, m = FRAME_HEAD.unpack_from(data)
+    if len(data) != FRAME_HEAD.size + n + m:
+        raise ValueError(f"frame of {len(data)} bytes, not {FRAME_HEAD.size + n + m}")
+    view = memoryview(data)
+    return json.loads(bytes(view[FRAME_HEAD.size : FRAME_HEAD.size + n])), view[FRAME_HEAD.size + n :]
 
 
 def _recv(sock):
-    head = sock.recv(4, socket.MSG_WAITALL)
-    if len(head) < 4:
+    head = sock.recv(FRAME_HEAD.size, socket.MSG_WAITALL)
+    if len(head) < FRAME_HEAD.size:
         return None
-    (n,) = struct.unpack(">I", head)
-    data = sock.recv(n, socket.MSG_WAITALL) if n else b""
-    return json.loads(data) if len(data) == n else None
+    n, m = FRAME_HEAD.unpack(head)
+    data = sock.recv(n + m, socket.MSG_WAITALL) if n + m else b""
+    return json.loads(data[:n]) if len(data) == n + m else None
 
 
 def handle(req, conn=None):
+    """One request; (reply, raw bytes the reply refers to)."""
     op = req.pop("op")
     if op == "run":
         return run(req, conn)
     if op == "reap":
-        return dict(zip(("reaped", "left"), reap(None, set(req.get("jobs") or ()), req.get("spare") or ())))
-    if op == "put":
-        fd = os.open(req["path"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(base64.b64decode(req["data"]))
-            os.fchmod(fh.fileno(), req["mode"])
-        return {"ok": True}
-    return file_op(req["args"])
+        return dict(zip(("reaped", "left"), reap(None, set(req.get("jobs") or ()), req.get("spare") or ()))), []
+    return file_op(req["args"]), []
 
 
 def serve(conn, path=None):
@@ -540,16 +555,16 @@ def serve(conn, path=None):
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     while True:
         try:
-            _send(conn, {"pid": os.getpid()})
+            conn.sendall(frame({"pid": os.getpid()}))
             while True:
                 req = _recv(conn)
                 if req is None:
                     break
                 try:
-                    reply = handle(req, conn)
+                    reply, blobs = handle(req, conn)
                 except OSError as exc:
-                    reply = {"error": f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")}
-                _send(conn, reply)
+                    reply, blobs = {"error": f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")}, []
+                conn.sendall(frame(reply, blobs))
         except (OSError, ValueError):
             pass
         conn.close()
@@ -570,8 +585,9 @@ def serve(conn, path=None):
 def main():
     if "TENAX_REQ" in os.environ:  # one exec or reap over docker exec (the fallback, and checks)
         req = json.loads(os.environ.pop("TENAX_REQ"))
-        result = handle(req)
-    elif os.environ.get("TENAX_TOOL_ARGS_FILE"):
+        sys.stdout.buffer.write(frame(*handle(req)))
+        return
+    if os.environ.get("TENAX_TOOL_ARGS_FILE"):
         path = os.environ["TENAX_TOOL_ARGS_FILE"]
         with open(path, encoding="utf-8") as fh:
             args = json.load(fh)

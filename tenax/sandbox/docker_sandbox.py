@@ -40,7 +40,7 @@ from tenax.core.protocols import ExecResult
 from tenax.sandbox import _channel
 from tenax.sandbox._channel import BOOT, Channel, ChannelDown
 from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
-from tenax.sandbox._incontainer import StreamBuffer, cut_middle
+from tenax.sandbox._incontainer import StreamBuffer, cut_middle, unframe
 from tenax.sandbox._slots import POOL_LABEL, bind_workspace, release_slot
 from tenax.sandbox.egress import cleanup_egress
 
@@ -522,12 +522,14 @@ class DockerSandbox:
     def _request(self, req: dict, deadline: float, *, via_docker: bool) -> tuple[dict | None, bool]:
         """Run one in-container request: over the exec server when it is connected and free (and
         ``via_docker`` is not set), else over one ``docker exec``. Returns (reply, hung): reply None
-        when the request was cut off (something killed it or its container). Raises _Gone when
-        the container was dead before the request began."""
+        when the request was cut off (something killed it or its container); its "raw" holds the
+        frame's raw bytes (a command's output). Raises _Gone when the container was dead before
+        the request began."""
         chan = None if via_docker else self._server()
         if chan is not None and self._chan_lock.acquire(blocking=False):
             try:
-                return chan.request(req, deadline), False
+                reply, blob = chan.request(req, deadline)
+                return {**reply, "raw": blob}, False
             except TimeoutError:
                 return None, True
             except ChannelDown as down:
@@ -555,9 +557,10 @@ class DockerSandbox:
         if raw.hung:
             return None, True
         try:
-            return json.loads(raw.out.text(2**31)[0]), False
+            reply, blob = unframe(raw.out.head + raw.out.tail)
         except ValueError:
             return None, False
+        return {**reply, "raw": blob}, False
 
     def _spare(self) -> list[int]:
         """In-container pids a docker exec's reap must leave alone: the exec server's."""
@@ -570,8 +573,8 @@ class DockerSandbox:
             return ExecResult(exit_code=124, stdout="", stderr="", timed_out=True, duration_s=round(duration, 3),
                               note="The exec did not end after its timeout; its processes may still be running.")
         cap = int(reply.get("cap", 0)) or max(limit, 4096)
-        stdout, cut_out = StreamBuffer.from_wire(cap, reply["out"]).text(limit)
-        stderr, cut_err = StreamBuffer.from_wire(cap, reply["err"]).text(limit)
+        stdout, cut_out = StreamBuffer.from_wire(cap, reply["out"], reply["raw"]).text(limit)
+        stderr, cut_err = StreamBuffer.from_wire(cap, reply["err"], reply["raw"]).text(limit)
         notes = []
         if reply["oom"] > 0:
             notes.append(f"The out-of-memory killer ended {reply['oom']} process(es) of this command "
@@ -603,7 +606,7 @@ class DockerSandbox:
         if chan is None or not self._chan_lock.acquire(blocking=False):
             return None
         try:
-            return chan.request({"op": "file", "args": args}, 120.0)
+            return chan.request({"op": "file", "args": args}, 120.0)[0]
         except (TimeoutError, ChannelDown):
             return None
         finally:
