@@ -238,19 +238,13 @@ class DockerSandbox:
         return None
 
     def _create(self):
-        try:
-            self.client.images.get(self.image)
-        except ImageNotFound:
-            raise SandboxError(
-                f"sandbox image {self.image} is missing; run `tenax sandbox build` (or `make setup`) to build it"
-            ) from None
         uid, _, gid = (self.user or f"{SANDBOX_UID}:{SANDBOX_GID}").partition(":")
         tmpfs = {path: f"rw,nosuid,nodev,size={mb}m,mode=1777" for path, mb in self.tmpfs_mb.items()}
         tmpfs[HOME] = f"rw,nosuid,nodev,size={self.tmpfs_mb[HOME]}m,mode=0755,uid={uid},gid={gid or uid}"
         chan_dir = _channel.new_dir()
         kwargs = dict(
             image=self.image,
-            command=["python3", "-c", BOOT],
+            command=["python3", "-I", "-S", "-c", BOOT],  # -I -S: the server needs the standard library only
             name=self.name,
             labels=self.labels,
             detach=True,
@@ -278,8 +272,15 @@ class DockerSandbox:
             tty=False,
         )
         self._listen(chan_dir)  # before the server starts, so it finds the socket at once
-        try:
-            return self.client.containers.run(**kwargs)
+        try:  # create and start (not containers.run: it would pull a missing image)
+            container = self.client.containers.create(**kwargs)
+            container.start()
+            return container
+        except ImageNotFound:
+            self._unlisten(remove=True)
+            raise SandboxError(
+                f"sandbox image {self.image} is missing; run `tenax sandbox build` (or `make setup`) to build it"
+            ) from None
         except APIError as exc:
             self._unlisten(remove=True)
             raise SandboxError(f"could not create sandbox container {self.name}: {exc.explanation or exc}") from exc
