@@ -6,10 +6,13 @@ one whose runner died is resumed from its journal). One daemon per ``TENAX_HOME`
 ``flock`` on ``daemon.lock``); ``daemon.pid`` holds its pid, start time and concurrency as JSON.
 Control goes through the store only: no socket, no TCP.
 
-Workers are forked from the daemon once it has imported tenax's wiring (``tenax.app``, seconds
-of CPU on a small machine), so a goal starts in milliseconds; each is still a process of its own,
-in its own session, running ``tenax.daemon.worker.main``. A daemon that stops (or dies) leaves
-running goals to finish; the next daemon watches them through their leases.
+Workers are forked from the daemon once it has imported tenax's wiring (``tenax.app``) and the
+goal's provider SDK (seconds of CPU each on a small machine), so a goal starts in milliseconds;
+each is still a process of its own, in its own session, running ``tenax.daemon.worker.main``.
+The daemon sleeps between ticks until a worker exits (SIGCHLD) or a worker's goal leaves
+``running`` (the worker sends SIGUSR1), so a freed slot is filled at once, not at the next tick.
+A daemon that stops (or dies) leaves running goals to finish; the next daemon watches them
+through their leases.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -32,7 +36,8 @@ from tenax.daemon.notify import notify
 from tenax.daemon.paths import BUSY_EXIT, log
 from tenax.store.lease import lease_live, pid_alive
 
-TICK_S = 0.5
+TICK_S = 0.5  # the longest sleep between ticks; a worker's exit or its goal's end wakes the daemon at once
+WAKE = (signal.SIGCHLD, signal.SIGUSR1)
 CLEANUP_EVERY_S = 300.0
 RESUMABLE_CONTAINERS = {GoalStatus.STOPPED.value, GoalStatus.PAUSED.value}  # kept for resume
 
@@ -45,16 +50,19 @@ class Worker:
 
         out = paths.worker_log(goal_id)
         self.returncode: int | None = None
+        daemon = os.getpid()
         self.pid = os.fork()
         if self.pid:
             return
         code = 1
         try:  # the child: never returns into the daemon's code
             os.setsid()  # its own session: the daemon's terminal and its end do not reach it
+            signal.set_wakeup_fd(-1)
             for fd in keep_closed:
                 os.close(fd)  # e.g. the daemon's lock: a worker must not keep it after the daemon dies
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, *WAKE):
                 signal.signal(sig, signal.SIG_DFL)
+            worker.DAEMON_PID = daemon
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
@@ -99,12 +107,20 @@ class Supervisor:
     stopping: bool = False
     _lock: IO[str] | None = None
     _cleaned_at: float = 0.0
+    _wake: tuple[int, int] | None = None  # the pipe signals are written to (signal.set_wakeup_fd)
+    _warmed: set[str] = field(default_factory=set)
 
     def run(self) -> None:
         """Run until SIGTERM / SIGINT; running workers are left to finish their goals."""
         self._take_lock()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
+        self._wake = os.pipe()
+        for fd in self._wake:
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wake[1])
+        for sig in WAKE:
+            signal.signal(sig, lambda signum, frame: None)  # only to wake the select() in _nap
         log(f"daemon {os.getpid()} started: home {paths.home()}, db {self.store.url.render_as_string(hide_password=True)}, "
             f"concurrency {self.concurrency}")
         import tenax.daemon.worker  # noqa: F401 - loaded once here, shared by every forked worker
@@ -114,13 +130,22 @@ class Supervisor:
                     self.tick()
                 except TenaxError as e:  # a busy or failing database: try again next tick
                     log(f"tick failed: {e}")
-                time.sleep(TICK_S)
+                self._nap()
         finally:
             paths.pid_file().unlink(missing_ok=True)
             log(f"daemon stopped; {len(self._alive())} worker(s) go on with their goals")
 
     def _stop(self, signum: int, frame: Any) -> None:
         self.stopping = True
+
+    def _nap(self) -> None:
+        """Sleep up to TICK_S, or until a signal (a worker's exit or ping, a stop) arrives."""
+        if select.select([self._wake[0]], [], [], TICK_S)[0]:
+            try:
+                while os.read(self._wake[0], 512):
+                    pass
+            except BlockingIOError:
+                pass
 
     def _take_lock(self) -> None:
         self._lock = open(paths.lock_file(), "a+")
@@ -160,9 +185,25 @@ class Supervisor:
     def _alive(self) -> list[str]:
         return [gid for gid, p in self.workers.items() if p.poll() is None]
 
+    def _warm(self, goal: Any) -> None:
+        """Once per provider, build a throw-away model of the goal's kind in the daemon, so its SDK
+        is imported (2-3 s of CPU for anthropic's) before the fork instead of in every worker."""
+        provider = goal.model.partition(":")[0]
+        if provider in self._warmed:
+            return
+        self._warmed.add(provider)
+        from tenax.app import build_model, price_for
+
+        try:
+            price_for(build_model(goal.model, (goal.config or {}).get("base_url"), api_key="warm-up"), self.settings)
+        except Exception as e:  # noqa: BLE001 - the worker meets the same fault and records it on the goal
+            log(f"could not load the {provider} provider ahead of its workers: {e}")
+
     def _spawn(self, goal: Any) -> None:
+        self._warm(goal)
         sys.stdout.flush()
-        self.workers[goal.id] = Worker(goal.id, [self._lock.fileno()] if self._lock else [])
+        keep_closed = [*([self._lock.fileno()] if self._lock else []), *(self._wake or ())]
+        self.workers[goal.id] = Worker(goal.id, keep_closed)
         log(f"goal {goal.id}: worker {self.workers[goal.id].pid} started ({goal.status})")
 
     def _reap(self) -> None:

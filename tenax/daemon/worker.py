@@ -9,6 +9,7 @@ Exit codes: 0 the goal reached a status (any), 2 it could not run (recorded as `
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
@@ -23,8 +24,19 @@ from tenax.store import open_store
 from tenax.store.errors import GoalBusy, LeaseLost, StoreError
 
 
+DAEMON_PID: int | None = None  # set in a worker forked by the daemon: told when its goal leaves `running`
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _tell_daemon(kind: str, payload: dict[str, Any]) -> None:
+    """Wake the daemon (SIGUSR1) when the goal stops running, so it starts the next goal while this
+    worker still tears the sandbox down. Only the daemon that forked this worker, never pid 1."""
+    if kind == "event" and payload.get("type") == "status" and payload.get("status") != "running" \
+            and DAEMON_PID and os.getppid() == DAEMON_PID:
+        os.kill(DAEMON_PID, signal.SIGUSR1)
 
 
 def _record(store: Any, goal_id: str, status: GoalStatus, error: str) -> Any:
@@ -47,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     store.update_goal(goal_id, waiting_on=None)
     log(f"goal {goal_id}: worker starts")
     try:
-        status = run_goal(store, goal_id, park_on_limit=True, settings=settings)
+        status = run_goal(store, goal_id, park_on_limit=True, settings=settings, on_event=_tell_daemon)
     except (GoalBusy, LeaseLost) as e:  # another runner has it: leave it alone
         log(str(e))
         return BUSY_EXIT
