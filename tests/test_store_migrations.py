@@ -242,3 +242,23 @@ def test_migration_lock_restores_foreign_keys(tmp_path: Path):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         eng.dispose()
+
+
+def test_a_database_at_head_opens_without_importing_alembic(tmp_path: Path):
+    """Opening a current database reads its stamp with plain SQL; Alembic (~11 MB) loads only when
+    there is something to migrate or refuse."""
+    import subprocess
+    import sys
+
+    from tenax.store.migrate import shipped_head
+
+    assert shipped_head() == script_head()  # the files' own reading agrees with Alembic's
+    probe = ("import sys; from tenax.store import open_store; s = open_store(sys.argv[1]); "
+             "g = s.create_goal(objective='x', model='m', workspace='/tmp'); print('alembic' in sys.modules)")
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    opened = [subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=60)
+              for _ in range(2)]
+    assert [o.stdout.strip() for o in opened] == ["True", "False"], opened  # created by Alembic, then not needed
+    with sqlite3.connect(tmp_path / "t.db") as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(script_head(),)]
+        assert raw.execute("SELECT count(*) FROM goals").fetchone() == (2,)

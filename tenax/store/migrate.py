@@ -3,16 +3,19 @@
 The Alembic migrations ship inside the package (``tenax/store/migrations``) and run whenever a
 store is opened: an older database is upgraded to head; a database stamped with a revision this
 code does not know (written by a newer tenax) is refused with a clear error, never touched.
+Opening a database that is already at head reads its stamp with plain SQL and never imports
+Alembic (about 11 MB of a goal process's memory); anything else goes through Alembic.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tenax.core.errors import ConfigError
 from tenax.store.base import store_fault
@@ -20,6 +23,7 @@ from tenax.store.engine import url_for_display, write_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_LOCK_KEY = 0x7E4A_0001  # arbitrary constant for pg_advisory_xact_lock
+_REVISION = re.compile(r"""^(down_revision|revision) = (?:"([^"]*)"|None)$""", re.M)
 
 
 def alembic_config(connection: Connection | None = None):  # -> alembic Config
@@ -44,6 +48,29 @@ def script_head() -> str:
     if head is None:  # pragma: no cover - a broken install
         raise ConfigError(f"tenax's schema migrations are missing from {MIGRATIONS_DIR}; reinstall tenax")
     return head
+
+
+def shipped_head() -> str | None:
+    """The head revision read from the migration files without Alembic: the one revision no other
+    names as its down_revision (None when the files do not show exactly one: ask Alembic)."""
+    revisions, downs = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("[!_]*.py"):
+        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
+        if len(found) != 2:  # a form this reader does not know (a merge, other quotes): ask Alembic
+            return None
+        revisions.add(found["revision"])
+        downs.add(found["down_revision"] or None)
+    heads = revisions - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
+def stamped_revision(conn: Connection) -> str | None:
+    """The database's revision read with plain SQL (None: no stamp, or not exactly one)."""
+    try:
+        rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DBAPIError:
+        return None
+    return rows[0][0] if len(rows) == 1 else None
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -96,6 +123,11 @@ def _refuse_unknown(engine: Engine, current: str | None) -> None:
 
 def ensure_schema(engine: Engine) -> str:
     """Upgrade ``engine``'s database to the newest shipped revision; returns it."""
+    head = shipped_head()
+    if head is not None:  # fast path without Alembic: already current
+        with engine.connect() as conn:
+            if stamped_revision(conn) == head:
+                return head
     head = script_head()
     with engine.connect() as conn:  # fast path: already current, no write lock needed
         current = current_revision(conn)
