@@ -58,7 +58,6 @@ from tenax.core.budget import Budgets
 from tenax.goal.policy import drive
 from tenax.harness import pricing
 from tenax.harness.anthropic_model import AnthropicModel
-from tenax.harness.anthropic_model import build_request as anthropic_build_request
 from tenax.core.messages import Message, ModelResponse, TextPart, ToolSpec, Usage
 from tenax.harness.openai_models import OpenAIResponsesModel
 from tenax.harness.registry import make_model as make_provider_model
@@ -425,13 +424,11 @@ class NaiveAnthropicModel(AnthropicModel):
     """The real Anthropic provider with the cache layout switched off and a clock in the system."""
 
     def __init__(self, name: str, *, now: Callable[[], str], **kwargs: Any):
-        super().__init__(name, **kwargs)
+        super().__init__(name, cache=False, **kwargs)
         self.now = now
 
-    def build_request(self, system: str, tools: list[ToolSpec], messages: list[Message], *, session_id: str = "",
-                      max_tokens: int = 8192) -> dict[str, Any]:
-        return anthropic_build_request(self.name, f"Current time: {self.now()}\n\n{system}", tools, messages,
-                                       max_tokens=max_tokens, cache=False, thinking=self.thinking)
+    def complete(self, system: str, *args: Any, **kwargs: Any) -> Any:
+        return super().complete(f"Current time: {self.now()}\n\n{system}", *args, **kwargs)
 
 
 class NaiveOpenAIResponsesModel(OpenAIResponsesModel):
@@ -441,12 +438,13 @@ class NaiveOpenAIResponsesModel(OpenAIResponsesModel):
         super().__init__(name, **kwargs)
         self.now = now
 
-    def build_request(self, system: str, tools: list[ToolSpec], messages: list[Message], *, session_id: str,
-                      max_tokens: int = 8192) -> dict[str, Any]:
-        kwargs = super().build_request(f"Current time: {self.now()}\n\n{system}", tools, messages,
-                                       session_id=session_id, max_tokens=max_tokens)
+    def _body(self, call: Any) -> dict[str, Any]:
+        kwargs = super()._body(call)
         kwargs.pop("prompt_cache_key", None)
         return kwargs
+
+    def complete(self, system: str, *args: Any, **kwargs: Any) -> Any:
+        return super().complete(f"Current time: {self.now()}\n\n{system}", *args, **kwargs)
 
 
 class Director:

@@ -864,6 +864,6 @@ def test_default_base_urls_ignore_process_environment(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:1")
     o = make_model("openai-chat:gpt-4.1", env={"OPENAI_API_KEY": "k"})
     assert str(o.client.base_url).startswith("https://api.openai.com/v1")
-    assert "prompt_cache_key" in o.build_request("s", TOOLS, [user("x")], session_id="sid")["extra_body"]
+    assert o.build_request("s", TOOLS, [user("x")], session_id="sid")["prompt_cache_key"] == "sid"
     a = make_model("anthropic:claude-sonnet-4-6", env={"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://h:2"})
     assert str(a.client.base_url).startswith("http://h:2")

@@ -1,9 +1,14 @@
 """What every provider shares: the constructor, the retried call and the ``ModelResponse`` it returns.
 
-A provider subclasses ``Provider`` and supplies ``client_class`` (its SDK client), ``_body`` (the SDK
-call's keyword arguments for one ``Call``), ``_attempt`` (one call of the API) and ``_reply`` (its
-answer as neutral parts). ``build_request`` and ``complete`` are written once, here; ``complete``
-runs the attempts with our own retries (the SDK's are switched off).
+A provider subclasses ``Provider`` and supplies ``client_class`` (its SDK client), ``_body`` (the
+request body for one ``Call``), ``convert`` (one message as the items of the body's ``wire_key``
+list), ``_attempt`` (one call of the API with the encoded body) and ``_reply`` (its answer as
+neutral parts). ``build_request``, the encoding and ``complete`` are written once, here;
+``complete`` runs the attempts with our own retries (the SDK's are switched off).
+
+The body is encoded incrementally (``_serialize.Wire``): each message is converted and encoded
+once, the rest of the body (model, system, tools...) is small, and the SDK is handed the bytes
+through its own ``post``, so it neither copies nor re-encodes the conversation every turn.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from tenax.core.messages import Message, ModelResponse, ToolSpec, Usage
+from tenax.harness._serialize import Wire, dumps, splice
 from tenax.harness.pricing import lookup_price, output_limit
 from tenax.harness.retry import RetryPolicy, call_with_retries
 
@@ -45,6 +51,7 @@ class Provider:
 
     provider: str
     client_class: Callable[..., Any]
+    wire_key = "messages"  # the body's conversation list
 
     def __init__(
         self,
@@ -63,6 +70,8 @@ class Provider:
         self.sleep = sleep
         self.rng = rng
         self.client = self.client_class(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        self._wire = Wire(self.convert)
+        self._head: tuple[Any, list[str], str] | None = None
 
     def output_limit(self, requested: int | None) -> int | None:
         """``max_tokens`` as asked, else derived from the model's limits (``None``: not known)."""
@@ -74,14 +83,34 @@ class Provider:
         return self._body(Call(system, tools, messages, session_id, self.output_limit(max_tokens)))
 
     def _body(self, call: Call) -> dict[str, Any]:
-        """The SDK call's keyword arguments for ``call``."""
+        """The request body for ``call``, as a dict."""
         raise NotImplementedError
 
-    def _attempt(self, kwargs: dict[str, Any]) -> Any:
-        """One call of the API with ``kwargs``; raises what ``classify_error`` classifies to retry."""
+    def convert(self, message: Message) -> list[dict[str, Any]]:
+        """``message`` as the items of the body's ``wire_key`` list."""
         raise NotImplementedError
 
-    def _reply(self, answer: Any, kwargs: dict[str, Any]) -> Reply:
+    def _marked(self, call: Call) -> dict[int, dict[str, Any]]:
+        """Messages the body carries changed (e.g. with a cache mark), by index; none by default."""
+        return {}
+
+    def encode(self, call: Call) -> bytes:
+        """``_body(call)`` as JSON bytes: the conversation from the incremental wire, the rest of the
+        body (frozen for a session: model, system, tools...) encoded once per session."""
+        key = (call.system, tuple(call.tools), call.session_id, call.max_tokens)
+        if self._head is None or self._head[0] != key:
+            head = self._body(call._replace(messages=[]))  # what leads the conversation (a system message) stays
+            lead = [dumps(item) for item in head.pop(self.wire_key, [])]
+            self._head = (key, lead, dumps(head))
+        _, lead, rest = self._head
+        marked = {i: ",".join(map(dumps, items)) for i, items in self._marked(call).items()}
+        return splice(self.wire_key, self._wire.sync(call.messages).joined(lead, marked), rest)
+
+    def _attempt(self, body: bytes) -> Any:
+        """One call of the API with ``body``; raises what ``classify_error`` classifies to retry."""
+        raise NotImplementedError
+
+    def _reply(self, answer: Any, body: bytes) -> Reply:
         """The answer of the successful attempt, in neutral form."""
         raise NotImplementedError
 
@@ -94,12 +123,12 @@ class Provider:
         session_id: str,
         max_tokens: int | None = None,
     ) -> ModelResponse:
-        kwargs = self.build_request(system, tools, messages, session_id=session_id, max_tokens=max_tokens)
+        body = self.encode(Call(system, tools, messages, session_id, self.output_limit(max_tokens)))
         answer, attempts = call_with_retries(
-            lambda: self._attempt(kwargs), self.retry, provider=self.provider, model=self.name, url=self.base_url,
+            lambda: self._attempt(body), self.retry, provider=self.provider, model=self.name, url=self.base_url,
             sleep=self.sleep, rng=self.rng,
         )
-        reply = self._reply(answer, kwargs)
+        reply = self._reply(answer, body)
         return ModelResponse(
             message=reply.message,
             usage=reply.usage,

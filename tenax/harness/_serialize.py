@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tenax.core.messages import ToolCallPart
@@ -49,48 +50,65 @@ def tool_call(call_id: str, name: str, raw: str | dict[str, Any] | None, *, cut:
     return ToolCallPart(id=call_id, name=name, arguments=value)
 
 
-class Memo:
-    """``convert(item)`` made once per item: a message is converted when it first appears in a
-    request and reused by every later request that still holds it.
-
-    Items are known by identity and, for a message, by the identity of its parts (the engine adds
-    tool results to the newest user message in place, so its parts change until the next turn).
-    Each call keeps only the items of its own input, so the memo never outgrows one request.
-    """
-
-    def __init__(self, convert: Callable[[Any], Any]):
-        self.convert = convert
-        self._seen: dict[int, tuple[Any, tuple[int, ...], Any]] = {}
-
-    def __call__(self, items: Iterable[Any]) -> list[Any]:
-        seen, kept, out = self._seen, {}, []
-        for item in items:
-            parts = tuple(map(id, getattr(item, "parts", ())))
-            hit = seen.get(id(item))
-            if hit is None or hit[0] is not item or hit[1] != parts:
-                hit = (item, parts, self.convert(item))
-            kept[id(item)] = hit
-            out.append(hit[2])
-        self._seen = kept
-        return out
-
-
-def _dumps(obj: Any) -> str:
+def dumps(obj: Any) -> str:
+    """Compact JSON, as every request body is sent."""
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-class BodyEncoder:
-    """A request body as JSON bytes, each entry of its ``key`` list (the conversation) encoded once.
+class Wire:
+    """A conversation in one provider's wire format, kept in step with the conversation.
 
-    The entries a cache layout marks are new objects each call and are encoded anew; every other
-    entry is the same object as in the previous call (see ``Memo``) and its JSON is reused, so a
-    1,000-turn conversation costs about what a 10-turn one does."""
+    Each message is converted (to the zero or more items the API takes for it) and JSON-encoded
+    once, when it first appears in a request; every later request reuses that JSON, so a
+    1,000-turn conversation costs about what a 10-turn one does. The engine only appends messages
+    and extends its newest one in place (tool results, then text): a message is reused while it is
+    the same object as before and, for the newest ``TAIL``, still holds the same parts. Anything
+    else (a compaction's new context, another caller's list) is converted from the first
+    difference on.
+    """
 
-    def __init__(self, key: str):
-        self.key = key
-        self._json = Memo(_dumps)
+    TAIL = 2
 
-    def __call__(self, body: dict[str, Any]) -> bytes:
-        rest = {k: v for k, v in body.items() if k != self.key}
-        head = f'{{"{self.key}":[' + ",".join(self._json(body.get(self.key) or [])) + "]"
-        return (head + ("," + _dumps(rest)[1:] if rest else "}")).encode("utf-8")
+    def __init__(self, convert: Callable[[Any], list[dict[str, Any]]]):
+        self.convert = convert
+        self.messages: list[Any] = []
+        self.json: list[str] = []  # per message: its items' JSON joined by commas ("" for none)
+        self._parts: list[tuple[Any, ...]] = []
+
+    def sync(self, messages: Sequence[Any]) -> "Wire":
+        old, n = self.messages, min(len(self.messages), len(messages))
+        same = n if all(map(operator.is_, old[:n], messages[:n])) else \
+            next(i for i in range(n) if old[i] is not messages[i])
+        for i in range(max(0, same - self.TAIL), same):
+            parts = tuple(getattr(messages[i], "parts", ()))
+            if len(parts) != len(self._parts[i]) or not all(map(operator.is_, parts, self._parts[i])):
+                same = i
+                break
+        del self.messages[same:], self.json[same:], self._parts[same:]
+        for m in messages[same:]:
+            self.messages.append(m)
+            self._parts.append(tuple(getattr(m, "parts", ())))
+            self.json.append(",".join(map(dumps, self.convert(m))))
+        return self
+
+    def joined(self, lead: Iterable[str] = (), replace: dict[int, str] | None = None) -> str:
+        """The items as a JSON array's inside: ``lead`` (JSON texts) first, then every message's
+        items, message ``i`` as ``replace[i]`` when given (e.g. with a cache mark)."""
+        body = self.json
+        if replace:
+            body = list(body)
+            for i, text in replace.items():
+                body[i] = text
+        return ",".join(t for t in (*lead, *body) if t)
+
+
+def splice(key: str, items: str, rest: str = "{}") -> bytes:
+    """A request body as JSON bytes: ``key`` holding the already-encoded ``items`` (see
+    ``Wire.joined``), then the fields of ``rest`` (a JSON object's text)."""
+    return f'{{{dumps(key)}:[{items}]{"}" if rest == "{}" else "," + rest[1:]}'.encode("utf-8")
+
+
+def with_fields(body: bytes, **first: Any) -> bytes:
+    """``body`` (a JSON object's bytes) with the ``first`` fields put in front (e.g. ``stream``)."""
+    lead = "".join(f"{dumps(k)}:{dumps(v)}," for k, v in first.items())
+    return b"{" + lead.encode("utf-8") + body[1:]

@@ -17,6 +17,7 @@ the messages whose marks change (the tail), never the whole conversation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 MAX_BREAKPOINTS = 4
@@ -49,20 +50,45 @@ def _strip(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in b.items() if k != "cache_control"} for b in blocks]
 
 
-def previous_turn_index(messages: list[dict[str, Any]]) -> int | None:
-    """Index of the previous request's last message: the newest user message that
-    precedes the last assistant message (``None`` when there is none)."""
+def _role(message: Any) -> str | None:
+    return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+
+
+def previous_turn_index(messages: Sequence[Any]) -> int | None:
+    """Index of the previous request's last message: the newest user message that precedes the
+    last assistant message (``None`` when there is none). Walks back from the end only as far as
+    that message (``messages`` may be wire dicts or neutral messages)."""
     last_assistant = None
     for i in range(len(messages) - 1, -1, -1):
-        if messages[i].get("role") == "assistant":
+        if _role(messages[i]) == "assistant":
             last_assistant = i
             break
     if last_assistant is None:
         return None
     for i in range(last_assistant - 1, -1, -1):
-        if messages[i].get("role") == "user":
+        if _role(messages[i]) == "user":
             return i
     return None
+
+
+def message_targets(messages: Sequence[Any]) -> list[int]:
+    """The messages that get a breakpoint: the last one and the previous request's last one."""
+    targets = [len(messages) - 1] if messages else []
+    prev = previous_turn_index(messages)
+    if prev is not None and prev not in targets:
+        targets.append(prev)
+    return targets
+
+
+def mark_message(message: dict[str, Any], mark: dict[str, str]) -> dict[str, Any] | None:
+    """A copy of ``message`` (a block list, unmarked) with ``mark`` on its last markable block;
+    ``None`` when it has none."""
+    blocks = list(message["content"])
+    bi = _markable_index(blocks)
+    if bi is None:
+        return None
+    blocks[bi] = {**blocks[bi], "cache_control": dict(mark)}
+    return {**message, "content": blocks}
 
 
 def _unmarked(message: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +113,8 @@ def apply_cache_layout(
     Any ``cache_control`` already present is removed first so the count is exact.
     Messages whose ``content`` is a string are turned into one text block. Only what changes is
     copied (the tools and system blocks, and the messages that get or lose a mark): every other
-    message is returned as it was given, so a long conversation costs no copying.
+    message is returned as it was given. (A provider's hot path marks only the two target
+    messages of its already-encoded conversation: see ``message_targets`` and ``mark_message``.)
     """
     mark = cache_control(ttl)
     new_tools = _strip(tools)
@@ -102,20 +129,11 @@ def apply_cache_layout(
     if idx is not None:
         new_system[idx]["cache_control"] = dict(mark)
         placed += 1
-    targets: list[int] = []
-    if new_messages:
-        targets.append(len(new_messages) - 1)
-    prev = previous_turn_index(new_messages)
-    if prev is not None and prev not in targets:
-        targets.append(prev)
-    for mi in targets:
-        blocks = list(new_messages[mi]["content"])
-        bi = _markable_index(blocks)
-        if bi is None:
-            continue
-        blocks[bi] = {**blocks[bi], "cache_control": dict(mark)}
-        new_messages[mi] = {**new_messages[mi], "content": blocks}
-        placed += 1
+    for mi in message_targets(new_messages):
+        marked = mark_message(new_messages[mi], mark)
+        if marked is not None:
+            new_messages[mi] = marked
+            placed += 1
     assert placed <= MAX_BREAKPOINTS, f"{placed} cache breakpoints placed; the API allows {MAX_BREAKPOINTS}"
     return new_tools, new_system, new_messages
 

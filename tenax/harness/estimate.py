@@ -21,3 +21,8 @@ def estimate_tokens(text: str) -> int:
 def estimate_json_tokens(obj: Any) -> int:
     """Estimated tokens of ``obj`` as the compact JSON a request carries."""
     return estimate_tokens(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str))
+
+
+def estimate_body_tokens(body: bytes) -> int:
+    """Estimated tokens of an encoded request body (its JSON syntax counted as text)."""
+    return estimate_tokens(body.decode("utf-8", "replace"))

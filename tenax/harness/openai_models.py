@@ -8,10 +8,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import openai
+from openai._constants import RAW_RESPONSE_HEADER
 
 from tenax.harness._provider import Call, Provider, Reply
-from tenax.harness._serialize import dumps_args, sorted_json, tool_call
-from tenax.harness.estimate import estimate_json_tokens, estimate_tokens
+from tenax.harness._serialize import dumps_args, sorted_json, tool_call, with_fields
+from tenax.harness.estimate import estimate_body_tokens, estimate_json_tokens, estimate_tokens
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
 from tenax.harness.retry import Failure, StreamFailed
 
@@ -53,6 +54,17 @@ def _failure_from_event(code: str | None, message: str | None) -> StreamFailed:
     )
 
 
+def _post(client: openai.OpenAI, path: str, body: bytes, cast_to: Any, stream_cls: Any = None) -> Any:
+    """The SDK's own POST with our encoded body (the SDK would copy and re-encode the whole
+    conversation every turn). Its HTTP client, headers, errors and stream parsing stay. Without
+    ``stream_cls``: the raw response (``.parse()``, ``.headers``)."""
+    headers = {"Content-Type": "application/json"}
+    if stream_cls is None:
+        headers[RAW_RESPONSE_HEADER] = "true"
+    return client.post(path, content=body, cast_to=cast_to, options={"headers": headers},
+                       stream=stream_cls is not None, stream_cls=stream_cls)
+
+
 # --------------------------------------------------------------------------- Responses API
 
 
@@ -66,43 +78,43 @@ def tool_to_responses(tool: ToolSpec) -> dict[str, Any]:
     }
 
 
-def messages_to_responses_input(messages: list[Message]) -> list[dict[str, Any]]:
+def message_to_responses(m: Message) -> list[dict[str, Any]]:
+    """One message as Responses input items (a user message: tool outputs, then its text)."""
     items: list[dict[str, Any]] = []
-    for m in messages:
-        if m.role == "user":
-            texts: list[dict[str, Any]] = []
-            for p in m.parts:
-                if isinstance(p, ToolResultPart):
-                    items.append(
-                        {"type": "function_call_output", "call_id": p.tool_call_id, "output": _result_text(p)}
-                    )
-                elif isinstance(p, TextPart) and p.text:
-                    texts.append({"type": "input_text", "text": p.text})
-            if texts:
-                items.append({"type": "message", "role": "user", "content": texts})
-            continue
-        text_run: list[str] = []
-
-        def flush() -> None:
-            if text_run:
-                items.append({"type": "message", "role": "assistant", "content": "".join(text_run)})
-                text_run.clear()
-
+    if m.role == "user":
+        texts: list[dict[str, Any]] = []
         for p in m.parts:
-            if isinstance(p, TextPart):
-                if p.text:
-                    text_run.append(p.text)
-            elif isinstance(p, ReasoningPart):
-                flush()
-                if p.data and REASONING_KEY in p.data:  # only our own reasoning items can be replayed
-                    items.append(sorted_json(p.data[REASONING_KEY]))
-            elif isinstance(p, ToolCallPart):
-                flush()
-                items.append(
-                    {"type": "function_call", "call_id": p.id, "name": p.name, "arguments": dumps_args(p.arguments)}
-                )
-        flush()
+            if isinstance(p, ToolResultPart):
+                items.append({"type": "function_call_output", "call_id": p.tool_call_id, "output": _result_text(p)})
+            elif isinstance(p, TextPart) and p.text:
+                texts.append({"type": "input_text", "text": p.text})
+        if texts:
+            items.append({"type": "message", "role": "user", "content": texts})
+        return items
+    text_run: list[str] = []
+
+    def flush() -> None:
+        if text_run:
+            items.append({"type": "message", "role": "assistant", "content": "".join(text_run)})
+            text_run.clear()
+
+    for p in m.parts:
+        if isinstance(p, TextPart):
+            if p.text:
+                text_run.append(p.text)
+        elif isinstance(p, ReasoningPart):
+            flush()
+            if p.data and REASONING_KEY in p.data:  # only our own reasoning items can be replayed
+                items.append(sorted_json(p.data[REASONING_KEY]))
+        elif isinstance(p, ToolCallPart):
+            flush()
+            items.append({"type": "function_call", "call_id": p.id, "name": p.name, "arguments": dumps_args(p.arguments)})
+    flush()
     return items
+
+
+def messages_to_responses_input(messages: list[Message]) -> list[dict[str, Any]]:
+    return [item for m in messages for item in message_to_responses(m)]
 
 
 def responses_output_to_neutral(response: Any) -> tuple[Message, Usage, str]:
@@ -155,6 +167,11 @@ class OpenAIResponsesModel(Provider):
         super().__init__(name, **kwargs)
         self.reasoning = reasoning
 
+    wire_key = "input"
+
+    def convert(self, message: Message) -> list[dict[str, Any]]:
+        return message_to_responses(message)
+
     def _body(self, call: Call) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.name,
@@ -172,9 +189,10 @@ class OpenAIResponsesModel(Provider):
             kwargs["reasoning"] = self.reasoning
         return kwargs
 
-    def _attempt(self, kwargs: dict[str, Any]) -> tuple[Any, str | None]:
+    def _attempt(self, body: bytes) -> tuple[Any, str | None]:
         final = None
-        stream = self.client.responses.create(stream=True, **kwargs)
+        stream = _post(self.client, "/responses", with_fields(body, stream=True), openai.types.responses.Response,
+                       openai.Stream[openai.types.responses.ResponseStreamEvent])
         with stream:
             request_id = stream.response.headers.get("x-request-id")
             for event in stream:
@@ -190,7 +208,7 @@ class OpenAIResponsesModel(Provider):
             raise StreamFailed(Failure(message="stream ended without response.completed", retryable=True))
         return final, request_id
 
-    def _reply(self, answer: tuple[Any, str | None], kwargs: dict[str, Any]) -> Reply:
+    def _reply(self, answer: tuple[Any, str | None], body: bytes) -> Reply:
         final, request_id = answer
         return Reply(*responses_output_to_neutral(final), model=getattr(final, "model", None), request_id=request_id)
 
@@ -213,33 +231,25 @@ def tool_to_chat(tool: ToolSpec) -> dict[str, Any]:
     }
 
 
+def message_to_chat(m: Message) -> list[dict[str, Any]]:
+    """One message as Chat Completions messages (a user message: tool messages, then its text)."""
+    if m.role == "user":
+        out = [{"role": "tool", "tool_call_id": p.tool_call_id, "content": _result_text(p)}
+               for p in m.parts if isinstance(p, ToolResultPart)]
+        text = "".join(p.text for p in m.parts if isinstance(p, TextPart) and p.text)
+        return out + [{"role": "user", "content": text}] if text else out
+    calls = [{"id": p.id, "type": "function", "function": {"name": p.name, "arguments": dumps_args(p.arguments)}}
+             for p in m.parts if isinstance(p, ToolCallPart)]
+    # Never null: older llama.cpp servers answer an assistant message with "content": null with a 500.
+    msg: dict[str, Any] = {"role": "assistant", "content": "".join(p.text for p in m.parts if isinstance(p, TextPart))}
+    if calls:
+        msg["tool_calls"] = calls
+    return [msg]
+
+
 def messages_to_chat(system: str, messages: list[Message]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    if system:
-        out.append({"role": "system", "content": system})
-    for m in messages:
-        if m.role == "user":
-            texts = []
-            for p in m.parts:
-                if isinstance(p, ToolResultPart):
-                    out.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": _result_text(p)})
-                elif isinstance(p, TextPart) and p.text:
-                    texts.append(p.text)
-            if texts:
-                out.append({"role": "user", "content": "".join(texts)})
-            continue
-        text = "".join(p.text for p in m.parts if isinstance(p, TextPart))
-        calls = [
-            {"id": p.id, "type": "function", "function": {"name": p.name, "arguments": dumps_args(p.arguments)}}
-            for p in m.parts
-            if isinstance(p, ToolCallPart)
-        ]
-        # Never null: older llama.cpp servers answer an assistant message with "content": null with a 500.
-        msg: dict[str, Any] = {"role": "assistant", "content": text}
-        if calls:
-            msg["tool_calls"] = calls
-        out.append(msg)
-    return out
+    lead = [{"role": "system", "content": system}] if system else []
+    return lead + [item for m in messages for item in message_to_chat(m)]
 
 
 def _merge_name(current: str, delta: str) -> str:
@@ -272,6 +282,14 @@ class OpenAIChatModel(Provider):
     def __init__(self, name: str, **kwargs: Any):
         super().__init__(name, **kwargs)
         self.stream_tools = True  # False once the server refused a streamed call with tools
+        self.with_tools = False  # the body being sent has tools
+
+    def convert(self, message: Message) -> list[dict[str, Any]]:
+        return message_to_chat(message)
+
+    def encode(self, call: Call) -> bytes:
+        self.with_tools = bool(call.tools)
+        return super().encode(call)
 
     def _body(self, call: Call) -> dict[str, Any]:
         official = is_openai_base(self.base_url)
@@ -284,10 +302,10 @@ class OpenAIChatModel(Provider):
             kwargs["tool_choice"] = "auto"  # some servers leave the tools out of the prompt without it
         if official:
             # Local servers may reject unknown parameters; send it only to OpenAI itself.
-            kwargs["extra_body"] = {"prompt_cache_key": call.session_id}
+            kwargs["prompt_cache_key"] = call.session_id
         return kwargs
 
-    def _streamed(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _streamed(self, body: bytes) -> dict[str, Any]:
         text: list[str] = []
         reasoning: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
@@ -296,7 +314,9 @@ class OpenAIChatModel(Provider):
         model = None
         saw_output = False
         try:
-            stream = self.client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs)
+            stream = _post(self.client, "/chat/completions",
+                           with_fields(body, stream=True, stream_options={"include_usage": True}),
+                           openai.types.chat.ChatCompletion, openai.Stream[openai.types.chat.ChatCompletionChunk])
             with stream:
                 request_id = stream.response.headers.get("x-request-id")
                 for chunk in stream:
@@ -337,8 +357,8 @@ class OpenAIChatModel(Provider):
         return {"text": "".join(text), "reasoning": "".join(reasoning), "calls": [calls[i] for i in sorted(calls)],
                 "finish": finish, "usage": usage, "model": model, "request_id": request_id}
 
-    def _whole(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        raw = self.client.chat.completions.with_raw_response.create(**kwargs)
+    def _whole(self, body: bytes) -> dict[str, Any]:
+        raw = _post(self.client, "/chat/completions", body, openai.types.chat.ChatCompletion)
         completion = raw.parse()
         choice = next((c for c in completion.choices or [] if c.index == 0), None)
         if choice is None:
@@ -352,33 +372,33 @@ class OpenAIChatModel(Provider):
                 "finish": choice.finish_reason or "stop", "usage": completion.usage, "model": completion.model,
                 "request_id": raw.headers.get("x-request-id")}
 
-    def _call(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, body: bytes) -> dict[str, Any]:
         """One attempt: streamed, unless the server refused streaming with tools before."""
-        with_tools = "tools" in kwargs
+        with_tools = self.with_tools
         if with_tools and not self.stream_tools:
-            return _nonempty(self._whole(kwargs))
+            return _nonempty(self._whole(body))
         try:
-            return _nonempty(self._streamed(kwargs))
+            return _nonempty(self._streamed(body))
         except EmptyAnswer:
             if not with_tools:
                 raise
         # Some servers refuse a streamed call with tools with an empty 200: ask once without
         # streaming; if that answers, stay with it for this model object.
-        out = _nonempty(self._whole(kwargs))
+        out = _nonempty(self._whole(body))
         self.stream_tools = False
         return out
 
-    def _attempt(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _attempt(self, body: bytes) -> dict[str, Any]:
         try:
-            return self._call(kwargs)
+            return self._call(body)
         except EmptyAnswer as exc:
             raise StreamFailed(Failure(
                 message=f"the server answered {exc} (no output, no error): the prompt (about "
-                        f"{estimate_json_tokens(kwargs['messages'])} tokens by a local estimate) most likely "
+                        f"{estimate_body_tokens(body)} tokens by a local estimate) most likely "
                         "exceeds its context window",
                 status=200, context_too_long=True)) from exc
 
-    def _reply(self, out: dict[str, Any], kwargs: dict[str, Any]) -> Reply:
+    def _reply(self, out: dict[str, Any], body: bytes) -> Reply:
         cut = out["finish"] == "length"
         parts: list[Any] = []
         if out["reasoning"]:
@@ -394,7 +414,7 @@ class OpenAIChatModel(Provider):
             details = getattr(u, "prompt_tokens_details", None)
             usage = _usage_from(u.prompt_tokens, getattr(details, "cached_tokens", 0), u.completion_tokens)
         else:  # the server reports none: estimate, so budgets and compaction keep working
-            usage = Usage(input_tokens=estimate_json_tokens(kwargs["messages"]) + estimate_json_tokens(kwargs.get("tools") or []),
+            usage = Usage(input_tokens=estimate_body_tokens(body),
                           output_tokens=estimate_json_tokens(out["calls"]) + estimate_tokens(out["text"] + out["reasoning"]))
         if out["calls"] and not cut:
             stop = "tool_use"
