@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import anthropic
-from anthropic.lib.streaming import MessageStreamManager
+from anthropic._base_client import httpx2
+from anthropic._constants import RAW_RESPONSE_HEADER
 
 from tenax.harness._provider import Call, Provider, Reply
-from tenax.harness._serialize import BodyEncoder, Memo, sorted_json, tool_call
-from tenax.harness.cache_layout import CacheTTL, apply_cache_layout
+from tenax.harness._serialize import sorted_json, tool_call, with_fields
+from tenax.harness.cache_layout import CacheTTL, apply_cache_layout, cache_control, mark_message, message_targets
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
 from tenax.harness.retry import Failure, StreamFailed
 
@@ -81,14 +80,11 @@ def build_request(
     cache: bool = True,
     cache_ttl: CacheTTL | None = None,
     thinking: dict[str, Any] | None = None,
-    to_messages: Callable[[list[Message]], list[dict[str, Any]]] = messages_to_anthropic,
-    to_tools: Callable[[list[ToolSpec]], list[dict[str, Any]]] = tools_to_anthropic,
 ) -> dict[str, Any]:
-    """The request body (without ``stream``); deterministic for equal inputs. ``to_messages`` /
-    ``to_tools`` convert the neutral messages and tools (a provider passes memoized ones)."""
-    a_tools = to_tools(tools)
+    """The request body (without ``stream``); deterministic for equal inputs."""
+    a_tools = tools_to_anthropic(tools)
     a_system = [{"type": "text", "text": system}] if system else []
-    a_messages = to_messages(messages)
+    a_messages = messages_to_anthropic(messages)
     if cache:
         a_tools, a_system, a_messages = apply_cache_layout(a_tools, a_system, a_messages, ttl=cache_ttl)
     kwargs: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": a_messages}
@@ -101,32 +97,56 @@ def build_request(
     return kwargs
 
 
-def response_to_neutral(msg: Any, raw_inputs: dict[int, str] | None = None) -> tuple[Message, Usage, str]:
-    """``raw_inputs``: each streamed tool_use block's input JSON as sent (by block index). The SDK
-    parses a cut-off input leniently into a plausible dict; the raw text shows it was cut."""
-    parts: list[Any] = []
-    cut = msg.stop_reason in ("max_tokens", "model_context_window_exceeded")
-    for index, block in enumerate(msg.content):
-        btype = getattr(block, "type", None)
-        if btype == "text":
-            if block.text:
-                parts.append(TextPart(text=block.text))
-        elif btype == "tool_use":
-            raw = (raw_inputs or {}).get(index)
-            parts.append(tool_call(block.id, block.name, block.input if raw is None else raw, cut=cut))
-        elif btype == "thinking":
-            parts.append(ReasoningPart(text=block.thinking, signature=block.signature))
-        elif btype == "redacted_thinking":
-            parts.append(ReasoningPart(data={REDACTED_KEY: block.data}))
-    u = msg.usage
-    usage = Usage(
-        input_tokens=u.input_tokens or 0,
-        output_tokens=u.output_tokens or 0,
-        cache_read_tokens=u.cache_read_input_tokens or 0,
-        cache_write_tokens=u.cache_creation_input_tokens or 0,
-    )
-    stop = STOP_REASONS.get(msg.stop_reason or "end_turn", str(msg.stop_reason))
-    return Message(role="assistant", parts=parts), usage, stop
+class StreamedMessage:
+    """A streamed answer folded event by event (the events as the API documents them, decoded
+    from JSON by the SDK's SSE decoder): its blocks, stop reason, usage and model. Text, thinking
+    and tool input arrive as deltas; a tool_use block's input is kept as the raw JSON text sent,
+    so an input cut off by max_tokens is seen as cut (never leniently completed)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.model: str | None = None
+        self.stop_reason: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.blocks: dict[int, dict[str, Any]] = {}
+
+    def add(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "content_block_delta":
+            block, delta = self.blocks[data["index"]], data["delta"]
+            for field in ("text", "thinking", "partial_json", "signature"):
+                if field in delta:
+                    block.setdefault("_" + field, []).append(delta[field])
+        elif kind == "content_block_start":
+            self.blocks[data["index"]] = dict(data["content_block"])
+        elif kind == "message_start":
+            self.started = True
+            self.model = data["message"].get("model")
+            self.usage = dict(data["message"].get("usage") or {})
+        elif kind == "message_delta":
+            self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
+            self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+
+    def neutral(self) -> tuple[Message, Usage, str]:
+        parts: list[Any] = []
+        cut = self.stop_reason in ("max_tokens", "model_context_window_exceeded")
+        for _, block in sorted(self.blocks.items()):
+            btype, joined = block.get("type"), lambda f: "".join(block.get("_" + f, ())) or block.get(f) or ""
+            if btype == "text":
+                if text := joined("text"):
+                    parts.append(TextPart(text=text))
+            elif btype == "tool_use":
+                raw = "".join(block["_partial_json"]) if "_partial_json" in block else block.get("input")
+                parts.append(tool_call(block["id"], block["name"], raw, cut=cut))
+            elif btype == "thinking":
+                parts.append(ReasoningPart(text=joined("thinking"), signature=joined("signature") or None))
+            elif btype == "redacted_thinking":
+                parts.append(ReasoningPart(data={REDACTED_KEY: block.get("data")}))
+        u = self.usage
+        usage = Usage(input_tokens=u.get("input_tokens") or 0, output_tokens=u.get("output_tokens") or 0,
+                      cache_read_tokens=u.get("cache_read_input_tokens") or 0,
+                      cache_write_tokens=u.get("cache_creation_input_tokens") or 0)
+        stop = STOP_REASONS.get(self.stop_reason or "end_turn", str(self.stop_reason))
+        return Message(role="assistant", parts=parts), usage, stop
 
 
 class AnthropicModel(Provider):
@@ -136,14 +156,13 @@ class AnthropicModel(Provider):
     client_class = anthropic.Anthropic
 
     def __init__(
-        self, name: str, *, cache_ttl: CacheTTL | None = None, thinking: dict[str, Any] | None = None, **kwargs: Any
+        self, name: str, *, cache_ttl: CacheTTL | None = None, thinking: dict[str, Any] | None = None,
+        cache: bool = True, **kwargs: Any
     ):
         super().__init__(name, **kwargs)
         self.cache_ttl = cache_ttl
         self.thinking = thinking
-        # Each message and tool is converted and JSON-encoded once, then reused on every later turn.
-        self._messages, self._tools = Memo(message_to_anthropic), Memo(tool_to_anthropic)
-        self._encode = BodyEncoder("messages")
+        self.cache = cache  # False: no breakpoints at all (only to measure what they save)
 
     def _body(self, call: Call) -> dict[str, Any]:
         # The session id is unused: Anthropic caches by prefix and breakpoints, not by a key. The API
@@ -154,33 +173,50 @@ class AnthropicModel(Provider):
             call.tools,
             call.messages,
             max_tokens=call.max_tokens or UNKNOWN_MODEL_MAX_TOKENS,
+            cache=self.cache,
             cache_ttl=self.cache_ttl,
             thinking=self.thinking,
-            to_messages=self._messages,
-            to_tools=self._tools,
         )
 
-    def _attempt(self, kwargs: dict[str, Any]) -> tuple[Any, str | None, dict[int, str]]:
-        raw_inputs: dict[int, str] = {}
-        # The SDK's own POST with our encoded body: the SDK would copy the whole conversation and
-        # encode it again on every turn. Its HTTP client, headers, errors and stream parsing stay.
-        body = self._encode({**kwargs, "stream": True})
-        request = functools.partial(self.client.post, "/v1/messages", content=body, cast_to=anthropic.types.Message,
-                                    stream=True, stream_cls=anthropic.Stream[anthropic.types.RawMessageStreamEvent],
-                                    options={"headers": {"Content-Type": "application/json"}})
-        with MessageStreamManager(request, output_format=anthropic.NOT_GIVEN) as stream:
-            for event in stream:
-                if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
-                    raw_inputs[event.index] = raw_inputs.get(event.index, "") + event.delta.partial_json
-            try:
-                final = stream.get_final_message()
-            except AssertionError:  # the SDK saw no message_start at all
-                final = None
-            if final is None or final.stop_reason is None:  # the stream ended before message_delta/message_stop
-                raise StreamFailed(Failure(message="stream ended before the message was complete", retryable=True))
-            return final, stream.request_id, raw_inputs
+    def convert(self, message: Message) -> list[dict[str, Any]]:
+        return [message_to_anthropic(message)]
 
-    def _reply(self, answer: tuple[Any, str | None, dict[int, str]], kwargs: dict[str, Any]) -> Reply:
-        final, request_id, raw_inputs = answer
-        return Reply(*response_to_neutral(final, raw_inputs), model=getattr(final, "model", None),
-                     request_id=request_id)
+    def _marked(self, call: Call) -> dict[int, list[dict[str, Any]]]:
+        """The two messages that carry a breakpoint (see ``cache_layout``), converted afresh with it."""
+        if not self.cache:
+            return {}
+        mark = cache_control(self.cache_ttl)
+        marked = {i: mark_message(message_to_anthropic(call.messages[i]), mark) for i in message_targets(call.messages)}
+        return {i: [m] for i, m in marked.items() if m is not None}
+
+    def _attempt(self, body: bytes) -> tuple[StreamedMessage, str | None]:
+        # The SDK's own POST with our encoded body (the SDK would copy the whole conversation and
+        # encode it again on every turn), its HTTP client, headers, HTTP errors and SSE decoder; the
+        # events are folded here from their JSON, not built into SDK objects event by event.
+        response = self.client.post("/v1/messages", content=with_fields(body, stream=True), cast_to=httpx2.Response,
+                                    options={"headers": {"Content-Type": "application/json",
+                                                         RAW_RESPONSE_HEADER: "stream"}})
+        answer = StreamedMessage()
+        try:
+            for sse in anthropic.Stream.raw_events(response):
+                if sse.event == "error":  # as the SDK's own stream raises it
+                    try:
+                        err: Any = sse.json()
+                    except ValueError:
+                        err = sse.data
+                    raise self.client._make_status_error(f"{err}", body=err, response=response)
+                if sse.event and sse.data and sse.event != "ping":
+                    try:
+                        answer.add(sse.event, sse.json())
+                    except (KeyError, TypeError, AttributeError) as exc:  # an event out of order or misshapen
+                        raise StreamFailed(Failure(message=f"malformed {sse.event} event in the stream: {exc!r}",
+                                                   retryable=True)) from exc
+        finally:
+            response.close()
+        if not answer.started or answer.stop_reason is None:  # ended before message_start / message_delta
+            raise StreamFailed(Failure(message="stream ended before the message was complete", retryable=True))
+        return answer, response.headers.get("request-id")
+
+    def _reply(self, answer: tuple[StreamedMessage, str | None], body: bytes) -> Reply:
+        final, request_id = answer
+        return Reply(*final.neutral(), model=final.model, request_id=request_id)
