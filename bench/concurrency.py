@@ -13,7 +13,13 @@ ideal = goals / (latency per turn): what N goals would reach if tenax cost nothi
 of the ratio is that ideal, computed for the same latency in the same run; the 1-goal row shows
 what one goal alone loses per turn. RSS per goal: at start (ready) and at the end of its run.
 
-With --json the last line is one JSON object ({"runs": {N: {...}}, "ratio_16": ...}).
+The bench's goals reuse bench scaffolding that imports both SDKs, so their RSS overstates a goal;
+the RSS of a real goal process at start is measured apart, in a fresh process that does what a
+goal does before its first turn (import ``tenax.app``, build the Anthropic model, open the existing
+store, start a real sandbox and run one command in it, build the goal engine), RSS after each step.
+``--rss-only`` runs only that.
+
+With --json the last line is one JSON object ({"runs": {N: {...}}, "ratio_16": ..., "goal_start_rss": {...}}).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness_overhead import SimProcess, run_goal  # noqa: E402
+from harness_overhead import KEY, SPEC, SimProcess, rss_mb, run_goal  # noqa: E402
 
 TARGET = 0.90  # of the ideal, at 16 goals
 
@@ -43,6 +49,50 @@ def goal_main(db: str, url: str, turns: int, workspace: str) -> None:
     info = run_goal(db, url, turns, workspace, ready=ready)
     info["ended"] = time.time()
     print(json.dumps(info), flush=True)
+
+
+def start_rss_main(db: str, url: str, workspace: str) -> None:
+    """A real goal process up to its first turn; prints [[step, RSS MB, modules loaded], ...]."""
+    steps = [("python", rss_mb(), len(sys.modules))]
+    from tenax.app import build_model, goal_engine
+    from tenax.config import Settings
+    from tenax.sandbox import DockerSandbox, ToolBox, cleanup_by_label
+    from tenax.store import open_store
+
+    steps.append(("import tenax.app", rss_mb(), len(sys.modules)))
+    model = build_model(SPEC, url, KEY)
+    steps.append(("+ Anthropic model", rss_mb(), len(sys.modules)))
+    store = open_store(db)
+    gid = store.create_goal(objective="x", check_cmd="true", model=SPEC, workspace=workspace)
+    steps.append(("+ store (existing DB), goal", rss_mb(), len(sys.modules)))
+    sandbox = DockerSandbox(workspace, goal_id=f"bench-rss-{gid}")
+    try:
+        sandbox.start()
+        assert sandbox.exec("true").ok
+        steps.append(("+ sandbox started, one exec", rss_mb(), len(sys.modules)))
+        goal_engine(store, gid, model, sandbox, ToolBox(sandbox), settings=Settings(pricing_file=None))
+        steps.append(("+ goal engine (first turn next)", rss_mb(), len(sys.modules)))
+    finally:
+        cleanup_by_label(goal_id=sandbox.goal_id)
+    print(json.dumps(steps), flush=True)
+
+
+def goal_start_rss(url: str, tmp: str) -> list[list]:
+    db = f"sqlite:///{tmp}/tenax-rss.db"
+    from tenax.store import open_store
+
+    open_store(db).close()
+    ws = Path(tmp, "ws-rss")
+    ws.mkdir()
+    out = subprocess.run([sys.executable, __file__, "--start-rss", db, url, str(ws)], check=True, text=True,
+                         stdout=subprocess.PIPE, timeout=300).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def print_start_rss(steps: list[list]) -> None:
+    print(f"{'a real goal process, at start':<32} {'RSS':>8} {'modules':>8}")
+    for name, mb, modules in steps:
+        print(f"{name:<32} {mb:>6.1f}MB {modules:>8}")
 
 
 def run(goals: int, turns: int, url: str, tmp: str) -> dict[str, float]:
@@ -80,21 +130,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--turns", type=int, default=40)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rss-only", action="store_true", help="only the RSS of a real goal process at start")
     ap.add_argument("--goal", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--start-rss", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.goal:
         db, url, turns, ws = args.goal
         goal_main(db, url, int(turns), ws)
         return 0
-    counts = [int(n) for n in args.goals.split(",")]
+    if args.start_rss:
+        start_rss_main(*args.start_rss)
+        return 0
+    counts = [] if args.rss_only else [int(n) for n in args.goals.split(",")]
     sim = SimProcess(args.turns, args.latency)
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="tenax-bench-") as tmp:
             for n in counts:
                 rows.append(run(n, args.turns, sim.url, tmp))
+            start = goal_start_rss(sim.url, tmp)
     finally:
         sim.close()
+    print_start_rss(start)
+    if args.rss_only:
+        if args.json:
+            print(json.dumps({"goal_start_rss": {name: round(mb, 1) for name, mb, _ in start}}))
+        return 0
     print(f"{'goals':>5} {'turns/s':>8} {'ideal':>7} {'of ideal':>8} {'RSS/goal start':>14} {'end':>7} {'all ok':>6}")
     for r in rows:
         # each turn is one model call of `latency` s; a goal makes turns + 1 calls (complete_goal)
@@ -108,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {"runs": {str(r["goals"]): {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
                         for r in rows}}
         out["ratio_16"] = out["runs"].get("16", {}).get("ratio")
+        out["goal_start_rss"] = {name: round(mb, 1) for name, mb, _ in start}
         print(json.dumps(out))
     return 0 if all(r["ok"] for r in rows) else 1
 
