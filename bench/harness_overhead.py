@@ -66,7 +66,7 @@ def serve(turns: int, latency: float) -> None:
             return Reply(text="Done.", tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "ok"})])
         return Reply(text=f"{TEXT} ({turn})", tool_calls=[ToolCall(name="bash", arguments={"command": f"echo {turn} > progress.txt"})])
 
-    with Simulator(policy, context_window=10_000_000) as sim:
+    with Simulator(policy, context_window=10_000_000, stream_at_once=True) as sim:
         box["sim"] = sim
         print(sim.url, flush=True)
         sys.stdin.read()  # until the parent closes our stdin

@@ -12,7 +12,9 @@ from test_subagents import is_main_body as is_main
 
 from tenax.app import GoalRequest, create_goal, run_goal
 from tenax.core.budget import Budgets
-from tenax.goal.guards import GuardConfig, error_lines, normalize
+from tenax.core.messages import ToolCallPart
+from tenax.core.protocols import ToolOutcome
+from tenax.goal.guards import CirclingGuard, GuardConfig, error_lines, normalize
 from tenax.testing import Reply, Script, Simulator, ToolCall
 
 REVIEW = "A coding agent is circling"
@@ -60,6 +62,23 @@ def test_normalized_signatures_ignore_timestamps_addresses_and_temp_paths():
 
 
 @pytest.mark.docker
+def test_the_guard_keeps_only_its_window_over_a_long_run(tmp_path):
+    """3,000 turns of distinct calls and edits: the circling guard's state stays the size of its
+    window (it once kept every signature ever seen, so each turn cost more than the one before)."""
+    guard = CirclingGuard("objective", str(tmp_path), None, GuardConfig(no_progress_turns=10**6))
+    for turn in range(3000):
+        assert guard.before_turn(None) == ()  # type: ignore[arg-type]
+        bash = ToolCallPart(id=f"b{turn}", name="bash", arguments={"command": f"echo {turn}"})
+        guard.after_tool(bash, ToolOutcome(content=f"exit code: 1\nerror: case {turn} failed"), None)  # type: ignore[arg-type]
+        edit = ToolCallPart(id=f"e{turn}", name="edit_file", arguments={"path": "a.py", "old": f"x{turn}" * 50,
+                                                                        "new": f"y{turn}" * 50})
+        guard.after_tool(edit, ToolOutcome(content="ok"), None)  # type: ignore[arg-type]
+    window = guard.config.window
+    assert len(guard._seen) <= 3 * window
+    assert len(guard._examples) <= 2 * len(guard._seen) + 16 + 3
+    assert sum(map(len, guard._edits.pairs.values())) <= guard._edits.KEEP
+
+
 def test_repeating_a_failing_fix_three_times_steps_back_with_a_reviewer_and_a_pitfall_that_survives(store, workspace):
     main = [Reply(tool_calls=WRONG_FIX) for _ in range(3)] + [
         Reply(text="Let me think about the reviewer's note."),  # ends the turn: Ralph starts a fresh context

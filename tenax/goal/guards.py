@@ -117,7 +117,9 @@ def _digest(value: Any) -> str:
 
 @dataclass
 class _Edits:
-    """Per-path edit history, to see an edit that undoes an earlier one."""
+    """Per-path edit history (digests, the latest ``KEEP`` per path), to see an edit that undoes an earlier one."""
+
+    KEEP = 64
 
     pairs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     writes: dict[str, list[str]] = field(default_factory=dict)
@@ -125,16 +127,18 @@ class _Edits:
     def reverts(self, call: ToolCallPart) -> bool:
         path, a = str(call.arguments.get("path", "")), call.arguments
         if call.name == "edit_file":
-            old, new = str(a.get("old", "")), str(a.get("new", ""))
+            old, new = _digest(str(a.get("old", ""))), _digest(str(a.get("new", "")))
             seen = self.pairs.setdefault(path, [])
             undo = (new, old) in seen
             seen.append((old, new))
+            del seen[:-self.KEEP]
             return undo
         if call.name == "write_file":
             digest = _digest(a.get("content", ""))
             seen = self.writes.setdefault(path, [])
             undo = digest in seen[:-1] and seen[-1] != digest
             seen.append(digest)
+            del seen[:-self.KEEP]
             return undo
         return False
 
@@ -235,8 +239,13 @@ class CirclingGuard(Guard):
         self._quiet = 0 if (changed or self._progress) else self._quiet + 1
         self._progress = False
         low = self._turns - self.config.window
-        for sig in list(self._seen):
-            self._seen[sig] = [t for t in self._seen[sig] if t > low]
+        for sig in list(self._seen):  # only the window is kept: a long run's state stays small
+            if kept := [t for t in self._seen[sig] if t > low]:
+                self._seen[sig] = kept
+            else:
+                del self._seen[sig]
+        if len(self._examples) > 2 * len(self._seen) + 16:
+            self._examples = {sig: ex for sig, ex in self._examples.items() if sig in self._seen}
         repeated = max(self._seen.items(), key=lambda kv: len(kv[1]), default=(None, []))
         if repeated[0] is not None and len(repeated[1]) >= self.config.repeat:
             return self._step_back(ctx, repeated[0], len(repeated[1]))

@@ -99,7 +99,7 @@ class Wire:
             body = list(body)
             for i, text in replace.items():
                 body[i] = text
-        return ",".join(t for t in (*lead, *body) if t)
+        return ",".join(filter(None, (*lead, *body)))
 
 
 def splice(key: str, items: str, rest: str = "{}") -> bytes:

@@ -92,8 +92,13 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         compat: cm.Compat | str | None = None,
+        stream_at_once: bool = False,
     ):
+        """``stream_at_once``: write each streamed answer in one piece (the same events and chunks)
+        instead of one write per event; a bench uses it so that the time a client spends after the
+        headers is its own parsing, not the wait for this server's next event."""
         self.compat = cm.resolve(compat)
+        self.stream_at_once = stream_at_once
         self.policy: Policy = policy if policy is not None else Script([])
         self.clock = clock or SimClock()
         self.context_window = context_window
@@ -360,6 +365,7 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             for k, v in out.headers.items():
                 self.send_header(k, v)
             self.end_headers()
+            held: list[bytes] = []
             try:
                 for i, (name, data) in enumerate(events):
                     if out.fault in ("reset", "stall") and i == len(events) // 2:
@@ -367,9 +373,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     payload = data if isinstance(data, str) else json.dumps(data)
                     text = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
                     raw = text.encode("utf-8")
-                    self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
-                    self.wfile.flush()
-                self.wfile.write(b"0\r\n\r\n")
+                    held.append(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+                    if not sim.stream_at_once:
+                        self.wfile.write(held.pop())
+                        self.wfile.flush()
+                self.wfile.write(b"".join(held) + b"0\r\n\r\n")
                 self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
