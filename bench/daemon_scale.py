@@ -2,7 +2,7 @@
 containers against the simulator with a fixed model latency and a fixed tool latency.
 
     .venv/bin/python bench/daemon_scale.py [--goals 50] [--concurrency 4] [--model-latency 2]
-                                           [--tool-latency 0.5] [--json]
+                                           [--tool-latency 0.5] [--pool N] [--json]
 
 Each goal takes three model turns (a `sleep TOOL_LATENCY` tool call, a file write, complete_goal
 whose check passes). The ideal is what zero overhead would take: identical goals run in
@@ -10,6 +10,8 @@ ceil(N / concurrency) rounds of (3 x model latency + tool latency). Measured: fr
 `tenax daemon run` (its own start counts) until the last goal succeeded. Also: the daemon's and
 the workers' RSS (sampled from /proc every 0.5 s), and the latency of a journal write into the same
 database while the goals run (a probe session appending a step every 0.1 s).
+``--pool N`` runs the daemon with a warm pool of N containers (``tenax daemon run --pool N``, needs
+root); the pool is filled by the daemon after it starts, inside the measured time.
 With --json the last line is one JSON object; ``throughput_ratio`` is ideal time / measured time.
 """
 
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tenax.app import GoalRequest
@@ -68,6 +71,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--model-latency", type=float, default=2.0)
     ap.add_argument("--tool-latency", type=float, default=0.5)
+    ap.add_argument("--pool", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -103,9 +107,9 @@ def main() -> int:
                 writes.append((time.perf_counter() - t0) * 1000)
 
         log = open(home / "bench-daemon.log", "w")
-        began = time.monotonic()
+        began, began_at = time.monotonic(), datetime.now(timezone.utc)
         daemon = subprocess.Popen([sys.executable, "-m", "tenax.cli", "daemon", "run", "--concurrency",
-                                   str(args.concurrency)], stdout=log, stderr=subprocess.STDOUT)
+                                   str(args.concurrency), "--pool", str(args.pool)], stdout=log, stderr=subprocess.STDOUT)
         prober = threading.Thread(target=probe_writes, daemon=True)
         prober.start()
         try:
@@ -126,23 +130,28 @@ def main() -> int:
             daemon.terminate()
             daemon.wait()
     statuses = [g.status for g in goals]
+    first = min((g.lease_acquired_at for g in goals if g.lease_acquired_at), default=None)
+    first_start = (first.replace(tzinfo=first.tzinfo or timezone.utc) - began_at).total_seconds() if first else None
     failed = len(statuses) - statuses.count("succeeded")
     ideal = math.ceil(args.goals / args.concurrency) * (TURNS * args.model_latency + args.tool_latency)
     figures = {
-        "goals": args.goals, "concurrency": args.concurrency, "succeeded": statuses.count("succeeded"),
+        "goals": args.goals, "concurrency": args.concurrency, "pool": args.pool, "succeeded": statuses.count("succeeded"),
         "failed": failed, "elapsed_s": round(elapsed, 1), "ideal_s": round(ideal, 1),
         "throughput_goals_per_min": round(args.goals / elapsed * 60, 2),
         "ideal_goals_per_min": round(args.goals / ideal * 60, 2),
         "throughput_ratio": round(ideal / elapsed, 3),
+        "first_goal_started_s": round(first_start, 2) if first_start is not None else None,
         "daemon_rss_mb_max": round(max(rss_daemon, default=0), 1),
         "worker_rss_mb_mean": round(statistics.mean(rss_workers), 1) if rss_workers else None,
         "worker_rss_mb_max": round(max(rss_workers, default=0), 1),
         "journal_write_ms_p50": round(pct(writes, 0.5), 2), "journal_write_ms_p99": round(pct(writes, 0.99), 2),
         "journal_writes": len(writes),
     }
-    print(f"{'goals':<28}{args.goals} ({figures['succeeded']} succeeded), concurrency {args.concurrency}")
+    print(f"{'goals':<28}{args.goals} ({figures['succeeded']} succeeded), concurrency {args.concurrency}, "
+          f"warm pool {args.pool or 'off'}")
     print(f"{'model / tool latency':<28}{args.model_latency} s / {args.tool_latency} s, {TURNS} turns per goal")
     print(f"{'elapsed vs ideal':<28}{elapsed:.1f} s vs {ideal:.1f} s -> {figures['throughput_ratio']:.0%} of ideal")
+    print(f"{'daemon start to 1st goal':<28}{figures['first_goal_started_s']} s (included in elapsed)")
     print(f"{'throughput':<28}{figures['throughput_goals_per_min']} goals/min (ideal {figures['ideal_goals_per_min']})")
     print(f"{'daemon RSS (max)':<28}{figures['daemon_rss_mb_max']} MB")
     print(f"{'worker RSS (mean / max)':<28}{figures['worker_rss_mb_mean']} / {figures['worker_rss_mb_max']} MB")

@@ -125,16 +125,26 @@ def _concurrency(n: Optional[int]) -> Optional[int]:
     return n
 
 
+def _pool(n: Optional[int]) -> int:
+    _run(_UI._require, "--pool", n, "a whole number between 0 and 64", lambda v: 0 <= v <= 64)
+    return n or 0
+
+
+POOL_HELP = ("Keep N started, never-used sandbox containers, so a goal's sandbox is ready at once "
+             "(needs root; default 0: none).")
+
+
 @daemon_app.command("start")
 def daemon_start(concurrency: Optional[int] = typer.Option(None, "--concurrency", "-j",
-                                                           help="Goals run at once (default 4, or TENAX_CONCURRENCY).")) -> None:
+                                                           help="Goals run at once (default 4, or TENAX_CONCURRENCY)."),
+                 pool: Optional[int] = typer.Option(None, "--pool", help=POOL_HELP)) -> None:
     """Start the daemon detached (pid file and log under TENAX_HOME).
 
-    Example: tenax daemon start --concurrency 2
+    Example: tenax daemon start --concurrency 2 --pool 2
     """
     from tenax.daemon import control, paths
 
-    pid, started = _run(control.ensure_daemon, _concurrency(concurrency))
+    pid, started = _run(control.ensure_daemon, _concurrency(concurrency), pool=_pool(pool))
     _UI.say(f"{'started the daemon' if started else 'the daemon already runs'} (pid {pid}); log: {paths.log_file()}")
 
 
@@ -151,17 +161,18 @@ def daemon_stop() -> None:
 
 @daemon_app.command("run")
 def daemon_run(concurrency: Optional[int] = typer.Option(None, "--concurrency", "-j",
-                                                         help="Goals run at once (default 4, or TENAX_CONCURRENCY).")) -> None:
+                                                         help="Goals run at once (default 4, or TENAX_CONCURRENCY)."),
+               pool: Optional[int] = typer.Option(None, "--pool", help=POOL_HELP)) -> None:
     """Run the daemon in the foreground (for systemd or a container).
 
-    Example: tenax daemon run --concurrency 4
+    Example: tenax daemon run --concurrency 4 --pool 4
     """
     from tenax.config import load_settings
     from tenax.daemon.supervisor import Supervisor
 
-    n = _concurrency(concurrency)
+    n, size = _concurrency(concurrency), _pool(pool)
     settings = _run(load_settings)
-    _run(lambda: Supervisor(_UI._store(), concurrency=n or settings.concurrency, settings=settings).run())
+    _run(lambda: Supervisor(_UI._store(), concurrency=n or settings.concurrency, pool=size, settings=settings).run())
 
 
 @daemon_app.command("status")
@@ -178,7 +189,7 @@ def daemon_status() -> None:
         _UI.say(f"no daemon runs for {paths.home()}; start one with: tenax daemon start")
     else:
         _UI.say(("daemon", "bold"), f" pid {info['pid']}, up {_UI._duration(time.time() - info['started_at'])}, "
-                f"concurrency {info['concurrency']}, home {paths.home()}")
+                f"concurrency {info['concurrency']}, warm pool {info.get('pool') or 'off'}, home {paths.home()}")
     store = _run(_UI._store)
     live = _run(queue.background_goals, store)
     ended = [g for g in _run(store.list_goals, limit=STATUS_ENDED) if g.background and g.id not in {x.id for x in live}]

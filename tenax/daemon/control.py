@@ -137,12 +137,12 @@ def _over(goal: Any) -> bool:
     return not goal.background and goal.shown_status != GoalStatus.RUNNING and goal.status != GoalStatus.PENDING
 
 
-def ensure_daemon(concurrency: int | None = None) -> tuple[int, bool]:
+def ensure_daemon(concurrency: int | None = None, pool: int = 0) -> tuple[int, bool]:
     """Start a daemon for this ``TENAX_HOME`` unless one runs: its pid, and whether it was started now."""
     info = running_daemon()
     if info is not None:
         return int(info["pid"]), False
-    return start_daemon(concurrency), True
+    return start_daemon(concurrency, pool), True
 
 
 def daemon_note(concurrency: int | None = None) -> str:
@@ -150,11 +150,12 @@ def daemon_note(concurrency: int | None = None) -> str:
     return f"started the daemon (pid {pid})" if started else f"the daemon (pid {pid}) runs it"
 
 
-def start_daemon(concurrency: int | None = None) -> int:
+def start_daemon(concurrency: int | None = None, pool: int = 0) -> int:
     """Start ``tenax daemon run`` detached (own session, output to ``daemon.log``); return its pid."""
     n = concurrency or load_settings().concurrency
     with open(paths.log_file(), "a") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tenax.cli", "daemon", "run", "--concurrency", str(n)],
+        proc = subprocess.Popen([sys.executable, "-m", "tenax.cli", "daemon", "run", "--concurrency", str(n),
+                                 "--pool", str(pool)],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     end = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < end:

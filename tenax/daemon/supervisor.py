@@ -26,29 +26,30 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, IO
+from pathlib import Path
+from typing import Any, Callable, IO
 
 from tenax.config import Settings, load_settings
 from tenax.core.errors import ConfigError, TenaxError
 from tenax.core.status import ENDED, GoalStatus
-from tenax.daemon import paths, queue
+from tenax.daemon import paths, queue, worktree
 from tenax.daemon.notify import notify
 from tenax.daemon.paths import BUSY_EXIT, log
 from tenax.store.lease import lease_live, pid_alive
 
-TICK_S = 0.5  # the longest sleep between ticks; a worker's exit or its goal's end wakes the daemon at once
+TICK_S = 0.5  # the longest sleep between ticks (TENAX_DAEMON_TICK_S); a worker's exit or its goal's end wakes it at once
 WAKE = (signal.SIGCHLD, signal.SIGUSR1)
 CLEANUP_EVERY_S = 300.0
 RESUMABLE_CONTAINERS = {GoalStatus.STOPPED.value, GoalStatus.PAUSED.value}  # kept for resume
 
 
-class Worker:
-    """A forked worker process; ``poll()`` answers like ``subprocess.Popen.poll`` (minus a signal)."""
+class Child:
+    """A process forked from the daemon, running ``main()`` with its output appended to ``out``;
+    ``poll()`` answers like ``subprocess.Popen.poll`` (minus a signal)."""
 
-    def __init__(self, goal_id: str, keep_closed: list[int]):
+    def __init__(self, main: Callable[[], int], out: Path, keep_closed: list[int]):
         from tenax.daemon import worker
 
-        out = paths.worker_log(goal_id)
         self.returncode: int | None = None
         daemon = os.getpid()
         self.pid = os.fork()
@@ -67,7 +68,7 @@ class Worker:
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-            code = worker.main([goal_id])
+            code = main()
         except BaseException:  # noqa: BLE001 - whatever happens, the child ends here
             traceback.print_exc()
         finally:
@@ -81,6 +82,20 @@ class Worker:
             if done:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+
+def tick_s() -> float:
+    """How long the daemon sleeps when nothing wakes it: what bounds its reaction to a newly queued
+    goal, an ``--at`` time or a control; TENAX_DAEMON_TICK_S overrides the default."""
+    raw = os.environ.get("TENAX_DAEMON_TICK_S", "").strip()
+    try:
+        value = float(raw) if raw else TICK_S
+    except ValueError:
+        value = -1.0
+    if not 0.05 <= value <= 60:
+        raise ConfigError(f"TENAX_DAEMON_TICK_S={raw!r} is not a number of seconds between 0.05 and 60; "
+                          f"unset it (default {TICK_S}) or give e.g. 0.5")
+    return value
 
 
 def running_daemon() -> dict[str, Any] | None:
@@ -103,15 +118,27 @@ class Supervisor:
     store: Any
     concurrency: int = 4
     settings: Settings = field(default_factory=load_settings)
-    workers: dict[str, Worker] = field(default_factory=dict)  # goal id -> its worker
+    pool: int = 0  # warm pool size (0: every goal's sandbox is cold-started by its worker)
+    workers: dict[str, Child] = field(default_factory=dict)  # goal id -> its worker
     stopping: bool = False
     _lock: IO[str] | None = None
     _cleaned_at: float = 0.0
+    _tick: float = TICK_S
     _wake: tuple[int, int] | None = None  # the pipe signals are written to (signal.set_wakeup_fd)
     _warmed: set[str] = field(default_factory=set)
+    _pool_id: str = ""
+    _pool_missing: int = 0  # pool containers to start (the filler is forked when none runs)
+    _filler: Child | None = None
+    _client: Any = None  # the daemon's Docker client (for the pool)
+    _fill_after: float = 0.0  # after a failed fill: not before this (monotonic)
 
     def run(self) -> None:
         """Run until SIGTERM / SIGINT; running workers are left to finish their goals."""
+        self._tick = tick_s()
+        if self.pool:
+            from tenax.sandbox.pool import SandboxPool
+
+            SandboxPool(self.pool)._shared_root()  # refused at once without root
         self._take_lock()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
@@ -124,6 +151,10 @@ class Supervisor:
         log(f"daemon {os.getpid()} started: home {paths.home()}, db {self.store.url.render_as_string(hide_password=True)}, "
             f"concurrency {self.concurrency}")
         import tenax.daemon.worker  # noqa: F401 - loaded once here, shared by every forked worker
+        if self.pool:
+            import uuid
+
+            self._pool_id, self._pool_missing = uuid.uuid4().hex[:8], self.pool
         try:
             while not self.stopping:
                 try:
@@ -132,6 +163,7 @@ class Supervisor:
                     log(f"tick failed: {e}")
                 self._nap()
         finally:
+            self._drain_pool()
             paths.pid_file().unlink(missing_ok=True)
             log(f"daemon stopped; {len(self._alive())} worker(s) go on with their goals")
 
@@ -139,8 +171,8 @@ class Supervisor:
         self.stopping = True
 
     def _nap(self) -> None:
-        """Sleep up to TICK_S, or until a signal (a worker's exit or ping, a stop) arrives."""
-        if select.select([self._wake[0]], [], [], TICK_S)[0]:
+        """Sleep up to a tick, or until a signal (a worker's exit or ping, a stop) arrives."""
+        if select.select([self._wake[0]], [], [], self._tick)[0]:
             try:
                 while os.read(self._wake[0], 512):
                     pass
@@ -155,7 +187,7 @@ class Supervisor:
             other = running_daemon() or {}
             raise ConfigError(f"a tenax daemon already runs for {paths.home()} (pid {other.get('pid', '?')}); "
                               "stop it with `tenax daemon stop` or use another TENAX_HOME") from None
-        paths.pid_file().write_text(json.dumps({"pid": os.getpid(), "started_at": time.time(),
+        paths.pid_file().write_text(json.dumps({"pid": os.getpid(), "started_at": time.time(), "pool": self.pool,
                                                 "concurrency": self.concurrency, "db": str(self.store.url)}))
 
     # -- one pass over the queue --------------------------------------------------------------
@@ -179,6 +211,7 @@ class Supervisor:
             if goal.id not in self.workers and queue.is_ready(self.store, goal, now):
                 self._spawn(goal)
                 busy.add(goal.id)
+        self._refill()
         if time.monotonic() - self._cleaned_at > CLEANUP_EVERY_S:
             self.cleanup()
 
@@ -199,12 +232,92 @@ class Supervisor:
         except Exception as e:  # noqa: BLE001 - the worker meets the same fault and records it on the goal
             log(f"could not load the {provider} provider ahead of its workers: {e}")
 
-    def _spawn(self, goal: Any) -> None:
-        self._warm(goal)
+    def _fork(self, main: Callable[[], int], out: Path) -> Child:
         sys.stdout.flush()
-        keep_closed = [*([self._lock.fileno()] if self._lock else []), *(self._wake or ())]
-        self.workers[goal.id] = Worker(goal.id, keep_closed)
-        log(f"goal {goal.id}: worker {self.workers[goal.id].pid} started ({goal.status})")
+        return Child(main, out, [*([self._lock.fileno()] if self._lock else []), *(self._wake or ())])
+
+    def _spawn(self, goal: Any) -> None:
+        from tenax.daemon import worker
+
+        self._warm(goal)
+        where = self._claim(goal)
+        self.workers[goal.id] = self._fork(lambda: worker.main([goal.id]), paths.worker_log(goal.id))
+        log(f"goal {goal.id}: worker {self.workers[goal.id].pid} started ({goal.status}{where})")
+
+    # -- the warm pool ------------------------------------------------------------------------
+    def _claim(self, goal: Any) -> str:
+        """Hand the goal a container of the warm pool before its worker starts (its sandbox's start()
+        re-attaches to it by name); '' when it gets none and cold-starts its own."""
+        config = goal.config or {}
+        if not self._pool_id or goal.status != GoalStatus.PENDING or config.get("allow_hosts") \
+                or (goal.network or "none") != "none" or (config.get("image") or self.settings.image) != self.settings.image:
+            return ""
+        from tenax.sandbox.pool import claim
+
+        try:
+            container = claim(self._pool_id, goal.workspace, goal.id, self._docker())
+        except Exception as e:  # noqa: BLE001 - a pool fault must not stop the goal: it cold-starts
+            log(f"goal {goal.id}: no pool container ({e})")
+            return ""
+        if container is None:
+            return ""
+        self._pool_missing += 1
+        return f", pool container {container[:12]}"
+
+    def _docker(self) -> Any:
+        if self._client is None:
+            from tenax.sandbox import ensure_docker
+
+            self._client = ensure_docker()
+        return self._client
+
+    def _refill(self) -> None:
+        """Start the pool containers claimed since the last fill, in a forked filler (creating a container
+        takes the Docker engine about half a second, which the daemon's own loop must not wait for)."""
+        if not self._pool_id:
+            return
+        from tenax.sandbox.pool import POOL_LABEL, UNUSED, SandboxPool
+
+        if self._filler is not None:
+            code = self._filler.poll()
+            if code is None:
+                return
+            self._filler = None
+            if code != 0:
+                log(f"warm pool: refill failed (exit code {code}, see {paths.worker_log('pool')}); "
+                    f"retrying in {CLEANUP_EVERY_S / 10:.0f} s")
+                self._fill_after = time.monotonic() + CLEANUP_EVERY_S / 10
+            try:  # what the pool lacks now (claims went on while it filled; a failed fill started fewer)
+                self._pool_missing = self.pool - len(self._docker().containers.list(
+                    all=True, filters={"label": f"{POOL_LABEL}={self._pool_id}", "name": UNUSED}))
+            except Exception as e:  # noqa: BLE001 - Docker away: try again after the pause
+                log(f"warm pool: could not count its containers: {e}")
+                self._fill_after = time.monotonic() + CLEANUP_EVERY_S / 10
+        if self._pool_missing <= 0 or time.monotonic() < self._fill_after:
+            return
+        from tenax.app import sandbox_limits, store_labels
+
+        pool = SandboxPool(self._pool_missing, pool_id=self._pool_id, image=self.settings.image,
+                           labels=store_labels(self.store), **sandbox_limits(self.settings))
+        self._pool_missing = 0
+        self._filler = self._fork(lambda: 0 if pool.fill(detach=True) >= 0 else 1, paths.worker_log("pool"))
+
+    def _drain_pool(self) -> None:
+        """At the daemon's stop: let a running filler finish, then remove the pool's unused containers."""
+        if not self._pool_id:
+            return
+        if self._filler is not None:
+            try:
+                os.waitpid(self._filler.pid, 0)
+            except ChildProcessError:
+                pass
+        from tenax.sandbox.pool import POOL_LABEL, cleanup_pools
+
+        try:
+            removed = cleanup_pools(labels={POOL_LABEL: self._pool_id})
+            log(f"warm pool: removed its {removed} unused container(s)")
+        except Exception as e:  # noqa: BLE001 - Docker being away: the next daemon's cleanup removes them
+            log(f"warm pool: could not remove its unused containers: {e}")
 
     def _reap(self) -> None:
         for gid, proc in list(self.workers.items()):
@@ -223,25 +336,41 @@ class Supervisor:
         log(f"goal {goal.id}: {goal.status}" + (f" ({goal.error})" if goal.error else ""))
         notify(goal, log)
 
-    # -- containers ---------------------------------------------------------------------------
+    def _knows(self, goal_id: str) -> bool:
+        from tenax.store.errors import NotFound
+
+        try:
+            return self.store.get_goal(goal_id).id == goal_id
+        except NotFound:
+            return False
+
+    # -- containers and worktrees ---------------------------------------------------------------
     def cleanup(self) -> int:
         """Remove, by label, the containers of this store's finished goals and of goals it does not
-        know (only those labelled with its own store). Never a goal that is live or resumable in place."""
+        know (only those labelled with its own store), and the worktrees of goals it does not know.
+        Never a goal that is live or resumable in place. Returns how many containers were removed."""
         from tenax.app import store_labels
         from tenax.sandbox import cleanup_by_label, ensure_docker
         from tenax.store.errors import NotFound
 
         self._cleaned_at = time.monotonic()
+        mine = store_labels(self.store)["tenax.store"]
+        trees = worktree.remove_orphans(self._knows, mine)
+        if trees:
+            log(f"removed the worktrees of {len(trees)} goal(s) this store no longer has: {', '.join(trees)}")
         try:
             client = ensure_docker()
             containers = client.containers.list(all=True, filters={"label": ["tenax=1"]})
         except Exception as e:  # noqa: BLE001 - Docker being away must not stop the queue
             log(f"container cleanup skipped: {e}")
             return 0
-        mine = store_labels(self.store)["tenax.store"]
+        from tenax.sandbox.pool import POOL_LABEL, UNUSED, cleanup_pools
+
         doomed: set[str] = set()
         for c in containers:
-            gid = c.labels.get("tenax.goal")
+            if POOL_LABEL in c.labels and c.name.startswith(UNUSED):
+                continue  # an unused pool container: cleanup_pools below
+            gid = c.name.removeprefix("tenax-") if POOL_LABEL in c.labels else c.labels.get("tenax.goal")
             if not gid:
                 continue
             try:
@@ -253,7 +382,10 @@ class Supervisor:
             if goal.status in {s.value for s in ENDED} - RESUMABLE_CONTAINERS and gid not in self.workers:
                 doomed.add(gid)
         removed = sum(cleanup_by_label(client, goal_id=gid) for gid in sorted(doomed))
-        client.close()
         if removed:
             log(f"removed {removed} container(s) of finished or unknown goals: {', '.join(sorted(doomed))}")
-        return removed
+        unused = cleanup_pools(client, labels={"tenax.store": mine}, keep=self._pool_id or None)
+        if unused:
+            log(f"removed {unused} unused container(s) of warm pools no daemon runs")
+        client.close()
+        return removed + unused

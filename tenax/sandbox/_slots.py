@@ -39,7 +39,7 @@ def release_slot(slot: Path) -> None:
         subprocess.run(["umount", "-l", str(ws)], capture_output=True)
     if _mounted(ws):
         return  # never delete through a mount that is still there
-    for name in ("workspace",):
+    for name in ("workspace", "ready"):
         (slot / name).unlink(missing_ok=True)
     try:
         ws.rmdir()

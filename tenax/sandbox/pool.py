@@ -15,6 +15,11 @@ and is renamed ``tenax-<goal id>``; ``cleanup_by_label(goal_id=...)`` and resume
 name. Unused pool containers are removed by ``cleanup()`` (label ``tenax.pool``). A workspace
 that needs another sandbox user than the pool's (owned by a uid other than root or 10001), or
 another image, network or limits, gets a cold-started sandbox instead.
+
+Across processes (the daemon): ``fill(detach=True)`` in one process leaves each container ready
+(its exec server let go, a ``ready`` file in its slot), and ``claim()`` in another hands one to a
+goal before that goal's runner starts; the runner's ``DockerSandbox.start()`` then re-attaches to
+it by name, as on resume.
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ import docker
 from tenax.core.errors import SandboxError
 from tenax.sandbox import _channel
 from tenax.sandbox._slots import POOL_LABEL, _mount, _mounted, bind_workspace, release_slot
-from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, ensure_docker
-from tenax.sandbox.docker_sandbox import DockerSandbox, cleanup_by_label
+from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
+from tenax.sandbox.docker_sandbox import DockerSandbox, _source, cleanup_by_label
+
+UNUSED = "tenax-pool-"  # the name prefix of a pool container no goal has taken
+READY = "ready"  # a slot's file: its container is started and free for claim()
+
 
 def pool_root() -> Path:
     return _channel.run_root() / "pool"
@@ -39,12 +48,14 @@ class SandboxPool:
     """``pool = SandboxPool(size, image=...)``; ``pool.fill()``; ``pool.take(workspace, goal_id) -> DockerSandbox``."""
 
     def __init__(self, size: int, *, image: str = DEFAULT_IMAGE, network: str = "none",
-                 client: docker.DockerClient | None = None, **limits):
+                 client: docker.DockerClient | None = None, pool_id: str | None = None,
+                 labels: dict[str, str] | None = None, **limits):
         if int(size) < 1:
             raise SandboxError(f"pool size must be at least 1, got {size}")
         self.size = int(size)
         self.image, self.network, self.limits = image, network, limits
-        self.id = uuid.uuid4().hex[:8]
+        self.id = pool_id or uuid.uuid4().hex[:8]
+        self.labels = {**(labels or {}), POOL_LABEL: self.id}
         self._client = client
         self._ready: list[DockerSandbox] = []
 
@@ -65,16 +76,17 @@ class SandboxPool:
         _mount("--make-rshared", str(root))
         return root
 
-    def fill(self) -> int:
-        """Start containers until ``size`` wait unused, each with its exec server connected; return how many were started."""
+    def fill(self, detach: bool = False) -> int:
+        """Start containers until ``size`` wait unused, each with its exec server connected; return how
+        many were started. ``detach``: let each server go and mark its slot ready for ``claim()``."""
         root = self._shared_root()
         started = 0
-        while len(self._ready) < self.size:
+        for _ in range(self.size - len(self._ready)):
             slot = root / f"{self.id}-{uuid.uuid4().hex[:8]}"
             (slot / "ws").mkdir(parents=True, mode=0o755)
             os.chown(slot / "ws", SANDBOX_UID, SANDBOX_GID)
             box = DockerSandbox(slot / "ws", goal_id=f"pool-{slot.name}", image=self.image, network=self.network,
-                                labels={POOL_LABEL: self.id}, client=self.client, **self.limits)
+                                labels=self.labels, client=self.client, **self.limits)
             box.propagation = "rslave"
             try:
                 box.start()
@@ -85,7 +97,11 @@ class SandboxPool:
                 box.stop()
                 release_slot(slot)
                 raise SandboxError(f"pool container {box.name} started without its exec server")
-            self._ready.append(box)
+            if detach:
+                box._unlisten()  # its server waits for the goal's runner to listen again
+                (slot / READY).write_text(box.container.id)
+            else:
+                self._ready.append(box)
             started += 1
         return started
 
@@ -121,13 +137,40 @@ class SandboxPool:
         return removed
 
 
-def cleanup_pools(client: docker.DockerClient | None = None) -> int:
-    """Remove every unused pool container (of any pool, e.g. one a crashed daemon left) and its slot."""
+def claim(pool_id: str, workspace: str, goal_id: str, client: docker.DockerClient | None = None) -> str | None:
+    """Hand a ready, unused container of pool ``pool_id`` to ``goal_id`` over ``workspace`` (bound into
+    its slot, the container renamed ``tenax-<goal id>``); return its id, or None when none is ready,
+    the goal has a container already, or the workspace needs another sandbox user than the pool's."""
+    client = client or ensure_docker()
+    box = DockerSandbox(workspace, goal_id=goal_id)  # its name and resolved workspace; nothing is started
+    if os.stat(box.workspace).st_uid not in (0, SANDBOX_UID) or any(
+            c.name == box.name for c in client.containers.list(all=True, filters={"name": box.name})):
+        return None
+    for c in client.containers.list(filters={"label": [f"{POOL_LABEL}={pool_id}", "tenax=1"], "status": "running"}):
+        slot = Path(_source(c.attrs, WORKDIR) or "/").parent
+        if not c.name.startswith(UNUSED) or not (slot / READY).is_file():
+            continue
+        (slot / READY).unlink()
+        try:
+            bind_workspace(slot, box.workspace)
+            c.rename(box.name)
+        except (SandboxError, docker.errors.APIError) as exc:
+            cleanup_by_label(client, goal_id=c.labels.get("tenax.goal"))  # never offered to another goal
+            raise SandboxError(f"could not hand pool container {c.name} to goal {goal_id}: {exc}") from exc
+        return c.id
+    return None
+
+
+def cleanup_pools(client: docker.DockerClient | None = None, *, labels: dict[str, str] | None = None,
+                  keep: str | None = None) -> int:
+    """Remove the unused pool containers (e.g. those a crashed daemon left) and their slots: of any
+    pool, or those carrying ``labels``, except pool ``keep``'s."""
     client = client or ensure_docker()
     removed = 0
-    for c in client.containers.list(all=True, filters={"label": [POOL_LABEL, "tenax=1"]}):
-        if not c.name.startswith("tenax-pool-"):
-            continue  # taken by a goal: it is that goal's now
+    wanted = [POOL_LABEL, "tenax=1", *(f"{k}={v}" for k, v in (labels or {}).items())]
+    for c in client.containers.list(all=True, filters={"label": wanted}):
+        if not c.name.startswith(UNUSED) or (keep is not None and c.labels.get(POOL_LABEL) == keep):
+            continue  # taken by a goal (it is that goal's now), or a pool that lives on
         slot = next((Path(m["Source"]).parent for m in c.attrs.get("Mounts") or [] if m.get("Destination") == "/workspace"), None)
         removed += cleanup_by_label(client, goal_id=c.labels.get("tenax.goal"))
         if slot is not None:
