@@ -58,7 +58,7 @@ def submit(store: Any, req: Any, *, after: str | None = None, at: datetime | Non
            api_key: str | None = None) -> str:
     """Validate and queue a goal for the daemon (``tenax goal --bg`` / ``tenax submit``); returns its id.
     ``use_worktree`` None means: a worktree when the workspace is in a git repository."""
-    from tenax.app import create_goal  # slow to import: only where a goal is created
+    from tenax.app import create_goal, store_labels  # slow to import: only where a goal is created
 
     parent = store.get_goal(after) if after else None
     if parent is not None and parent.status == GoalStatus.CANCELLED:
@@ -77,7 +77,7 @@ def submit(store: Any, req: Any, *, after: str | None = None, at: datetime | Non
         config["notify"] = notify
     if repo is not None:
         try:
-            config["worktree"] = worktree.add(repo, goal.workspace, goal_id)
+            config["worktree"] = worktree.add(repo, goal.workspace, goal_id, store_labels(store)["tenax.store"])
         except ConfigError:
             store.set_status(goal_id, GoalStatus.CANCELLED, error="its git worktree could not be created")
             raise

@@ -1,11 +1,15 @@
 """One ``git worktree`` per background goal, so two goals on one repository never write the same
 working tree. The worktree starts at the repository's HEAD (uncommitted changes stay behind) on
-branch ``tenax/<goal id>``, which keeps the goal's work after ``tenax rm`` removes the worktree."""
+branch ``tenax/<goal id>``, which keeps the goal's work after ``tenax rm`` removes the worktree.
+Each worktree's store is noted beside it (``.<goal id>.store``), so the daemon's cleanup removes
+only the worktrees of goals its own store no longer knows (purged), never another store's."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from tenax.core.errors import ConfigError
 from tenax.daemon import paths
@@ -30,11 +34,16 @@ def require_commit(repo: Path) -> None:
                           "or pass --no-worktree to work in the repository itself")
 
 
-def add(repo: Path, workspace: str, goal_id: str) -> dict[str, str]:
-    """Create the goal's worktree; returns ``{"repo", "path", "branch", "workspace"}`` (the workspace
-    is the same sub-directory of the worktree as the given one is of the repository)."""
+def _owner(goal_id: str) -> Path:
+    return paths.worktrees() / f".{goal_id}.store"
+
+
+def add(repo: Path, workspace: str, goal_id: str, store: str = "") -> dict[str, str]:
+    """Create the goal's worktree (noted as ``store``'s); returns ``{"repo", "path", "branch", "workspace"}``
+    (the workspace is the same sub-directory of the worktree as the given one is of the repository)."""
     path, branch = paths.worktrees() / goal_id, f"tenax/{goal_id}"
     path.parent.mkdir(parents=True, exist_ok=True)
+    _owner(goal_id).write_text(store)
     done = _git("worktree", "add", "-b", branch, str(path), "HEAD", cwd=repo)
     if done.returncode != 0:
         raise ConfigError(f"git worktree add failed in {repo}: {done.stderr.strip()[-500:]}; "
@@ -45,6 +54,30 @@ def add(repo: Path, workspace: str, goal_id: str) -> dict[str, str]:
 
 def remove(info: dict[str, str]) -> bool:
     """Remove the worktree (its branch stays: it holds the goal's work). False when git refused."""
-    if not Path(info["path"]).exists():
-        return True
-    return _git("worktree", "remove", "--force", info["path"], cwd=info["repo"]).returncode == 0
+    path = Path(info["path"])
+    if path.exists() and _git("worktree", "remove", "--force", str(path), cwd=info["repo"]).returncode != 0:
+        return False
+    _owner(path.name).unlink(missing_ok=True)
+    return True
+
+
+def remove_orphans(known: Callable[[str], bool], store: str) -> list[str]:
+    """Remove the worktrees under TENAX_HOME whose goal ``known`` denies (purged, or its creation
+    failed) and that are ``store``'s (or noted as no one's), with git's record of them (their
+    branches stay); return those goals' ids."""
+    root = paths.worktrees()
+    gone = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        owner = _owner(path.name)
+        if not path.is_dir() or path.name.startswith(".") or known(path.name) \
+                or (owner.exists() and owner.read_text() not in ("", store)):
+            continue
+        common = _git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path)
+        if common.returncode == 0:  # unregister it from its repository
+            _git("worktree", "remove", "--force", str(path), cwd=common.stdout.strip())
+        shutil.rmtree(path, ignore_errors=True)  # what git left (or all of it, when its repository is gone)
+        if common.returncode == 0:
+            _git("worktree", "prune", cwd=common.stdout.strip())
+        owner.unlink(missing_ok=True)
+        gone.append(path.name)
+    return gone
