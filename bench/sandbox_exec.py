@@ -4,7 +4,8 @@
 
 Cases: `true`, `echo`, 1 MB of output (each through DockerSandbox.exec, i.e. the exec server, and
 the same `bash -lc CMD` via `docker exec` of the CLI into the same container and via subprocess on
-the host), then read_file and write_file through the ToolBox. Warm-up runs are excluded; each
+the host, the three taking turns run by run so that a load on the machine weighs on each alike),
+then read_file and write_file through the ToolBox. Warm-up runs are excluded; each
 write writes new content and each read reads a different file, so no run is a cached no-op.
 With --json the last line is one JSON object (exec_ms_p50, docker_exec_ms_p50, bare_ms_p50 are
 the `true` case).
@@ -26,14 +27,17 @@ from tenax.sandbox import DockerSandbox, ToolBox, cleanup_by_label
 CASES = {"true": "true", "echo": "echo hello", "1MB": "head -c 1048576 /dev/zero | tr '\\0' x"}
 
 
-def timed(fn, runs: int, warmup: int = 3) -> list[float]:
+def timed(fns, runs: int, warmup: int = 3) -> list[list[float]]:
+    """Each of ``fns`` run ``runs`` times (after ``warmup``), taking turns; ms per run, per fn."""
     for i in range(warmup):
-        fn(-1 - i)
-    out = []
+        for fn in fns:
+            fn(-1 - i)
+    out: list[list[float]] = [[] for _ in fns]
     for i in range(runs):
-        t0 = time.perf_counter()
-        fn(i)
-        out.append((time.perf_counter() - t0) * 1000)
+        for fn, ms in zip(fns, out):
+            t0 = time.perf_counter()
+            fn(i)
+            ms.append((time.perf_counter() - t0) * 1000)
     return out
 
 
@@ -64,7 +68,7 @@ def main() -> int:
             def bare(_i, cmd=cmd):
                 subprocess.run(["bash", "-c", cmd], check=True, stdout=subprocess.PIPE)
 
-            server, cli, host = (timed(f, args.runs) for f in (via_server, via_cli, bare))
+            server, cli, host = timed([via_server, via_cli, bare], args.runs)
             rows.append((f"exec {name}", server, cli, host))
         for i in range(-3, args.runs):  # files for the reads, each distinct
             sb.exec(f"seq 1 {200 + i % 7} > r{i}.txt")
@@ -77,8 +81,8 @@ def main() -> int:
             out = tools.call("read_file", {"path": f"r{i}.txt"})
             assert not out.is_error and out.content.startswith(f"r{i}.txt: lines 1-"), out
 
-        rows.append(("write_file", timed(write, args.runs), None, None))
-        rows.append(("read_file", timed(read, args.runs), None, None))
+        rows.append(("write_file", timed([write], args.runs)[0], None, None))
+        rows.append(("read_file", timed([read], args.runs)[0], None, None))
     finally:
         cleanup_by_label(goal_id=sb.goal_id)
 
