@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
 from goalproc import CHECK, KEY, wait_for
 
 from tenax.testing import Reply, SimRequest, ToolCall
@@ -103,6 +104,30 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def ws(tmp_path: Path, name: str) -> Path:
+    """A workspace whose status.txt says broken (the fixer's goals make it say fixed)."""
+    path = tmp_path / name
+    path.mkdir()
+    (path / "status.txt").write_text("broken\n")
+    return path
+
+
+@pytest.fixture
+def env_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``env_for(sim, **vars)``: an Env over the simulator (its TENAX_HOME also this process's, for the
+    goals queued in-process); every daemon and worker it started is stopped at the end."""
+    made: list[Env] = []
+
+    def make(sim, **extra: str) -> Env:
+        made.append(Env(tmp_path, sim.url, **extra))
+        monkeypatch.setenv("TENAX_HOME", str(made[-1].home))
+        made[-1].home.mkdir(exist_ok=True)
+        return made[-1]
+    yield make
+    for env in made:
+        env.shutdown()
 
 
 def marked(policies: dict[str, Callable[[SimRequest], Reply]]) -> Callable[[SimRequest], Reply]:

@@ -12,33 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from daemonproc import Env, call, fixer, gapless, marked, until
+from daemonproc import Env, call, env_for, fixer, gapless, marked, until, ws  # noqa: F401 - env_for is a fixture
 
 from tenax.store import open_store
 from tenax.testing import Reply, SimError, Simulator
 
 pytestmark = pytest.mark.docker
-
-
-def ws(tmp_path: Path, name: str) -> Path:
-    path = tmp_path / name
-    path.mkdir()
-    (path / "status.txt").write_text("broken\n")
-    return path
-
-
-@pytest.fixture
-def env_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    made: list[Env] = []
-
-    def make(sim: Simulator, **extra: str) -> Env:
-        made.append(Env(tmp_path, sim.url, **extra))
-        monkeypatch.setenv("TENAX_HOME", str(made[-1].home))  # for the goals queued in-process
-        made[-1].home.mkdir(exist_ok=True)
-        return made[-1]
-    yield make
-    for env in made:
-        env.shutdown()
 
 
 def store_of(env: Env):

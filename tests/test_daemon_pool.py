@@ -1,0 +1,89 @@
+"""The daemon's warm pool (``tenax daemon run --pool N``), through a real daemon process, real
+containers and the simulator: a goal runs in a pool container and succeeds, the pool is refilled
+with never-used containers, and unused pool containers go at the daemon's stop and, when a dead
+daemon left them, at the next daemon's cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from daemonproc import Env, call, fixer, marked, until
+
+from tenax.app import store_labels
+from tenax.sandbox.pool import POOL_LABEL, UNUSED, SandboxPool, cleanup_pools
+from tenax.store import open_store
+from tenax.testing import Simulator
+
+pytestmark = [pytest.mark.docker, pytest.mark.skipif(os.geteuid() != 0, reason="the warm pool needs root")]
+
+
+def unused(client: docker.DockerClient, pool_id: str | None = None) -> dict[str, str]:
+    """Unused pool containers (id -> pool id), of one pool or of all."""
+    label = f"{POOL_LABEL}={pool_id}" if pool_id else POOL_LABEL
+    return {c.id: c.labels[POOL_LABEL] for c in client.containers.list(all=True, filters={"label": label})
+            if c.name.startswith(UNUSED)}
+
+
+def test_a_goal_runs_in_a_pool_container_and_the_pool_is_refilled_and_cleaned(tmp_path: Path, monkeypatch):
+    client = docker.from_env()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "status.txt").write_text("broken\n")
+    with Simulator(marked({"[W]": fixer(call("bash", command="cat /etc/hostname > host.txt"))})) as sim:
+        env = Env(tmp_path, sim.url)
+        env.home.mkdir()
+        monkeypatch.setenv("TENAX_HOME", str(env.home))
+        with open_store(f"sqlite:///{env.db}") as store:
+            mine = store_labels(store)
+        dead = SandboxPool(1, labels=mine)  # what a crashed daemon of this installation left behind
+        dead.fill(detach=True)
+        foreign = SandboxPool(1, labels={"tenax.store": "another-store"})  # another installation's
+        foreign.fill(detach=True)
+        try:
+            daemon = env.start_daemon("--pool", "2")
+            pool_id = None
+
+            def pool_ready() -> bool:
+                nonlocal pool_id
+                ours = {p for p in unused(client).values() if p not in (dead.id, foreign.id)}
+                pool_id = next(iter(ours), None)
+                return pool_id is not None and len(unused(client, pool_id)) == 2
+            until(pool_ready, 60, env)
+            until(lambda: not unused(client, dead.id), 30, env)  # the dead daemon's pool: removed at start
+            assert unused(client, foreign.id)  # another installation's pool is left alone
+            before = unused(client, pool_id)
+            with open_store(f"sqlite:///{env.db}") as store:
+                gid = env.queue(store, "[W] Make status.txt say fixed.", ws)
+                until(lambda: store.get_goal(gid).status == "succeeded", 90, env)
+            # it ran in one of the pool's containers: the container's hostname is its short id
+            host = (ws / "host.txt").read_text().strip()
+            taken = [cid for cid in before if cid.startswith(host)]
+            assert len(taken) == 1, (host, before, env.log())
+            assert f"pool container {taken[0][:12]}" in (env.home / "test-daemon.log").read_text()
+            # refilled with a new, never-used container; the taken one is gone with its goal
+            until(lambda: len(unused(client, pool_id)) == 2 and taken[0] not in unused(client, pool_id), 60, env)
+            until(lambda: not client.containers.list(all=True, filters={"id": taken[0]}), 30, env)
+            assert "warm pool 2" in env.tenax("daemon", "status").stdout
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+            assert unused(client, pool_id) == {}  # the daemon's stop removed its unused containers
+            assert f"/pool/{pool_id}-" not in Path("/proc/self/mountinfo").read_text()
+            assert not list((Path(os.environ.get("TENAX_RUN_DIR", "/run/tenax")) / "pool").glob(f"{pool_id}-*"))
+        finally:
+            env.shutdown()
+            cleanup_pools(client, labels={POOL_LABEL: foreign.id})
+            cleanup_pools(client, labels={POOL_LABEL: dead.id})
+            client.close()
+
+
+def test_pool_needs_a_whole_number(tmp_path: Path):
+    with Simulator(marked({})) as sim:
+        env = Env(tmp_path, sim.url)
+        env.home.mkdir()
+        done = env.tenax("daemon", "run", "--pool", "-1", check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "--pool" in done.stderr + done.stdout

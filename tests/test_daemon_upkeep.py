@@ -1,0 +1,78 @@
+"""The daemon's upkeep, through a real daemon process: it starts the next goal as soon as a worker's
+goal ends (not at its next tick), and its cleanup removes the worktrees of goals its store no
+longer has, and only those."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from daemonproc import call, env_for, fixer, marked, until, ws  # noqa: F401 - env_for is a fixture
+
+from tenax.store import open_store
+from tenax.testing import Simulator
+
+pytestmark = pytest.mark.docker
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def test_the_next_goal_starts_when_a_goal_ends_not_at_the_next_tick(tmp_path, env_for):
+    # A tick of 60 s: the queue is read once at the start, then only when something wakes the daemon.
+    with Simulator(marked({"[A]": fixer(), "[B]": fixer()})) as sim:
+        e = env_for(sim, TENAX_DAEMON_TICK_S="60")
+        with open_store(f"sqlite:///{e.db}") as store:
+            a = e.queue(store, "[A] Make status.txt say fixed.", ws(tmp_path, "a"))
+            b = e.queue(store, "[B] Make status.txt say fixed.", ws(tmp_path, "b"))
+        began = time.monotonic()
+        e.start_daemon("--concurrency", "1")
+        with open_store(f"sqlite:///{e.db}") as store:
+            until(lambda: store.get_goal(b).status == "succeeded", 45, e)
+            ga, gb = store.get_goal(a), store.get_goal(b)
+        assert ga.status == "succeeded"
+        assert time.monotonic() - began < 45  # B did not wait for a second tick (60 s)
+        gap = (gb.lease_acquired_at - ga.finished_at).total_seconds()
+        assert 0 <= gap < 5, gap  # A's worker told the daemon; B started while A's sandbox was removed
+
+
+def test_bad_tick_setting_is_refused_in_one_line(tmp_path, env_for):
+    with Simulator(marked({})) as sim:
+        e = env_for(sim, TENAX_DAEMON_TICK_S="soon")
+        done = e.tenax("daemon", "run", check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "TENAX_DAEMON_TICK_S='soon'" in done.stderr + done.stdout
+
+
+def test_cleanup_removes_the_worktrees_of_goals_the_store_no_longer_has(tmp_path, env_for):
+    repo = ws(tmp_path, "repo")
+    git("init", "-q", cwd=repo)
+    git("add", ".", cwd=repo)
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init", cwd=repo)
+    with Simulator(marked({"[P]": fixer(call("bash", command="echo purged > p.txt")), "[K]": fixer()})) as sim:
+        e = env_for(sim)
+        with open_store(f"sqlite:///{e.db}") as store:
+            purged = e.queue(store, "[P] Make status.txt say fixed.", repo)
+            kept = e.queue(store, "[K] Make status.txt say fixed.", repo, at=None)
+            store.update_goal(kept, background=False)  # not the daemon's to run: it only has to survive cleanup
+            trees = {g: Path(store.get_goal(g).config["worktree"]["path"]) for g in (purged, kept)}
+            store.delete_goal(purged)  # purged behind the daemon's back (as by another tenax, or by hand)
+        worktrees = e.home / "worktrees"
+        # a worktree of this installation's from before the owner notes, and one another store noted as its own
+        git("worktree", "add", "-q", "-b", "tenax/0ld0ld0ld0l", str(worktrees / "0ld0ld0ld0l"), "HEAD", cwd=repo)
+        git("worktree", "add", "-q", "-b", "tenax/f0re1gn0000", str(worktrees / "f0re1gn0000"), "HEAD", cwd=repo)
+        (worktrees / ".f0re1gn0000.store").write_text("another-store")
+        assert all(p.is_dir() for p in trees.values())
+        e.start_daemon()
+        until(lambda: not trees[purged].exists() and not (worktrees / "0ld0ld0ld0l").exists(), 30, e)
+        listed = git("worktree", "list", "--porcelain", cwd=repo)
+        assert str(trees[purged]) not in listed and "0ld0ld0ld0l" not in listed  # pruned from git's records too
+        assert trees[kept].is_dir() and str(trees[kept]) in listed  # a known goal's worktree stays
+        assert (worktrees / "f0re1gn0000").is_dir() and "f0re1gn0000" in listed  # another store's stays
+        assert not (worktrees / f".{purged}.store").exists() and (worktrees / f".{kept}.store").exists()
+        branches = git("branch", "--list", "tenax/*", cwd=repo)
+        assert f"tenax/{purged}" in branches and "tenax/0ld0ld0ld0l" in branches  # the work stays on its branch
+        assert "removed the worktrees of 2 goal(s)" in (e.home / "test-daemon.log").read_text()
