@@ -324,13 +324,14 @@ class StreamBuffer:
     def _end(self):
         """The stream's last bytes held (all of it when nothing was dropped in the middle)."""
         gap = self.total - len(self.head) - len(self.tail)
-        return bytes(self.tail) if gap else bytes(self.head + self.tail)
+        return bytes(self.tail) if gap else b"".join((self.head, self.tail))
 
     def text(self, limit):
         """The stream as text: at most ``limit`` bytes of it kept (head and tail), with a marker
         stating exactly how many bytes and lines were dropped between them; (text, bytes dropped)."""
         if self.total <= limit:
-            return bytes(self.head + self.tail).decode("utf-8", "replace"), 0
+            whole = [part for part in (self.head, self.tail) if part]  # one part: decoded in place, no copy
+            return str(whole[0] if len(whole) == 1 else b"".join(whole), "utf-8", "replace"), 0
         head = bytes(self.head[: min(limit // 2, len(self.head))])
         while len(head) < len(self.head) and head and self.head[len(head)] & 0xC0 == 0x80:
             head = head[:-1]  # do not end inside a UTF-8 character
@@ -345,10 +346,11 @@ class StreamBuffer:
 
     @classmethod
     def from_wire(cls, cap, w, raw):
-        """The buffer ``wire`` sent: ``w`` its JSON form, ``raw`` the frame's bytes."""
+        """The buffer ``wire`` sent, to read (``text``): ``w`` its JSON form, ``raw`` the frame's bytes
+        (a memoryview: head and tail are views of it, not copies)."""
         buf = cls(cap)
         at, mid = w["at"], w["at"] + w["head"]
-        buf.head, buf.tail = bytearray(raw[at:mid]), bytearray(raw[mid : mid + w["tail"]])
+        buf.head, buf.tail = raw[at:mid], raw[mid : mid + w["tail"]]
         buf.total, buf.lines = w["total"], w["lines"]
         return buf
 

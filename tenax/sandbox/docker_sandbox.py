@@ -585,7 +585,7 @@ class DockerSandbox:
                          f"(each command's processes end with it).")
         if reply["left"]:
             notes.append(f"{reply['left']} process(es) the command started could not be killed and are still running.")
-        disk = self._disk_note(stdout + stderr)
+        disk = self._disk_note(stdout, stderr)
         if disk:
             notes.append(disk)
         return ExecResult(
@@ -613,12 +613,12 @@ class DockerSandbox:
         finally:
             self._chan_lock.release()
 
-    def _disk_note(self, output: str) -> str | None:
-        if "No space left on device" in output:
+    def _disk_note(self, *outputs: str) -> str | None:
+        if any("No space left on device" in o for o in outputs):
             caps = ", ".join(f"{path} is limited to {mb} MB" for path, mb in self.tmpfs_mb.items())
             return (f"No space left on device: {caps}, and the rest of the root filesystem is read-only; "
                     f"delete files there, or write under /workspace.")
-        if "Read-only file system" in output:
+        if any("Read-only file system" in o for o in outputs):
             return (f"The sandbox's root filesystem is read-only: write under /workspace, "
                     f"{', '.join(self.tmpfs_mb)} instead.")
         return None
