@@ -795,6 +795,12 @@ CHAT_OK = [
     b"data: [DONE]\n\n",
 ]
 CHAT_CUT = CHAT_OK[:1]
+# Valid JSON shaped otherwise than the API documents: a delta for a block never started, a chunk
+# that is a list, a choice that is a string (read as SDK objects, these raised AttributeError).
+ANTHROPIC_MISSHAPEN = ANTHROPIC_OK[:2] + [
+    _sse("content_block_delta", {"type": "content_block_delta", "index": 5, "delta": {"type": "text_delta", "text": "x"}})]
+CHAT_LIST = [b"data: [1, 2]\n\n"] + CHAT_OK
+CHAT_MISSHAPEN = [_sse(None, {"id": "c1", "model": "qwen3", "choices": ["not an object"]})] + CHAT_OK
 
 
 class _ReplayServer:
@@ -840,8 +846,11 @@ class _ReplayServer:
         ("anthropic:claude-sonnet-4-6", "", ANTHROPIC_OVERLOADED, ANTHROPIC_OK, (11, 5, 7, 3)),
         ("anthropic:claude-sonnet-4-6", "", ANTHROPIC_CUT, ANTHROPIC_OK, (11, 5, 7, 3)),
         ("openai-chat:qwen3", "/v1", CHAT_CUT, CHAT_OK, (4, 4, 16, 0)),
+        ("anthropic:claude-sonnet-4-6", "", ANTHROPIC_MISSHAPEN, ANTHROPIC_OK, (11, 5, 7, 3)),
+        ("openai-chat:qwen3", "/v1", CHAT_LIST, CHAT_OK, (4, 4, 16, 0)),
+        ("openai-chat:qwen3", "/v1", CHAT_MISSHAPEN, CHAT_OK, (4, 4, 16, 0)),
     ],
-    ids=["anthropic-error-event", "anthropic-cut", "chat-cut"],
+    ids=["anthropic-error-event", "anthropic-cut", "chat-cut", "anthropic-misshapen", "chat-list", "chat-misshapen"],
 )
 def test_broken_streams_are_retried_not_taken_as_answers(spec, suffix, broken, ok, expected_usage):
     server = _ReplayServer([broken, ok])

@@ -2,8 +2,8 @@
 
 A provider subclasses ``Provider`` and supplies ``client_class`` (its SDK client), ``_body`` (the
 request body for one ``Call``), ``convert`` (one message as the items of the body's ``wire_key``
-list), ``_attempt`` (one call of the API with the encoded body) and ``_reply`` (its answer as
-neutral parts). ``build_request``, the encoding and ``complete`` are written once, here;
+list) and ``_attempt`` (one call of the API with the encoded body, its answer read into a
+``Reply``: reading it is part of the attempt, so a misshapen answer is retried like a failed one). ``build_request``, the encoding and ``complete`` are written once, here;
 ``complete`` runs the attempts with our own retries (the SDK's are switched off).
 
 The body is encoded incrementally (``_serialize.Wire``): each message is converted and encoded
@@ -106,12 +106,9 @@ class Provider:
         marked = {i: ",".join(map(dumps, items)) for i, items in self._marked(call).items()}
         return splice(self.wire_key, self._wire.sync(call.messages).joined(lead, marked), rest)
 
-    def _attempt(self, body: bytes) -> Any:
-        """One call of the API with ``body``; raises what ``classify_error`` classifies to retry."""
-        raise NotImplementedError
-
-    def _reply(self, answer: Any, body: bytes) -> Reply:
-        """The answer of the successful attempt, in neutral form."""
+    def _attempt(self, body: bytes) -> Reply:
+        """One call of the API with ``body`` and its answer in neutral form; raises what
+        ``classify_error`` classifies to retry."""
         raise NotImplementedError
 
     def complete(
@@ -124,11 +121,10 @@ class Provider:
         max_tokens: int | None = None,
     ) -> ModelResponse:
         body = self.encode(Call(system, tools, messages, session_id, self.output_limit(max_tokens)))
-        answer, attempts = call_with_retries(
+        reply, attempts = call_with_retries(
             lambda: self._attempt(body), self.retry, provider=self.provider, model=self.name, url=self.base_url,
             sleep=self.sleep, rng=self.rng,
         )
-        reply = self._reply(answer, body)
         return ModelResponse(
             message=reply.message,
             usage=reply.usage,

@@ -12,7 +12,7 @@ from tenax.harness._provider import Call, Provider, Reply
 from tenax.harness._serialize import sorted_json, tool_call, with_fields
 from tenax.harness.cache_layout import CacheTTL, apply_cache_layout, cache_control, mark_message, message_targets
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
-from tenax.harness.retry import Failure, StreamFailed
+from tenax.harness.retry import Failure, StreamFailed, misshapen
 
 STOP_REASONS = {
     "end_turn": "end_turn",
@@ -189,7 +189,7 @@ class AnthropicModel(Provider):
         marked = {i: mark_message(message_to_anthropic(call.messages[i]), mark) for i in message_targets(call.messages)}
         return {i: [m] for i, m in marked.items() if m is not None}
 
-    def _attempt(self, body: bytes) -> tuple[StreamedMessage, str | None]:
+    def _attempt(self, body: bytes) -> Reply:
         # The SDK's own POST with our encoded body (the SDK would copy the whole conversation and
         # encode it again on every turn), its HTTP client, headers, HTTP errors and SSE decoder; the
         # events are folded here from their JSON, not built into SDK objects event by event.
@@ -206,17 +206,11 @@ class AnthropicModel(Provider):
                         err = sse.data
                     raise self.client._make_status_error(f"{err}", body=err, response=response)
                 if sse.event and sse.data and sse.event != "ping":
-                    try:
+                    with misshapen(f"a {sse.event} event of the stream"):
                         answer.add(sse.event, sse.json())
-                    except (KeyError, TypeError, AttributeError) as exc:  # an event out of order or misshapen
-                        raise StreamFailed(Failure(message=f"malformed {sse.event} event in the stream: {exc!r}",
-                                                   retryable=True)) from exc
         finally:
             response.close()
         if not answer.started or answer.stop_reason is None:  # ended before message_start / message_delta
             raise StreamFailed(Failure(message="stream ended before the message was complete", retryable=True))
-        return answer, response.headers.get("request-id")
-
-    def _reply(self, answer: tuple[StreamedMessage, str | None], body: bytes) -> Reply:
-        final, request_id = answer
-        return Reply(*final.neutral(), model=final.model, request_id=request_id)
+        with misshapen("the streamed message"):
+            return Reply(*answer.neutral(), model=answer.model, request_id=response.headers.get("request-id"))

@@ -4,17 +4,20 @@ for OpenAI-compatible servers such as DeepSeek, vLLM, Ollama and llama.cpp)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
 import openai
+from openai._base_client import httpx2
 from openai._constants import RAW_RESPONSE_HEADER
+from openai._streaming import SSEDecoder
 
 from tenax.harness._provider import Call, Provider, Reply
 from tenax.harness._serialize import dumps_args, sorted_json, tool_call, with_fields
 from tenax.harness.estimate import estimate_body_tokens, estimate_json_tokens, estimate_tokens
 from tenax.core.messages import Message, ReasoningPart, TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage
-from tenax.harness.retry import Failure, StreamFailed
+from tenax.harness.retry import Failure, StreamFailed, misshapen
 
 REASONING_KEY = "openai_reasoning"
 ERROR_PREFIX = "[tool error] "
@@ -54,15 +57,34 @@ def _failure_from_event(code: str | None, message: str | None) -> StreamFailed:
     )
 
 
-def _post(client: openai.OpenAI, path: str, body: bytes, cast_to: Any, stream_cls: Any = None) -> Any:
+def _post(client: openai.OpenAI, path: str, body: bytes, *, stream: bool) -> Any:
     """The SDK's own POST with our encoded body (the SDK would copy and re-encode the whole
-    conversation every turn). Its HTTP client, headers, errors and stream parsing stay. Without
-    ``stream_cls``: the raw response (``.parse()``, ``.headers``)."""
-    headers = {"Content-Type": "application/json"}
-    if stream_cls is None:
-        headers[RAW_RESPONSE_HEADER] = "true"
-    return client.post(path, content=body, cast_to=cast_to, options={"headers": headers},
-                       stream=stream_cls is not None, stream_cls=stream_cls)
+    conversation every turn): its HTTP client, headers and HTTP errors stay. The answer is the
+    raw response (streamed: its body not read yet), read here from its JSON, never built into SDK
+    objects chunk by chunk."""
+    headers = {"Content-Type": "application/json", RAW_RESPONSE_HEADER: "stream" if stream else "true"}
+    return client.post(path, content=body, cast_to=httpx2.Response, options={"headers": headers})
+
+
+def _events(response: Any) -> Iterator[dict[str, Any]]:
+    """The JSON of each server-sent event of a streamed answer (the SDK's SSE decoder), up to
+    ``[DONE]``; an error sent in the stream raises as the SDK's own stream raises it."""
+    try:
+        for sse in SSEDecoder().iter_bytes(response.iter_bytes()):
+            if sse.data.startswith("[DONE]"):
+                return
+            data = sse.json()
+            if not isinstance(data, dict):
+                raise StreamFailed(Failure(message=f"an event of the stream is not a JSON object: {sse.data[:200]!r}",
+                                           retryable=True))
+            if data.get("error"):
+                error = data["error"]
+                message = error.get("message") if isinstance(error, dict) else None
+                raise openai.APIError(message if isinstance(message, str) and message else
+                                      "An error occurred during streaming", request=response.request, body=error)
+            yield data
+    finally:
+        response.close()
 
 
 # --------------------------------------------------------------------------- Responses API
@@ -117,38 +139,35 @@ def messages_to_responses_input(messages: list[Message]) -> list[dict[str, Any]]
     return [item for m in messages for item in message_to_responses(m)]
 
 
-def responses_output_to_neutral(response: Any) -> tuple[Message, Usage, str]:
+def responses_output_to_neutral(response: dict[str, Any]) -> tuple[Message, Usage, str]:
+    """A Responses answer (its JSON) in neutral form."""
     parts: list[Any] = []
     has_calls = False
-    reason = getattr(getattr(response, "incomplete_details", None), "reason", None)
-    cut = getattr(response, "status", None) == "incomplete" and reason == "max_output_tokens"
-    for item in response.output or []:
-        itype = getattr(item, "type", None)
+    reason = (response.get("incomplete_details") or {}).get("reason")
+    cut = response.get("status") == "incomplete" and reason == "max_output_tokens"
+    for item in response.get("output") or []:
+        itype = item.get("type")
         if itype == "message":
-            text = "".join(
-                getattr(c, "text", "") or "" for c in (item.content or []) if getattr(c, "type", "") == "output_text"
-            )
+            text = "".join(c.get("text") or "" for c in item.get("content") or [] if c.get("type") == "output_text")
             if text:
                 parts.append(TextPart(text=text))
         elif itype == "function_call":
             has_calls = True
-            parts.append(tool_call(item.call_id, item.name, item.arguments, cut=cut))
+            parts.append(tool_call(item.get("call_id"), item.get("name"), item.get("arguments"), cut=cut))
         elif itype == "reasoning":
-            summary = [{"type": "summary_text", "text": s.text} for s in (item.summary or [])]
-            echo: dict[str, Any] = {"type": "reasoning", "id": item.id, "summary": summary}
-            if getattr(item, "encrypted_content", None):
-                echo["encrypted_content"] = item.encrypted_content
-            text = "\n".join(s["text"] for s in summary) or "".join(
-                getattr(c, "text", "") for c in (getattr(item, "content", None) or [])
-            )
+            summary = [{"type": "summary_text", "text": s.get("text")} for s in item.get("summary") or []]
+            echo: dict[str, Any] = {"type": "reasoning", "id": item.get("id"), "summary": summary}
+            if item.get("encrypted_content"):
+                echo["encrypted_content"] = item["encrypted_content"]
+            text = "\n".join(s["text"] for s in summary) or "".join(c.get("text") or "" for c in item.get("content") or [])
             parts.append(ReasoningPart(text=text, data={REASONING_KEY: echo}))
-    u = response.usage
+    u = response.get("usage")
     if u is not None:
-        details = getattr(u, "input_tokens_details", None)
-        usage = _usage_from(u.input_tokens, getattr(details, "cached_tokens", 0), u.output_tokens)
+        usage = _usage_from(u.get("input_tokens"), (u.get("input_tokens_details") or {}).get("cached_tokens"),
+                            u.get("output_tokens"))
     else:
         usage = Usage()
-    if getattr(response, "status", None) == "incomplete":
+    if response.get("status") == "incomplete":
         stop = "max_tokens" if cut else str(reason or "incomplete")
     elif has_calls:
         stop = "tool_use"
@@ -189,28 +208,24 @@ class OpenAIResponsesModel(Provider):
             kwargs["reasoning"] = self.reasoning
         return kwargs
 
-    def _attempt(self, body: bytes) -> tuple[Any, str | None]:
+    def _attempt(self, body: bytes) -> Reply:
         final = None
-        stream = _post(self.client, "/responses", with_fields(body, stream=True), openai.types.responses.Response,
-                       openai.Stream[openai.types.responses.ResponseStreamEvent])
-        with stream:
-            request_id = stream.response.headers.get("x-request-id")
-            for event in stream:
-                etype = getattr(event, "type", None)
+        response = _post(self.client, "/responses", with_fields(body, stream=True), stream=True)
+        for event in _events(response):
+            with misshapen(f"a {event.get('type')} event of the stream"):
+                etype = event.get("type")
                 if etype in ("response.completed", "response.incomplete"):
-                    final = event.response
+                    final = event.get("response")
                 elif etype == "response.failed":
-                    err = getattr(event.response, "error", None)
-                    raise _failure_from_event(getattr(err, "code", None), getattr(err, "message", None))
+                    err = (event.get("response") or {}).get("error") or {}
+                    raise _failure_from_event(err.get("code"), err.get("message"))
                 elif etype == "error":
-                    raise _failure_from_event(getattr(event, "code", None), getattr(event, "message", None))
-        if final is None:
+                    raise _failure_from_event(event.get("code"), event.get("message"))
+        if not isinstance(final, dict):
             raise StreamFailed(Failure(message="stream ended without response.completed", retryable=True))
-        return final, request_id
-
-    def _reply(self, answer: tuple[Any, str | None], body: bytes) -> Reply:
-        final, request_id = answer
-        return Reply(*responses_output_to_neutral(final), model=getattr(final, "model", None), request_id=request_id)
+        with misshapen("the response"):
+            return Reply(*responses_output_to_neutral(final), model=final.get("model"),
+                         request_id=response.headers.get("x-request-id"))
 
 
 # --------------------------------------------------------------------------- Chat Completions
@@ -314,38 +329,35 @@ class OpenAIChatModel(Provider):
         model = None
         saw_output = False
         try:
-            stream = _post(self.client, "/chat/completions",
-                           with_fields(body, stream=True, stream_options={"include_usage": True}),
-                           openai.types.chat.ChatCompletion, openai.Stream[openai.types.chat.ChatCompletionChunk])
-            with stream:
-                request_id = stream.response.headers.get("x-request-id")
-                for chunk in stream:
-                    model = getattr(chunk, "model", None) or model
-                    if getattr(chunk, "usage", None) is not None:
-                        usage = chunk.usage
-                    for choice in chunk.choices or []:
-                        if choice.index != 0:
+            response = _post(self.client, "/chat/completions",
+                             with_fields(body, stream=True, stream_options={"include_usage": True}), stream=True)
+            request_id = response.headers.get("x-request-id")
+            for chunk in _events(response):
+                with misshapen("a chunk of the stream"):
+                    model = chunk.get("model") or model
+                    if chunk.get("usage") is not None:
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or []:
+                        if choice.get("index", 0) != 0:
                             continue
                         saw_output = True
-                        delta = choice.delta
-                        if delta is not None:
-                            if delta.content:
-                                text.append(delta.content)
-                            extra = getattr(delta, "model_extra", None) or {}
-                            rc = extra.get("reasoning_content") or extra.get("reasoning")
-                            if isinstance(rc, str) and rc:
-                                reasoning.append(rc)
-                            for tc in delta.tool_calls or []:
-                                slot = calls.setdefault(tc.index, {"id": None, "name": "", "arguments": ""})
-                                if tc.id:
-                                    slot["id"] = tc.id
-                                if tc.function is not None:
-                                    if tc.function.name:
-                                        slot["name"] = _merge_name(slot["name"], tc.function.name)
-                                    if tc.function.arguments:
-                                        slot["arguments"] += tc.function.arguments
-                        if choice.finish_reason:
-                            finish = choice.finish_reason
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            text.append(delta["content"])
+                        rc = delta.get("reasoning_content") or delta.get("reasoning")
+                        if isinstance(rc, str) and rc:
+                            reasoning.append(rc)
+                        for tc in delta.get("tool_calls") or []:
+                            slot = calls.setdefault(tc.get("index", 0), {"id": None, "name": "", "arguments": ""})
+                            if tc.get("id"):
+                                slot["id"] = tc["id"]
+                            function = tc.get("function") or {}
+                            if function.get("name"):
+                                slot["name"] = _merge_name(slot["name"], function["name"])
+                            if function.get("arguments"):
+                                slot["arguments"] += function["arguments"]
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
         except openai.APIError as exc:
             if getattr(exc, "status_code", None) is None and _STREAM_TOOL_CHOICE.search(str(exc.message)):
                 raise EmptyAnswer(str(exc.message)) from exc
@@ -358,19 +370,23 @@ class OpenAIChatModel(Provider):
                 "finish": finish, "usage": usage, "model": model, "request_id": request_id}
 
     def _whole(self, body: bytes) -> dict[str, Any]:
-        raw = _post(self.client, "/chat/completions", body, openai.types.chat.ChatCompletion)
-        completion = raw.parse()
-        choice = next((c for c in completion.choices or [] if c.index == 0), None)
+        raw = _post(self.client, "/chat/completions", body, stream=False)
+        completion = raw.http_response.json()
+        with misshapen("the answer"):
+            return self._read_whole(completion, raw.headers.get("x-request-id"))
+
+    @staticmethod
+    def _read_whole(completion: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+        choice = next((c for c in completion.get("choices") or [] if c.get("index", 0) == 0), None)
         if choice is None:
             raise EmptyAnswer("a 200 answer with no choices")
-        msg = choice.message
-        extra = getattr(msg, "model_extra", None) or {}
-        rc = extra.get("reasoning_content") or extra.get("reasoning")
-        calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments or ""}
-                 for c in msg.tool_calls or [] if getattr(c, "function", None) is not None]
-        return {"text": msg.content or "", "reasoning": rc if isinstance(rc, str) else "", "calls": calls,
-                "finish": choice.finish_reason or "stop", "usage": completion.usage, "model": completion.model,
-                "request_id": raw.headers.get("x-request-id")}
+        msg = choice.get("message") or {}
+        rc = msg.get("reasoning_content") or msg.get("reasoning")
+        calls = [{"id": c.get("id"), "name": c["function"].get("name") or "", "arguments": c["function"].get("arguments") or ""}
+                 for c in msg.get("tool_calls") or [] if c.get("function")]
+        return {"text": msg.get("content") or "", "reasoning": rc if isinstance(rc, str) else "", "calls": calls,
+                "finish": choice.get("finish_reason") or "stop", "usage": completion.get("usage"),
+                "model": completion.get("model"), "request_id": request_id}
 
     def _call(self, body: bytes) -> dict[str, Any]:
         """One attempt: streamed, unless the server refused streaming with tools before."""
@@ -388,17 +404,20 @@ class OpenAIChatModel(Provider):
         self.stream_tools = False
         return out
 
-    def _attempt(self, body: bytes) -> dict[str, Any]:
+    def _attempt(self, body: bytes) -> Reply:
         try:
-            return self._call(body)
+            out = self._call(body)
         except EmptyAnswer as exc:
             raise StreamFailed(Failure(
                 message=f"the server answered {exc} (no output, no error): the prompt (about "
                         f"{estimate_body_tokens(body)} tokens by a local estimate) most likely "
                         "exceeds its context window",
                 status=200, context_too_long=True)) from exc
+        with misshapen("the answer"):
+            return self._reply(out, body)
 
-    def _reply(self, out: dict[str, Any], body: bytes) -> Reply:
+    @staticmethod
+    def _reply(out: dict[str, Any], body: bytes) -> Reply:
         cut = out["finish"] == "length"
         parts: list[Any] = []
         if out["reasoning"]:
@@ -411,8 +430,8 @@ class OpenAIChatModel(Provider):
         u = out["usage"]
         estimated = u is None
         if u is not None:
-            details = getattr(u, "prompt_tokens_details", None)
-            usage = _usage_from(u.prompt_tokens, getattr(details, "cached_tokens", 0), u.completion_tokens)
+            usage = _usage_from(u.get("prompt_tokens"), (u.get("prompt_tokens_details") or {}).get("cached_tokens"),
+                                u.get("completion_tokens"))
         else:  # the server reports none: estimate, so budgets and compaction keep working
             usage = Usage(input_tokens=estimate_body_tokens(body),
                           output_tokens=estimate_json_tokens(out["calls"]) + estimate_tokens(out["text"] + out["reasoning"]))
@@ -426,7 +445,7 @@ class OpenAIChatModel(Provider):
 
 def _nonempty(out: dict[str, Any]) -> dict[str, Any]:
     """``out`` unless it holds nothing at all (no text, reasoning or call, and no output tokens)."""
-    produced = getattr(out["usage"], "completion_tokens", None)
+    produced = (out["usage"] or {}).get("completion_tokens")
     if not (out["text"] or out["reasoning"] or out["calls"]) and not produced:
         raise EmptyAnswer("200 with an empty answer")
     return out

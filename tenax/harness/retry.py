@@ -8,12 +8,15 @@ by ``classify_error`` into a ``Failure``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import json
 import random
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -232,6 +235,17 @@ class StreamFailed(Exception):
     def __init__(self, failure: Failure):
         super().__init__(failure.message)
         self.failure = failure
+
+
+@contextmanager
+def misshapen(what: str) -> Iterator[None]:
+    """An answer read from its JSON that is not shaped as the API documents it (a field of the
+    wrong type, an event out of order) is a retryable failure of that answer, said plainly."""
+    try:
+        yield
+    except (AttributeError, TypeError, KeyError, IndexError) as exc:
+        raise StreamFailed(Failure(message=f"{what} is not shaped as the API documents it ({exc!r})",
+                                   retryable=True)) from exc
 
 
 _ADVICE = {
