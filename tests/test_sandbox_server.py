@@ -154,3 +154,22 @@ def test_output_crosses_the_channel_as_raw_bytes(sb):
         head, _, tail = big.stdout.partition("\n[... ")
         assert len(head) == len(tail.split("...]\n", 1)[1]) == 10_000 and big.truncated_bytes == 1048576 - 20_000
         assert f"\n[... {1048576 - 20_000} bytes (0 lines) cut here; the full output was not kept ...]\n" in big.stdout
+
+
+def test_the_server_code_is_sent_compiled_and_as_source_to_another_python(sb, tmp_path):
+    """A fresh server runs the code compiled on the host when the container's Python reads this
+    Python's bytecode (no compiling at start), else it compiles the source sent along."""
+    from importlib.util import MAGIC_NUMBER
+
+    from tenax.sandbox import _channel
+
+    theirs = sb.exec("python3 -c 'import importlib.util as u; print(u.MAGIC_NUMBER.hex())'").stdout.strip()
+    payload = _channel._payload()
+    (tmp_path / "same.py").write_bytes(payload)
+    (tmp_path / "other.py").write_bytes(payload.replace(repr(MAGIC_NUMBER).encode(), repr(b"\0\0\r\n").encode(), 1))
+    run = "python3 -I -S -c \"import sys; g={}; exec(open(sys.argv[1],'rb').read(), g); print(g['serve'].__code__.co_filename)\""
+    same, other = (sb.exec(f"{run} {name}.py") for name in ("same", "other"))
+    assert same.ok and other.ok, (same, other)
+    assert same.stdout == ("tenax_server\n" if theirs == MAGIC_NUMBER.hex() else "<string>\n")
+    assert other.stdout == "<string>\n"
+    assert sb.exec("echo served").stdout == "served\n"  # and the server itself runs from it
