@@ -143,21 +143,22 @@ def claim(pool_id: str, workspace: str, goal_id: str, client: docker.DockerClien
     the goal has a container already, or the workspace needs another sandbox user than the pool's."""
     client = client or ensure_docker()
     box = DockerSandbox(workspace, goal_id=goal_id)  # its name and resolved workspace; nothing is started
+    named = lambda c: c["Names"][0].lstrip("/")  # noqa: E731 - the engine's listing, without an inspect per container
     if os.stat(box.workspace).st_uid not in (0, SANDBOX_UID) or any(
-            c.name == box.name for c in client.containers.list(all=True, filters={"name": box.name})):
+            named(c) == box.name for c in client.api.containers(all=True, filters={"name": box.name})):
         return None
-    for c in client.containers.list(filters={"label": [f"{POOL_LABEL}={pool_id}", "tenax=1"], "status": "running"}):
-        slot = Path(_source(c.attrs, WORKDIR) or "/").parent
-        if not c.name.startswith(UNUSED) or not (slot / READY).is_file():
+    for c in client.api.containers(filters={"label": [f"{POOL_LABEL}={pool_id}", "tenax=1"], "status": "running"}):
+        slot = Path(_source(c, WORKDIR) or "/").parent
+        if not named(c).startswith(UNUSED) or not (slot / READY).is_file():
             continue
         (slot / READY).unlink()
         try:
             bind_workspace(slot, box.workspace)
-            c.rename(box.name)
+            client.api.rename(c["Id"], box.name)
         except (SandboxError, docker.errors.APIError) as exc:
-            cleanup_by_label(client, goal_id=c.labels.get("tenax.goal"))  # never offered to another goal
-            raise SandboxError(f"could not hand pool container {c.name} to goal {goal_id}: {exc}") from exc
-        return c.id
+            cleanup_by_label(client, goal_id=c["Labels"].get("tenax.goal"))  # never offered to another goal
+            raise SandboxError(f"could not hand pool container {named(c)} to goal {goal_id}: {exc}") from exc
+        return c["Id"]
     return None
 
 
