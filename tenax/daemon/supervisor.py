@@ -151,10 +151,13 @@ class Supervisor:
         log(f"daemon {os.getpid()} started: home {paths.home()}, db {self.store.url.render_as_string(hide_password=True)}, "
             f"concurrency {self.concurrency}")
         import tenax.daemon.worker  # noqa: F401 - loaded once here, shared by every forked worker
-        if self.pool:
+        if self.pool:  # the filler starts the pool while the daemon loads the queued goals' SDKs
             import uuid
 
             self._pool_id, self._pool_missing = uuid.uuid4().hex[:8], self.pool
+            self._refill()
+        for goal in queue.background_goals(self.store, queue.QUEUED):
+            self._warm(goal)
         try:
             while not self.stopping:
                 try:
