@@ -82,6 +82,58 @@ def test_ensure_docker_names_the_address_when_no_engine(monkeypatch, tmp_path):
     assert str(sock) in str(err.value) and "make setup" in str(err.value)
 
 
+class _RecordingProxy:
+    """A unix socket in front of the engine's that forwards everything and records request lines."""
+
+    def __init__(self, path):
+        import socket
+        import threading
+
+        self.lines: list[str] = []
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(path))
+        self.listener.listen(8)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import re
+        import socket
+        import threading
+
+        def pump(src, dst, record):
+            while data := src.recv(65536):
+                if record:
+                    self.lines += [m.decode() for m in re.findall(rb"(?m)^(?:GET|POST|DELETE|HEAD) \S+", data)]
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+
+        while True:
+            conn, _ = self.listener.accept()
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect("/var/run/docker.sock")
+            for src, dst, record in ((conn, engine, True), (engine, conn, False)):
+                threading.Thread(target=pump, args=(src, dst, record), daemon=True).start()
+
+
+@needs_docker
+def test_ensure_docker_asks_the_engine_version_once_per_process(monkeypatch, tmp_path):
+    from tenax.sandbox import _docker
+
+    proxy = _RecordingProxy(tmp_path / "engine.sock")
+    target = f"unix://{tmp_path / 'engine.sock'}"
+    monkeypatch.setenv("DOCKER_HOST", target)
+    versions = lambda: [line for line in proxy.lines if line.endswith("/version")]
+    first = ensure_docker()
+    assert len(versions()) == 1 and _docker._API_VERSIONS[target] == first.version()["ApiVersion"]
+    second = ensure_docker()  # a second client (a cold start makes two): no /version asked
+    assert second.api.api_version == first.api.api_version and len(versions()) == 2  # only first.version() above
+    assert second.containers.list(filters={"label": "tenax.none=1"}) == []
+    monkeypatch.setitem(_docker._API_VERSIONS, target, "9.99")  # as after a downgrade of the engine
+    third = ensure_docker()  # the engine refuses 9.99: asked again, and it works
+    assert third.api.api_version == first.api.api_version == _docker._API_VERSIONS[target]
+    assert any("/v9.99/_ping" in line for line in proxy.lines) and len(versions()) == 3
+
+
 # -- container hardening -----------------------------------------------------------------------
 
 

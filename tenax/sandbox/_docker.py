@@ -16,15 +16,29 @@ SANDBOX_USER = "tenax"
 WORKDIR = "/workspace"
 
 
+_API_VERSIONS: dict[str, str] = {}  # engine address -> its API version, as learnt by this process
+
+
 def ensure_docker():
-    """Return a docker client whose engine answered a ping, or raise DockerUnavailable."""
+    """Return a docker client whose engine answered a ping, or raise DockerUnavailable.
+
+    The engine's API version is asked once per process and engine (docker-py asks ``/version``
+    for each new client, 15-20 ms here: a cold start makes two clients); a client made with a
+    version the engine no longer takes (it was downgraded) asks again."""
     import docker
     from docker.errors import DockerException
 
     target = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = docker.from_env(timeout=60)
-        client.ping()
+        try:
+            client = docker.from_env(timeout=60, version=_API_VERSIONS.get(target))
+            client.ping()
+        except DockerException:
+            if _API_VERSIONS.pop(target, None) is None:
+                raise
+            client = docker.from_env(timeout=60)
+            client.ping()
+        _API_VERSIONS[target] = client.api.api_version
     except (DockerException, OSError) as exc:
         raise DockerUnavailable(
             f"no Docker engine answers at {target} ({exc.__class__.__name__}: {exc}). "
