@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.skipif(os.geteuid() != 0, reason="
 def unused(client: docker.DockerClient, pool_id: str | None = None) -> dict[str, str]:
     """Unused pool containers (id -> pool id), of one pool or of all."""
     label = f"{POOL_LABEL}={pool_id}" if pool_id else POOL_LABEL
-    return {c.id: c.labels[POOL_LABEL] for c in client.containers.list(all=True, filters={"label": label})
-            if c.name.startswith(UNUSED)}
+    return {c["Id"]: c["Labels"][POOL_LABEL] for c in client.api.containers(all=True, filters={"label": label})
+            if c["Names"][0].lstrip("/").startswith(UNUSED)}  # the listing only: containers come and go meanwhile
 
 
 def test_a_goal_runs_in_a_pool_container_and_the_pool_is_refilled_and_cleaned(tmp_path: Path, monkeypatch):

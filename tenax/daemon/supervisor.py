@@ -387,7 +387,11 @@ class Supervisor:
         removed = sum(cleanup_by_label(client, goal_id=gid) for gid in sorted(doomed))
         if removed:
             log(f"removed {removed} container(s) of finished or unknown goals: {', '.join(sorted(doomed))}")
-        unused = cleanup_pools(client, labels={"tenax.store": mine}, keep=self._pool_id or None)
+        try:
+            unused = cleanup_pools(client, labels={"tenax.store": mine}, keep=self._pool_id or None)
+        except Exception as e:  # noqa: BLE001 - as above; the next cleanup tries again
+            log(f"warm pool cleanup skipped: {e}")
+            unused = 0
         if unused:
             log(f"removed {unused} unused container(s) of warm pools no daemon runs")
         client.close()

@@ -169,7 +169,7 @@ def cleanup_pools(client: docker.DockerClient | None = None, *, labels: dict[str
     client = client or ensure_docker()
     removed = 0
     wanted = [POOL_LABEL, "tenax=1", *(f"{k}={v}" for k, v in (labels or {}).items())]
-    for c in client.containers.list(all=True, filters={"label": wanted}):
+    for c in client.containers.list(all=True, filters={"label": wanted}, ignore_removed=True):
         if not c.name.startswith(UNUSED) or (keep is not None and c.labels.get(POOL_LABEL) == keep):
             continue  # taken by a goal (it is that goal's now), or a pool that lives on
         slot = next((Path(m["Source"]).parent for m in c.attrs.get("Mounts") or [] if m.get("Destination") == "/workspace"), None)
