@@ -5,9 +5,9 @@ The container's main process forks the server (``BOOT``), which connects to the 
 checks that the peer is a process of that very container (its cgroup names the container id, its
 uid is the sandbox user's), sends it the server's code (``_incontainer.py``) and then one
 request at a time, each a frame (``_incontainer.frame``: JSON, then raw bytes such as a command's
-output, so large output costs one copy and one decode). The directory holds nothing but the socket, and the mount
-is read-only, so the container gets nothing of the host but the one socket it must reach (no
-network needed: ``network none`` keeps working). A dead container closes the socket, so tenax
+output, so large output costs one copy and one decode). The directory holds nothing but the
+socket, and the mount is read-only, so the container gets nothing of the host but the one socket
+it must reach (no network needed: ``network none`` keeps working). A dead container closes the socket, so tenax
 learns of its death from the channel (EOF) without asking the engine.
 """
 

@@ -23,7 +23,7 @@ from tenax.store.engine import url_for_display, write_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_LOCK_KEY = 0x7E4A_0001  # arbitrary constant for pg_advisory_xact_lock
-_REVISION = re.compile(r"""^(down_revision|revision) = (?:"([^"]*)"|None)$""", re.M)
+_REVISION = re.compile(r"""^(down_revision|revision)(?::[^=\n]*)? = (?:(["'])([^"'\n]*)\2|None)$""", re.M)
 
 
 def alembic_config(connection: Connection | None = None):  # -> alembic Config
@@ -55,8 +55,8 @@ def shipped_head() -> str | None:
     names as its down_revision (None when the files do not show exactly one: ask Alembic)."""
     revisions, downs = set(), set()
     for path in (MIGRATIONS_DIR / "versions").glob("[!_]*.py"):
-        found = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
-        if len(found) != 2:  # a form this reader does not know (a merge, other quotes): ask Alembic
+        found = {key: value for key, _quote, value in _REVISION.findall(path.read_text(encoding="utf-8"))}
+        if len(found) != 2:  # a form this reader does not know (a merge's tuple): ask Alembic
             return None
         revisions.add(found["revision"])
         downs.add(found["down_revision"] or None)
@@ -129,7 +129,7 @@ def ensure_schema(engine: Engine) -> str:
             if stamped_revision(conn) == head:
                 return head
     head = script_head()
-    with engine.connect() as conn:  # fast path: already current, no write lock needed
+    with engine.connect() as conn:  # already current by Alembic's reading: no write lock needed
         current = current_revision(conn)
     if current == head:
         return head
