@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def main() -> int:
         rows.append(("read_file", timed([read], args.runs)[0], None, None))
     finally:
         cleanup_by_label(goal_id=sb.goal_id)
+        shutil.rmtree(ws, ignore_errors=True)
 
     print(f"{'case':<12} {'sandbox p50':>11} {'p90':>7} {'docker exec p50':>15} {'bare p50':>9} "
           f"{'docker/sandbox':>14} {'sandbox-bare':>12}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     cold, warm, base, floor, goals = [], [], [], [], []
+    tmp = tempfile.mkdtemp(prefix="tenax-bench-")
     pool = SandboxPool(1)
     client = ensure_docker()
     try:
@@ -39,7 +41,7 @@ def main() -> int:
             goal = f"bench-start-{uuid.uuid4().hex[:8]}"
             goals.append(goal)
             t0 = time.perf_counter()
-            sb = DockerSandbox(tempfile.mkdtemp(prefix="tenax-bench-"), goal_id=goal)
+            sb = DockerSandbox(tempfile.mkdtemp(dir=tmp), goal_id=goal)
             sb.start()
             assert sb.exec("true").ok
             ms = (time.perf_counter() - t0) * 1000
@@ -50,7 +52,7 @@ def main() -> int:
             pool.fill()
             goal = f"bench-warm-{uuid.uuid4().hex[:8]}"
             goals.append(goal)
-            ws = tempfile.mkdtemp(prefix="tenax-bench-")
+            ws = tempfile.mkdtemp(dir=tmp)
             t0 = time.perf_counter()
             sb = pool.take(ws, goal)
             r = sb.exec("true")
@@ -79,6 +81,7 @@ def main() -> int:
         pool.cleanup()
         for goal in goals:
             cleanup_by_label(goal_id=goal)
+        shutil.rmtree(tmp, ignore_errors=True)
     rows = [("cold start", cold), ("warm pool", warm), ("docker run --rm", base), ("engine create+start", floor)]
     b50 = statistics.median(base)
     print(f"{'case':<20} {'p50':>8} {'p90':>8} {'vs docker run':>13}")
