@@ -40,6 +40,7 @@ from tenax.store.lease import lease_live, pid_alive
 TICK_S = 0.5  # the longest sleep between ticks (TENAX_DAEMON_TICK_S); a worker's exit or its goal's end wakes it at once
 WAKE = (signal.SIGCHLD, signal.SIGUSR1)
 CLEANUP_EVERY_S = 300.0
+FILLER_WAIT_S = 10.0  # at the daemon's stop, how long a running pool filler may take to finish
 RESUMABLE_CONTAINERS = {GoalStatus.STOPPED.value, GoalStatus.PAUSED.value}  # kept for resume
 
 
@@ -309,11 +310,14 @@ class Supervisor:
         """At the daemon's stop: let a running filler finish, then remove the pool's unused containers."""
         if not self._pool_id:
             return
-        if self._filler is not None:
-            try:
+        end = time.monotonic() + FILLER_WAIT_S
+        while self._filler is not None and self._filler.poll() is None:
+            if time.monotonic() > end:  # a hung Docker engine must not keep the daemon from stopping
+                log(f"warm pool: its filler (pid {self._filler.pid}) did not finish; killing it")
+                os.kill(self._filler.pid, signal.SIGKILL)
                 os.waitpid(self._filler.pid, 0)
-            except ChildProcessError:
-                pass
+                break
+            time.sleep(0.05)
         from tenax.sandbox.pool import POOL_LABEL, cleanup_pools
 
         try:
