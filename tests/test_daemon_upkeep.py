@@ -23,7 +23,7 @@ def git(*args: str, cwd: Path) -> str:
 
 def test_the_next_goal_starts_when_a_goal_ends_not_at_the_next_tick(tmp_path, env_for):
     # A tick of 60 s: the queue is read once at the start, then only when something wakes the daemon.
-    with Simulator(marked({"[A]": fixer(), "[B]": fixer()})) as sim:
+    with Simulator(marked({"[A]": fixer(), "[B]": fixer(), "[C]": fixer()})) as sim:
         e = env_for(sim, TENAX_DAEMON_TICK_S="60")
         with open_store(f"sqlite:///{e.db}") as store:
             a = e.queue(store, "[A] Make status.txt say fixed.", ws(tmp_path, "a"))
@@ -37,6 +37,11 @@ def test_the_next_goal_starts_when_a_goal_ends_not_at_the_next_tick(tmp_path, en
         assert time.monotonic() - began < 45  # B did not wait for a second tick (60 s)
         gap = (gb.lease_acquired_at - ga.finished_at).total_seconds()
         assert 0 <= gap < 5, gap  # A's worker told the daemon; B started while A's sandbox was removed
+        submitted = time.monotonic()
+        c = e.submit("[C] Make status.txt say fixed.", ws(tmp_path, "c"))  # `tenax submit` wakes the daemon
+        with open_store(f"sqlite:///{e.db}") as store:
+            until(lambda: store.get_goal(c).status == "succeeded", 45, e)
+        assert time.monotonic() - submitted < 45
 
 
 def test_bad_tick_setting_is_refused_in_one_line(tmp_path, env_for):

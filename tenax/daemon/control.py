@@ -146,6 +146,15 @@ def ensure_daemon(concurrency: int | None = None, pool: int = 0) -> tuple[int, b
 
 
 def daemon_note(concurrency: int | None = None) -> str:
+    """After a goal was queued: make sure a daemon runs, and wake a running one so it takes the goal
+    now rather than at its next tick (only a daemon that says it wakes on SIGUSR1: to an older
+    one, the signal would be fatal)."""
+    info = running_daemon()
+    if info is not None and info.get("wake") == "SIGUSR1":
+        try:
+            os.kill(int(info["pid"]), signal.SIGUSR1)
+        except OSError:
+            pass  # gone meanwhile, or not ours to signal: it reads the queue at its next tick
     pid, started = ensure_daemon(concurrency)
     return f"started the daemon (pid {pid})" if started else f"the daemon (pid {pid}) runs it"
 

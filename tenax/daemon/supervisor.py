@@ -192,7 +192,7 @@ class Supervisor:
             raise ConfigError(f"a tenax daemon already runs for {paths.home()} (pid {other.get('pid', '?')}); "
                               "stop it with `tenax daemon stop` or use another TENAX_HOME") from None
         paths.pid_file().write_text(json.dumps({"pid": os.getpid(), "started_at": time.time(), "pool": self.pool,
-                                                "concurrency": self.concurrency, "db": str(self.store.url)}))
+                                                "wake": "SIGUSR1", "concurrency": self.concurrency, "db": str(self.store.url)}))
 
     # -- one pass over the queue --------------------------------------------------------------
     def tick(self) -> None:
