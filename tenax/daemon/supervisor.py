@@ -18,6 +18,7 @@ through their leases.
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import select
@@ -150,8 +151,9 @@ class Supervisor:
         for sig in WAKE:
             signal.signal(sig, lambda signum, frame: None)  # only to wake the select() in _nap
         log(f"daemon {os.getpid()} started: home {paths.home()}, db {self.store.url.render_as_string(hide_password=True)}, "
-            f"concurrency {self.concurrency}")
+            f"concurrency {self.concurrency}, warm pool {self.pool or 'off'}")
         import tenax.daemon.worker  # noqa: F401 - loaded once here, shared by every forked worker
+        gc.freeze()
         if self.pool:  # the filler starts the pool while the daemon loads the queued goals' SDKs
             import uuid
 
@@ -235,6 +237,7 @@ class Supervisor:
             price_for(build_model(goal.model, (goal.config or {}).get("base_url"), api_key="warm-up"), self.settings)
         except Exception as e:  # noqa: BLE001 - the worker meets the same fault and records it on the goal
             log(f"could not load the {provider} provider ahead of its workers: {e}")
+        gc.freeze()  # what is loaded now is never collected: a worker's collections skip it (and leave its pages shared)
 
     def _fork(self, main: Callable[[], int], out: Path) -> Child:
         sys.stdout.flush()
