@@ -149,9 +149,12 @@ def claim(pool_id: str, workspace: str, goal_id: str, client: docker.DockerClien
         return None
     for c in client.api.containers(filters={"label": [f"{POOL_LABEL}={pool_id}", "tenax=1"], "status": "running"}):
         slot = Path(_source(c, WORKDIR) or "/").parent
-        if not named(c).startswith(UNUSED) or not (slot / READY).is_file():
+        if not named(c).startswith(UNUSED):
             continue
-        (slot / READY).unlink()
+        try:
+            (slot / READY).unlink()  # the claim itself: of two claimers, only one removes the file
+        except FileNotFoundError:
+            continue  # still starting, or claimed by another
         try:
             bind_workspace(slot, box.workspace)
             client.api.rename(c["Id"], box.name)
