@@ -68,6 +68,20 @@ def test_a_goal_runs_in_a_pool_container_and_the_pool_is_refilled_and_cleaned(tm
             # refilled with a new, never-used container; the taken one is gone with its goal
             until(lambda: len(unused(client, pool_id)) == 2 and taken[0] not in unused(client, pool_id), 60, env)
             until(lambda: not client.containers.list(all=True, filters={"id": taken[0]}), 30, env)
+            # a workspace owned by another user than the pool's gets a cold-started sandbox of its own user
+            other = tmp_path / "other"
+            other.mkdir()
+            (other / "status.txt").write_text("broken\n")
+            for path in (other, other / "status.txt"):
+                os.chown(path, 1234, 1234)
+            pool_before = unused(client, pool_id)
+            with open_store(f"sqlite:///{env.db}") as store:
+                cold = env.queue(store, "[W] Make status.txt say fixed.", other)
+                until(lambda: store.get_goal(cold).status == "succeeded", 90, env)
+            assert (other / "host.txt").read_text().strip() not in str(pool_before)
+            assert (other / "status.txt").stat().st_uid == 1234 and unused(client, pool_id) == pool_before
+            assert f"goal {cold}: worker" in (log := (env.home / "test-daemon.log").read_text())
+            assert "pool container" not in next(line for line in log.splitlines() if f"goal {cold}: worker" in line)
             assert "warm pool 2" in env.tenax("daemon", "status").stdout
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
