@@ -165,7 +165,7 @@ class Supervisor:
             while not self.stopping:
                 try:
                     self.tick()
-                except TenaxError as e:  # a busy or failing database: try again next tick
+                except (TenaxError, OSError) as e:  # a busy or failing database, a failed fork: try again next tick
                     log(f"tick failed: {e}")
                 self._nap()
         finally:
