@@ -95,11 +95,24 @@ def print_start_rss(steps: list[list]) -> None:
         print(f"{name:<32} {mb:>6.1f}MB {modules:>8}")
 
 
+SIM_PID: list[int] = []  # the simulator process, whose CPU the run also reports
+
+
+def sim_cpu_s() -> float:
+    """CPU seconds the simulator process has used (0 when unknown)."""
+    try:
+        fields = Path(f"/proc/{SIM_PID[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    except (IndexError, OSError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(goals: int, turns: int, url: str, tmp: str) -> dict[str, float]:
     db = f"sqlite:///{tmp}/tenax-{goals}.db"
     from tenax.store import open_store
 
     open_store(db).close()  # created and migrated once, before the goals race to it
+    sim_cpu0 = sim_cpu_s()
     procs = []
     for i in range(goals):
         ws = Path(tmp, f"ws-{goals}-{i}")
@@ -120,6 +133,8 @@ def run(goals: int, turns: int, url: str, tmp: str) -> dict[str, float]:
     wall = max(i["ended"] for i in infos) - start
     done = sum(i["turns"] for i in infos)
     return {"goals": goals, "turns": done, "wall_s": wall, "turns_per_s": done / wall,
+            "cpu_ms_per_turn": 1000 * sum(i["cpu_s"] for i in infos) / done,
+            "simulator_cpu_s": sim_cpu_s() - sim_cpu0,
             "ok": all(i["status"] == "succeeded" for i in infos),
             "rss_start_mb": max(i["rss_start_mb"] for i in infos), "rss_end_mb": max(i["rss_end_mb"] for i in infos)}
 
@@ -143,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     counts = [] if args.rss_only else [int(n) for n in args.goals.split(",")]
     sim = SimProcess(args.turns, args.latency)
+    SIM_PID[:] = [sim.proc.pid]
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="tenax-bench-") as tmp:
@@ -156,15 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"goal_start_rss": {name: round(mb, 1) for name, mb, _ in start}}))
         return 0
-    print(f"{'goals':>5} {'turns/s':>8} {'ideal':>7} {'of ideal':>8} {'RSS/goal start':>14} {'end':>7} {'all ok':>6}")
+    print(f"{'goals':>5} {'turns/s':>8} {'ideal':>7} {'of ideal':>8} {'CPU/turn':>9} {'sim CPU':>8} {'RSS/goal start':>14} "
+          f"{'end':>7} {'all ok':>6}")
     for r in rows:
         # each turn is one model call of `latency` s; a goal makes turns + 1 calls (complete_goal)
         ideal = r["goals"] / args.latency
         r["ideal_turns_per_s"], r["ratio"] = ideal, r["turns_per_s"] / ideal
-        print(f"{r['goals']:>5} {r['turns_per_s']:>8.1f} {ideal:>7.1f} {r['ratio']:>7.0%} {r['rss_start_mb']:>12.0f}MB "
+        print(f"{r['goals']:>5} {r['turns_per_s']:>8.1f} {ideal:>7.1f} {r['ratio']:>7.0%} {r['cpu_ms_per_turn']:>7.1f}ms "
+              f"{r['simulator_cpu_s']:>7.1f}s {r['rss_start_mb']:>12.0f}MB "
               f"{r['rss_end_mb']:>5.0f}MB {'yes' if r['ok'] else 'NO':>6}")
     print(f"({args.turns} turns per goal, {args.latency * 1000:.0f} ms per model call, goals in their own processes "
-          f"on one SQLite store, {os.cpu_count()} CPUs; RSS is the largest goal's)")
+          f"on one SQLite store, {os.cpu_count()} CPUs; CPU/turn: the goals' CPU while running over their turns; "
+          "sim CPU: the simulator process's CPU seconds over the run; RSS is the largest goal's)")
     if args.json:
         out = {"runs": {str(r["goals"]): {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
                         for r in rows}}

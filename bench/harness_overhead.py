@@ -168,16 +168,16 @@ def run_goal(db: str, url: str, turns: int, workspace: str, *, clock: Clock | No
     rss_start = rss_mb()
     writes_before = store.writes
     gc.callbacks.append(clock.on_gc)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         status = drive(engine, policy)
     finally:
         gc.callbacks.remove(clock.on_gc)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     clock.writes = store.writes - writes_before
     done = store.get_goal(gid).turns
     store.close()
-    return {"status": status, "turns": done, "wall_s": wall, "rss_start_mb": rss_start, "rss_end_mb": rss_mb(),
+    return {"status": status, "turns": done, "wall_s": wall, "cpu_s": cpu, "rss_start_mb": rss_start, "rss_end_mb": rss_mb(),
             "writes_per_turn": clock.writes / max(done, 1)}
 
 
