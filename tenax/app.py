@@ -294,6 +294,23 @@ def run_goal(
                            trace=trace)
 
 
+def worktree_mounts(tree: dict[str, str] | None) -> dict[str, str]:
+    """What git needs inside the sandbox of a goal working in a git worktree: the worktree's ``.git``
+    file points at its admin directory in the repository (``.git/worktrees/<id>``, mounted
+    read-write: its index and HEAD), which shares the repository's objects and refs (``.git``,
+    mounted read-only: the sandbox can neither rewrite history nor plant hooks the host would run).
+    So status, diff, log and show work; add and commit do not (tenax commits the work when the goal
+    ends). Nothing when the goal has no worktree or it is not readable as one."""
+    if not tree:
+        return {}
+    try:
+        gitdir = Path(Path(tree["path"], ".git").read_text().partition("gitdir:")[2].strip())
+        common = (gitdir / Path(gitdir, "commondir").read_text().strip()).resolve()
+    except (OSError, KeyError):
+        return {}
+    return {str(common): "ro", str(gitdir.resolve()): "rw"} if gitdir.is_dir() and common.is_dir() else {}
+
+
 def fan_out(*consumers: EventHook | None) -> EventHook | None:
     """One on_event hook calling each consumer; a fault in one never keeps the step from the others."""
     hooks = [c for c in consumers if c is not None]
@@ -386,7 +403,8 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     image = config.get("image") or settings.image
     _sandbox_preflight(settings.model_copy(update={"image": image}))
     sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
-                            labels=store_labels(store), **sandbox_limits(settings))
+                            labels=store_labels(store), mounts=worktree_mounts(config.get("worktree")),
+                            **sandbox_limits(settings))
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)
     # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent

@@ -149,7 +149,8 @@ def test_two_goals_on_one_repo_get_worktrees_and_orphans_are_cleaned_by_label(tm
     repo = ws(tmp_path, "repo")
     for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
-    with Simulator(marked({"[1]": fixer(call("bash", command="echo one > who.txt")),
+    git_in_sandbox = "echo one > who.txt && git status --porcelain && git log -1 --format=%s && git add who.txt"
+    with Simulator(marked({"[1]": fixer(call("bash", command=git_in_sandbox)),
                            "[2]": fixer(call("bash", command="echo two > who.txt"))})) as sim:
         env = env_for(sim)
         client = docker.from_env()
@@ -182,8 +183,24 @@ def test_two_goals_on_one_repo_get_worktrees_and_orphans_are_cleaned_by_label(tm
             assert [(Path(t["path"]) / "who.txt").read_text() for t in trees] == ["one\n", "two\n"]
             assert [t["branch"] for t in trees] == [f"tenax/{g1}", f"tenax/{g2}"]
             assert (repo / "status.txt").read_text() == "broken\n" and not (repo / "who.txt").exists()
+            # each goal's work is a commit on its branch when it ends, and stays there after rm --purge
+            def on_branch(g: str) -> str:
+                return subprocess.run(["git", "show", f"tenax/{g}:who.txt"], cwd=repo, capture_output=True,
+                                      text=True).stdout
+            until(lambda: on_branch(g1) == "one\n" and on_branch(g2) == "two\n", 30, env)
+            with store_of(env) as store:  # git works inside the sandbox: status and log; add is refused
+                out = next(s.payload["content"] for s in gapless(store, g1) if s.kind == "tool_result")
+                opening = next(s.payload["text"] for s in gapless(store, g1) if s.kind == "user")
+            assert "?? who.txt" in out and "\ninit\n" in out and "Read-only file system" in out, out
+            assert f"git worktree on branch tenax/{g1}" in opening and "do not commit" in opening
+            (Path(trees[0]["path"]) / "late.txt").write_text("left in the worktree\n")
             assert "kept" in env.tenax("rm", g1, "--purge").stdout
             assert not Path(trees[0]["path"]).exists()
+            shown = subprocess.run(["git", "show", f"tenax/{g1}:late.txt"], cwd=repo, capture_output=True, text=True)
+            assert shown.stdout == "left in the worktree\n"
+            log = subprocess.run(["git", "log", "--format=%an %s", f"tenax/{g1}"], cwd=repo, capture_output=True,
+                                 text=True).stdout
+            assert log.splitlines()[1] == f"tenax tenax goal {g1}: succeeded"
         finally:
             orphans["foreign"].remove(force=True)
             client.close()

@@ -256,7 +256,7 @@ class Supervisor:
         """Hand the goal a container of the warm pool before its worker starts (its sandbox's start()
         re-attaches to it by name); '' when it gets none and cold-starts its own."""
         config = goal.config or {}
-        if not self._pool_id or goal.status != GoalStatus.PENDING or config.get("allow_hosts") \
+        if not self._pool_id or goal.status != GoalStatus.PENDING or config.get("allow_hosts") or config.get("worktree") \
                 or (goal.network or "none") != "none" or (config.get("image") or self.settings.image) != self.settings.image:
             return ""
         from tenax.sandbox.pool import claim

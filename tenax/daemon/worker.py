@@ -18,6 +18,7 @@ from tenax.app import run_goal
 from tenax.config import load_settings
 from tenax.core.errors import TenaxError
 from tenax.core.status import ENDED, FINAL, GoalStatus, can_move
+from tenax.daemon import worktree
 from tenax.daemon.notify import notify
 from tenax.daemon.paths import BUSY_EXIT, log
 from tenax.store import open_store
@@ -77,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     goal = store.get_goal(goal_id)
     log(f"goal {goal_id}: {status} after {goal.turns} turns, ${goal.cost_usd:.4f}")
+    tree = (goal.config or {}).get("worktree")
+    if tree and status in {s.value for s in ENDED}:  # the goal's work goes onto its branch now
+        try:
+            commit = worktree.save(tree["path"], f"tenax goal {goal.id}: {status}\n\n{goal.objective[:2000]}")
+            log(f"goal {goal_id}: " + (f"its work is commit {commit[:12]} on {tree['branch']}" if commit else
+                                       f"nothing changed on {tree['branch']}"))
+        except TenaxError as e:
+            log(f"goal {goal_id}: {e}")
     if status in {s.value for s in ENDED}:
         notify(goal, log)
     return 0

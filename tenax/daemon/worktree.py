@@ -1,6 +1,8 @@
 """One ``git worktree`` per background goal, so two goals on one repository never write the same
 working tree. The worktree starts at the repository's HEAD (uncommitted changes stay behind) on
-branch ``tenax/<goal id>``, which keeps the goal's work after ``tenax rm`` removes the worktree.
+branch ``tenax/<goal id>``. When the goal ends, and before its worktree is removed, everything it
+changed is committed onto that branch (``save``), so the branch keeps the goal's work after
+``tenax rm`` removes the worktree.
 Each worktree's store is noted beside it (``.<goal id>.store``), so the daemon's cleanup removes
 only the worktrees of goals its own store no longer knows (purged), never another store's."""
 
@@ -52,9 +54,36 @@ def add(repo: Path, workspace: str, goal_id: str, store: str = "") -> dict[str, 
     return {"repo": str(repo), "path": str(path), "branch": branch, "workspace": str(path / sub)}
 
 
-def remove(info: dict[str, str]) -> bool:
-    """Remove the worktree (its branch stays: it holds the goal's work). False when git refused."""
+# git on the host over files the sandbox wrote: no hooks, no signing prompt, tenax as the author
+_SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c", "user.name=tenax",
+         "-c", "user.email=tenax@localhost")
+
+
+def save(path: str | Path, message: str) -> str | None:
+    """Commit everything changed in the worktree at ``path`` onto its branch (untracked files too,
+    ignored ones not); return the new commit, or None when nothing changed. ConfigError when git
+    refuses (the worktree is then left as it is)."""
+    if not Path(path).is_dir():
+        return None
+    safe = (*_SAFE, "-c", f"safe.directory={Path(path).resolve()}")  # the sandbox user may own files in it
+    done = _git(*safe, "add", "-A", cwd=path)
+    if done.returncode == 0 and _git(*safe, "diff", "--cached", "--quiet", cwd=path).returncode == 0:
+        return None  # nothing changed
+    if done.returncode == 0:
+        done = _git(*safe, "commit", "-q", "--no-verify", "-m", message, cwd=path)
+    if done.returncode != 0:
+        raise ConfigError(f"could not commit the work in {path}: {done.stderr.strip()[-300:]}")
+    return _git(*safe, "rev-parse", "HEAD", cwd=path).stdout.strip()
+
+
+def remove(info: dict[str, str], message: str = "tenax: the work left in the worktree") -> bool:
+    """Commit what is left in the worktree onto its branch, then remove the worktree (the branch
+    stays: it holds the goal's work). False when git refused either: the worktree is kept."""
     path = Path(info["path"])
+    try:
+        save(path, message)
+    except ConfigError:
+        return False
     if path.exists() and _git("worktree", "remove", "--force", str(path), cwd=info["repo"]).returncode != 0:
         return False
     _owner(path.name).unlink(missing_ok=True)
@@ -73,7 +102,11 @@ def remove_orphans(known: Callable[[str], bool], store: str) -> list[str]:
                 or (owner.exists() and owner.read_text() not in ("", store)):
             continue
         common = _git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path)
-        if common.returncode == 0:  # unregister it from its repository
+        if common.returncode == 0:  # keep its work on its branch, then unregister it from its repository
+            try:
+                save(path, f"tenax: goal {path.name}'s work, kept when its worktree was removed")
+            except ConfigError:
+                continue  # git refused to commit it: leave the worktree for a human
             _git("worktree", "remove", "--force", str(path), cwd=common.stdout.strip())
         shutil.rmtree(path, ignore_errors=True)  # what git left (or all of it, when its repository is gone)
         if common.returncode == 0:

@@ -53,6 +53,7 @@ class GoalPolicy:
         self.guards = list(guards)  # circling, metric, protected files... (see tenax.goal.guards)
         goal = store.get_goal(goal_id)
         self.objective, self.check_cmd = goal.objective, goal.check_cmd
+        self.branch = ((goal.config or {}).get("worktree") or {}).get("branch")  # a background goal's git worktree
         self.budgets = Budgets(**(goal.budgets or {}))
         self._outage: list[float] = []  # waits of the current provider outage
         self._clock = time.monotonic()
@@ -102,6 +103,8 @@ class GoalPolicy:
     # -- the policy ---------------------------------------------------------------------------
     def opening(self, ctx: TurnContext) -> Append:
         text = prompts.objective_message(self.objective, self.check_cmd, self.budget_text())
+        if self.branch:
+            text += "\n\n" + prompts.worktree_note(self.branch)
         return Append("user", {"text": text, "why": "objective"})
 
     def before_turn(self, ctx: TurnContext) -> End | Sequence[Action]:

@@ -41,6 +41,12 @@ def objective_message(objective: str, check_cmd: str | None, budget_text: str) -
     return f"GOAL:\n{objective}\n\n{check}\n\nBudget: {budget_text}\n\nStart now."
 
 
+def worktree_note(branch: str) -> str:
+    return (f"Git: /workspace is a git worktree on branch {branch}. git status, diff, log and show work; the "
+            "repository itself is read-only to you (git add, commit, checkout and branch fail), so do not commit: "
+            f"tenax commits your work onto {branch} when the goal ends.")
+
+
 def continuation_message(objective: str, budget_text: str, idle_turns: int) -> str:
     firm = (
         "\nThis is turn number {n} in a row without a tool call. Stop deliberating: pick the most "

@@ -161,7 +161,11 @@ class DockerSandbox:
         max_output_chars: int = 20_000,
         jobs: set[str] | None = None,
         client: docker.DockerClient | None = None,
+        mounts: dict[str, str] | None = None,
     ):
+        """``mounts``: more host directories, each mounted at its own path, ``"ro"`` or ``"rw"`` (e.g.
+        a git worktree's repository read-only and its own admin directory read-write); a ``"rw"``
+        one is handed to the sandbox user like the workspace."""
         if not goal_id or not isinstance(goal_id, str):
             raise SandboxError("DockerSandbox needs a non-empty goal_id")
         self.workspace = str(Path(workspace).expanduser().resolve())
@@ -177,6 +181,9 @@ class DockerSandbox:
         self.name = _NAME_BAD.sub("-", f"tenax-{goal_id}{name_suffix}").strip("-.")[:200]
         self.max_output_chars = max_output_chars
         self.jobs: set[str] = set(jobs or ())  # TENAX_JOB values whose processes outlive their exec
+        self.mounts = {str(Path(k).resolve()): v for k, v in (mounts or {}).items()}
+        if any(mode not in ("ro", "rw") for mode in self.mounts.values()):
+            raise SandboxError(f"a sandbox mount is 'ro' or 'rw', got {sorted(set(self.mounts.values()))}")
         self.user: str | None = None
         self._client = client
         self._container = None
@@ -210,13 +217,17 @@ class DockerSandbox:
         if not ws.is_dir():
             raise SandboxError(f"workspace {ws} does not exist or is not a directory; create it first")
         st = ws.stat()
+        for path, mode in self.mounts.items():
+            if not Path(path).is_dir():
+                raise SandboxError(f"sandbox mount {path} does not exist or is not a directory")
         if st.st_uid != 0:
             return f"{st.st_uid}:{st.st_gid}"
-        # Root-owned workspace: hand it to the sandbox user (never following symlinks).
-        for dirpath, dirnames, filenames in os.walk(ws):
-            for name in [*dirnames, *filenames]:
-                os.lchown(os.path.join(dirpath, name), SANDBOX_UID, SANDBOX_GID)
-        os.lchown(ws, SANDBOX_UID, SANDBOX_GID)
+        # Root-owned workspace: hand it (and the read-write mounts) to the sandbox user (never following symlinks).
+        for top in [ws, *(Path(p) for p, mode in self.mounts.items() if mode == "rw")]:
+            for dirpath, dirnames, filenames in os.walk(top):
+                for name in [*dirnames, *filenames]:
+                    os.lchown(os.path.join(dirpath, name), SANDBOX_UID, SANDBOX_GID)
+            os.lchown(top, SANDBOX_UID, SANDBOX_GID)
         return f"{SANDBOX_UID}:{SANDBOX_GID}"
 
     def _find_existing(self):
@@ -250,7 +261,9 @@ class DockerSandbox:
             detach=True,
             user=self.user,
             working_dir=WORKDIR,
-            volumes={self.workspace: {"bind": WORKDIR, "mode": "rw" + (f",{self.propagation}" if self.propagation else "")}, chan_dir: {"bind": _channel.MOUNT, "mode": "ro"}},
+            volumes={self.workspace: {"bind": WORKDIR, "mode": "rw" + (f",{self.propagation}" if self.propagation else "")},
+                     chan_dir: {"bind": _channel.MOUNT, "mode": "ro"},
+                     **{path: {"bind": path, "mode": mode} for path, mode in self.mounts.items()}},
             read_only=True,
             tmpfs=tmpfs,
             environment={
