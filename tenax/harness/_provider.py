@@ -13,7 +13,9 @@ through its own ``post``, so it neither copies nor re-encodes the conversation e
 
 from __future__ import annotations
 
+import functools
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -22,6 +24,16 @@ from tenax.core.messages import Message, ModelResponse, ToolSpec, Usage
 from tenax.harness._serialize import Wire, dumps, splice
 from tenax.harness.pricing import lookup_price, output_limit
 from tenax.harness.retry import RetryPolicy, call_with_retries
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS context every provider client shares, made as the SDKs' HTTP client makes its own
+    (CA bundle, SSL_CERT_FILE / SSL_CERT_DIR): loading the bundle costs 30-130 ms, once per client
+    before; now once per process (and not at all in a daemon's workers, forked after it)."""
+    import httpx2
+
+    return httpx2.create_ssl_context()
 
 
 class Call(NamedTuple):
@@ -51,6 +63,7 @@ class Provider:
 
     provider: str
     client_class: Callable[..., Any]
+    http_client_class: Callable[..., Any]  # the SDK's DefaultHttpxClient
     wire_key = "messages"  # the body's conversation list
 
     def __init__(
@@ -69,7 +82,8 @@ class Provider:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.rng = rng
-        self.client = self.client_class(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.client = self.client_class(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0,
+                                        http_client=self.http_client_class(verify=tls_context(), timeout=timeout))
         self._wire = Wire(self.convert)
         self._head: tuple[Any, list[str], str] | None = None
 

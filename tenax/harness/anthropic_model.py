@@ -154,6 +154,7 @@ class AnthropicModel(Provider):
 
     provider = "anthropic"
     client_class = anthropic.Anthropic
+    http_client_class = anthropic.DefaultHttpxClient
 
     def __init__(
         self, name: str, *, cache_ttl: CacheTTL | None = None, thinking: dict[str, Any] | None = None,

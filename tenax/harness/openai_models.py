@@ -181,6 +181,7 @@ class OpenAIResponsesModel(Provider):
 
     provider = "openai"
     client_class = openai.OpenAI
+    http_client_class = openai.DefaultHttpxClient
 
     def __init__(self, name: str, *, reasoning: dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(name, **kwargs)
@@ -293,6 +294,7 @@ class OpenAIChatModel(Provider):
 
     provider = "openai-chat"
     client_class = openai.OpenAI
+    http_client_class = openai.DefaultHttpxClient
 
     def __init__(self, name: str, **kwargs: Any):
         super().__init__(name, **kwargs)
