@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python bench/sandbox_exec.py
 	$(BIN)/python bench/sandbox_start.py
 	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/daemon_scale.py --pool 4
 
 clean-containers: venv
 	$(BIN)/tenax sandbox cleanup
