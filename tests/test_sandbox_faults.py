@@ -5,6 +5,8 @@ next command still works."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -93,6 +95,25 @@ def test_a_job_survives_its_exec_until_reaped(sb):
     assert sb.reap_all() == 0 and "sleep 501" in _procs(sb)  # resume keeps the goal's jobs
     assert sb.reap_all(keep_jobs=False) >= 1
     assert "sleep 501" not in _procs(sb)
+
+
+def test_a_job_is_never_taken_for_an_escape_while_it_starts(sb):
+    """A job forked off by its exec may still be inside execve when the exec's reap looks at it;
+    its environment then reads as empty, as an ``env -i`` escape's does, and it was killed (14 of
+    150 jobs under load). Two busy loops on the host widen that window."""
+    load = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        lost = []
+        for i in range(60):
+            assert sb.exec(f"sleep {700 + i} >/dev/null 2>&1 &", job=f"j{i}").ok
+            if f"sleep {700 + i}" not in _procs(sb):
+                lost.append(i)
+            sb.reap_all(keep_jobs=False)
+    finally:
+        for p in load:
+            p.kill()
+            p.wait()
+    assert lost == []
 
 
 def test_resume_kills_what_a_crashed_run_left_running(fresh, tmp_path):

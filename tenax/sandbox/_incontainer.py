@@ -366,8 +366,13 @@ def oom_kills():
 
 
 def _processes(skip):
-    """{pid: (ppid, start time, TENAX_EXEC marker, TENAX_JOB)} of the container's live processes."""
-    found = {}
+    """{pid: (ppid, start time, TENAX_EXEC marker, TENAX_JOB)} of the container's live processes.
+
+    An orphan whose environment reads as empty is read again a few milliseconds later (twice at
+    most, all of them at once): a process inside execve shows an empty environment until the new
+    program's is in place, and a job just forked off by its exec looked like an orphan that had
+    cleared its environment (``env -i``, which stays empty) and was killed."""
+    found, empty = {}, []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) in skip:
             continue
@@ -379,18 +384,39 @@ def _processes(skip):
             continue
         if fields[0] in (b"Z", b"X"):
             continue
-        marker_ = job = None
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                for kv in fh.read().split(b"\0"):
-                    if kv.startswith(b"TENAX_EXEC="):
-                        marker_ = kv[11:].decode("ascii", "replace")
-                    elif kv.startswith(b"TENAX_JOB="):
-                        job = kv[10:].decode("utf-8", "replace")
-        except OSError:
-            pass
-        found[pid] = (int(fields[1]), int(fields[19]), marker_, job)
+        env = _environ(pid)
+        if not env and fields[1] == b"1":
+            empty.append(pid)
+        found[pid] = (int(fields[1]), int(fields[19]), *_markers(env))
+    for wait in (0.003, 0.01):
+        if not empty:
+            break
+        time.sleep(wait)
+        again = [(pid, _environ(pid)) for pid in empty]
+        for pid, env in again:
+            if env:
+                found[pid] = (*found[pid][:2], *_markers(env))
+        empty = [pid for pid, env in again if not env]
     return found
+
+
+def _environ(pid):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""  # gone, or not ours to read
+
+
+def _markers(env):
+    """(TENAX_EXEC, TENAX_JOB) of a process's environment (None when absent)."""
+    marker_ = job = None
+    for kv in env.split(b"\0"):
+        if kv.startswith(b"TENAX_EXEC="):
+            marker_ = kv[11:].decode("ascii", "replace")
+        elif kv.startswith(b"TENAX_JOB="):
+            job = kv[10:].decode("utf-8", "replace")
+    return marker_, job
 
 
 def reap(nonce, jobs, spare=()):
