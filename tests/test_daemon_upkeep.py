@@ -4,6 +4,7 @@ longer has, and only those."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -70,6 +71,10 @@ def test_cleanup_removes_the_worktrees_of_goals_the_store_no_longer_has(tmp_path
         git("worktree", "add", "-q", "-b", "tenax/0ld0ld0ld0l", str(worktrees / "0ld0ld0ld0l"), "HEAD", cwd=repo)
         git("worktree", "add", "-q", "-b", "tenax/f0re1gn0000", str(worktrees / "f0re1gn0000"), "HEAD", cwd=repo)
         (worktrees / ".f0re1gn0000.store").write_text("another-store")
+        # work left in it, owned by the sandbox user as a root-owned repository's worktree is after a run
+        (worktrees / "0ld0ld0ld0l" / "left.txt").write_text("unsaved work\n")
+        for path in [worktrees / "0ld0ld0ld0l", *(worktrees / "0ld0ld0ld0l").rglob("*")]:
+            os.lchown(path, 10001, 10001)
         assert all(p.is_dir() for p in trees.values())
         e.start_daemon()
         until(lambda: not trees[purged].exists() and not (worktrees / "0ld0ld0ld0l").exists(), 30, e)
@@ -80,4 +85,5 @@ def test_cleanup_removes_the_worktrees_of_goals_the_store_no_longer_has(tmp_path
         assert not (worktrees / f".{purged}.store").exists() and (worktrees / f".{kept}.store").exists()
         branches = git("branch", "--list", "tenax/*", cwd=repo)
         assert f"tenax/{purged}" in branches and "tenax/0ld0ld0ld0l" in branches  # the work stays on its branch
+        assert git("show", "tenax/0ld0ld0ld0l:left.txt", cwd=repo) == "unsaved work\n"
         assert "removed the worktrees of 2 goal(s)" in (e.home / "test-daemon.log").read_text()

@@ -21,6 +21,12 @@ def _git(*args: str, cwd: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
+def _git_in(tree: str | Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """git run in a goal's worktree. Its files (the top included) may belong to the sandbox user,
+    and git refuses a directory another user owns ("dubious ownership"): tenax made it, so it is trusted."""
+    return _git("-c", f"safe.directory={Path(tree).resolve()}", *args, cwd=tree)
+
+
 def repo_root(workspace: str) -> Path | None:
     """The top of the git repository holding ``workspace``, or None when it is not in one."""
     try:
@@ -65,15 +71,14 @@ def save(path: str | Path, message: str) -> str | None:
     refuses (the worktree is then left as it is)."""
     if not Path(path).is_dir():
         return None
-    safe = (*_SAFE, "-c", f"safe.directory={Path(path).resolve()}")  # the sandbox user may own files in it
-    done = _git(*safe, "add", "-A", cwd=path)
-    if done.returncode == 0 and _git(*safe, "diff", "--cached", "--quiet", cwd=path).returncode == 0:
+    done = _git_in(path, *_SAFE, "add", "-A")
+    if done.returncode == 0 and _git_in(path, "diff", "--cached", "--quiet").returncode == 0:
         return None  # nothing changed
     if done.returncode == 0:
-        done = _git(*safe, "commit", "-q", "--no-verify", "-m", message, cwd=path)
+        done = _git_in(path, *_SAFE, "commit", "-q", "--no-verify", "-m", message)
     if done.returncode != 0:
         raise ConfigError(f"could not commit the work in {path}: {done.stderr.strip()[-300:]}")
-    return _git(*safe, "rev-parse", "HEAD", cwd=path).stdout.strip()
+    return _git_in(path, "rev-parse", "HEAD").stdout.strip()
 
 
 def remove(info: dict[str, str], message: str = "tenax: the work left in the worktree") -> bool:
@@ -101,7 +106,7 @@ def remove_orphans(known: Callable[[str], bool], store: str) -> list[str]:
         if not path.is_dir() or path.name.startswith(".") or known(path.name) \
                 or (owner.exists() and owner.read_text() not in ("", store)):
             continue
-        common = _git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path)
+        common = _git_in(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
         if common.returncode == 0:  # keep its work on its branch, then unregister it from its repository
             try:
                 save(path, f"tenax: goal {path.name}'s work, kept when its worktree was removed")
