@@ -104,8 +104,8 @@ class Provider:
         """``message`` as the items of the body's ``wire_key`` list."""
         raise NotImplementedError
 
-    def _marked(self, call: Call) -> dict[int, dict[str, Any]]:
-        """Messages the body carries changed (e.g. with a cache mark), by index; none by default."""
+    def _marked(self, call: Call) -> dict[int, list[dict[str, Any]]]:
+        """Messages the body carries changed (e.g. with a cache mark), as their items by index; none by default."""
         return {}
 
     def encode(self, call: Call) -> bytes:

@@ -97,6 +97,11 @@ def build_request(
     return kwargs
 
 
+def _streamed(block: dict[str, Any], field: str) -> str:
+    """A block's ``field``: its streamed deltas joined, else the value its start carried."""
+    return "".join(block.get("_" + field, ())) or block.get(field) or ""
+
+
 class StreamedMessage:
     """A streamed answer folded event by event (the events as the API documents them, decoded
     from JSON by the SDK's SSE decoder): its blocks, stop reason, usage and model. Text, thinking
@@ -130,15 +135,16 @@ class StreamedMessage:
         parts: list[Any] = []
         cut = self.stop_reason in ("max_tokens", "model_context_window_exceeded")
         for _, block in sorted(self.blocks.items()):
-            btype, joined = block.get("type"), lambda f: "".join(block.get("_" + f, ())) or block.get(f) or ""
+            btype = block.get("type")
             if btype == "text":
-                if text := joined("text"):
+                if text := _streamed(block, "text"):
                     parts.append(TextPart(text=text))
             elif btype == "tool_use":
                 raw = "".join(block["_partial_json"]) if "_partial_json" in block else block.get("input")
                 parts.append(tool_call(block["id"], block["name"], raw, cut=cut))
             elif btype == "thinking":
-                parts.append(ReasoningPart(text=joined("thinking"), signature=joined("signature") or None))
+                parts.append(ReasoningPart(text=_streamed(block, "thinking"),
+                                           signature=_streamed(block, "signature") or None))
             elif btype == "redacted_thinking":
                 parts.append(ReasoningPart(data={REDACTED_KEY: block.get("data")}))
         u = self.usage

@@ -8,8 +8,6 @@ by ``classify_error`` into a ``Failure``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import json
 import random
 import re
@@ -41,7 +39,6 @@ _ANTHROPIC_ERROR_TYPES = {
     "not_found_error": 404,
     "request_too_large": 413,
 }
-# Longest wait we accept from a retry-after header; beyond this we treat it as a failure.
 # A 5xx whose body says the request itself is invalid (llama.cpp answers a malformed message with a
 # 500) gets this many attempts at most: another try rarely helps, and it is never waited out.
 INVALID_REQUEST_ATTEMPTS = 3
