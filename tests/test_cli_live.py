@@ -123,14 +123,29 @@ def test_summary_costs_per_agent_add_up(workspace, store, monkeypatch):
     assert s.diff == ["modified status.txt"]
 
 
-def test_status_line_follows_a_run_with_a_provider_retry(workspace, store):
-    """The line's text after each step of a real run (simulator, sandbox, store): thinking, waiting on
-    a 429's retry-after, running a tool, the totals from the store, the budget."""
+def _watched_run(store, workspace, policy, budgets, **run_options) -> tuple[str, str, list[tuple[str, str]]]:
+    """Run a goal against the simulator with a status line: (goal id, status, [(step kind, the
+    line's text right after that step)])."""
     from goalproc import KEY
 
     from tenax.app import GoalRequest, create_goal, fan_out, run_goal
-    from tenax.core.budget import Budgets
     from tenax.export.live import StatusLine
+
+    seen: list[tuple[str, str]] = []
+    with Simulator(policy) as sim:
+        gid = create_goal(store, GoalRequest(objective=OBJECTIVE, workspace=str(workspace), check=CHECK,
+                                             model="anthropic:claude-sonnet-4-6", base_url=sim.url,
+                                             budgets=budgets), api_key=KEY)
+        line = StatusLine(store, gid)
+        status = run_goal(store, gid, api_key=KEY, **run_options,
+                          on_event=fan_out(line, lambda kind, p: seen.append((kind, line.text().plain))))
+    return gid, status, seen
+
+
+def test_status_line_follows_a_run_with_a_provider_retry(workspace, store):
+    """The line's text after each step of a real run (simulator, sandbox, store): thinking, waiting on
+    a 429's retry-after, running a tool, the totals from the store, the budget."""
+    from tenax.core.budget import Budgets
     from tenax.harness.retry import RetryPolicy
     from tenax.testing import SimError
 
@@ -139,15 +154,10 @@ def test_status_line_follows_a_run_with_a_provider_retry(workspace, store):
         Reply(tool_calls=[ToolCall(name="write_file", arguments={"path": "status.txt", "content": "fixed\n"})]),
         Reply(tool_calls=[ToolCall(name="complete_goal", arguments={"summary": "fixed"})]),
     ])
-    seen: list[tuple[str, str]] = []
-    with Simulator(script) as sim:
-        gid = create_goal(store, GoalRequest(objective=OBJECTIVE, workspace=str(workspace), check=CHECK,
-                                             model="anthropic:claude-sonnet-4-6", base_url=sim.url,
-                                             budgets=Budgets(max_usd=2)), api_key=KEY)
-        line = StatusLine(store, gid)
-        status = run_goal(store, gid, api_key=KEY, model_options={"retry": RetryPolicy(max_attempts=3)},
-                          on_event=fan_out(line, lambda kind, p: seen.append((kind, line.text().plain))))
+    gid, status, seen = _watched_run(store, workspace, script, Budgets(max_usd=2),
+                                     model_options={"retry": RetryPolicy(max_attempts=3)})
     assert status == "succeeded"
+
     def first(kind: str) -> str:
         return next(t for k, t in seen if k == kind)
 
@@ -165,12 +175,9 @@ def test_status_line_follows_a_run_with_a_provider_retry(workspace, store):
 
 
 def test_status_line_counts_running_sub_agents(workspace, store):
-    from goalproc import KEY
     from test_subagents import Router
 
-    from tenax.app import GoalRequest, create_goal, fan_out, run_goal
     from tenax.core.budget import Budgets
-    from tenax.export.live import StatusLine
 
     def call(name, **arguments):
         return ToolCall(name=name, arguments=arguments)
@@ -183,14 +190,7 @@ def test_status_line_counts_running_sub_agents(workspace, store):
         Reply(tool_calls=[call("complete_goal", summary="fixed")]),
     ], subs={"delta": [Reply(tool_calls=[call("bash", command="sleep 5")]),
                        Reply(tool_calls=[call("report", outcome="success", findings="nothing")])]})
-    seen: list[tuple[str, str]] = []
-    with Simulator(router) as sim:
-        gid = create_goal(store, GoalRequest(objective=OBJECTIVE, workspace=str(workspace), check=CHECK,
-                                             model="anthropic:claude-sonnet-4-6", base_url=sim.url,
-                                             budgets=Budgets(max_turns=10)), api_key=KEY)
-        line = StatusLine(store, gid)
-        status = run_goal(store, gid, api_key=KEY,
-                          on_event=fan_out(line, lambda kind, p: seen.append((kind, line.text().plain))))
+    _, status, seen = _watched_run(store, workspace, router, Budgets(max_turns=10))
     assert status == "succeeded"
     started = [t for k, t in seen if k == "tool_started"]
     results = [t for k, t in seen if k == "tool_result"]
