@@ -77,7 +77,10 @@ def test_cleanup_removes_the_worktrees_of_goals_the_store_no_longer_has(tmp_path
             os.lchown(path, 10001, 10001)
         assert all(p.is_dir() for p in trees.values())
         e.start_daemon()
-        until(lambda: not trees[purged].exists() and not (worktrees / "0ld0ld0ld0l").exists(), 30, e)
+        log = e.home / "test-daemon.log"
+        # the log line comes after the whole sweep (the owner notes go last); the directories go before it
+        until(lambda: log.exists() and "removed the worktrees of 2 goal(s)" in log.read_text(), 30, e)
+        assert not trees[purged].exists() and not (worktrees / "0ld0ld0ld0l").exists()
         listed = git("worktree", "list", "--porcelain", cwd=repo)
         assert str(trees[purged]) not in listed and "0ld0ld0ld0l" not in listed  # pruned from git's records too
         assert trees[kept].is_dir() and str(trees[kept]) in listed  # a known goal's worktree stays
@@ -86,4 +89,3 @@ def test_cleanup_removes_the_worktrees_of_goals_the_store_no_longer_has(tmp_path
         branches = git("branch", "--list", "tenax/*", cwd=repo)
         assert f"tenax/{purged}" in branches and "tenax/0ld0ld0ld0l" in branches  # the work stays on its branch
         assert git("show", "tenax/0ld0ld0ld0l:left.txt", cwd=repo) == "unsaved work\n"
-        assert "removed the worktrees of 2 goal(s)" in (e.home / "test-daemon.log").read_text()
