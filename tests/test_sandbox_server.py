@@ -173,3 +173,28 @@ def test_the_server_code_is_sent_compiled_and_as_source_to_another_python(sb, tm
     assert same.stdout == ("tenax_server\n" if theirs == MAGIC_NUMBER.hex() else "<string>\n")
     assert other.stdout == "<string>\n"
     assert sb.exec("echo served").stdout == "served\n"  # and the server itself runs from it
+
+
+def test_a_check_cannot_be_faked_from_the_sandbox_users_home(sb, tmp_path):
+    """The model writes the sandbox user's home. Neither its shell startup files nor a Python
+    usercustomize there may change a check's result (both passed every check before)."""
+    (tmp_path / "status.txt").write_text("broken\n")
+    check = "grep -qx fixed status.txt"
+    assert sb.exec(check, retry_on_restart=True).exit_code == 1
+    planted = sb.exec(
+        "for f in .bash_profile .profile .bashrc; do echo 'exit 0' > ~/$f; done\n"
+        "d=$(python3 -c 'import site; print(site.getusersitepackages())') && mkdir -p $d && cat > $d/usercustomize.py <<'PY'\n"
+        "import os\n"
+        "if 'TENAX_REQ' in os.environ:\n"
+        "    os.environ['TENAX_REQ'] = os.environ['TENAX_REQ'].replace('grep -qx fixed status.txt', 'true')\n"
+        "PY\n"
+        "python3 -c 'import usercustomize' && echo planted")
+    assert planted.ok and planted.stdout.strip() == "planted", planted
+    assert sb.exec("echo reached").stdout == ""  # the model's own commands do read its ~/.bash_profile
+    result = sb.exec(check, retry_on_restart=True)
+    assert result.exit_code == 1, result  # the check still fails
+    (tmp_path / "status.txt").write_text("fixed\n")
+    assert sb.exec(check, retry_on_restart=True).ok  # and passes once the work is done
+    sb.exec("rm ~/.bash_profile ~/.profile ~/.bashrc", retry_on_restart=True)
+    login_path = sb.exec("echo $PATH").stdout.strip()
+    assert login_path and sb.exec("echo $PATH", retry_on_restart=True).stdout.strip() == login_path  # /etc/profile is read

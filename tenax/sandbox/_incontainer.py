@@ -453,9 +453,21 @@ def reap(nonce, jobs, spare=()):
     return len(seen), len(victims)
 
 
+CLEAN_PROFILE = "[ -r /etc/profile ] && . /etc/profile >/dev/null 2>&1\n"  # a check's only startup file
+
+
+def shell(req):
+    """The argv of a request's shell: a login shell (``bash -lc``), or for a check (``clean``) one that
+    reads the system's /etc/profile and none of the user's startup files (~/.bash_profile, ~/.profile,
+    ~/.bashrc are the sandbox user's to write)."""
+    if req.get("clean"):
+        return ["bash", "--noprofile", "--norc", "-c", CLEAN_PROFILE + req["command"]]
+    return ["bash", "-lc", req["command"]]
+
+
 def run(req, cancel=None):
-    """Run ``bash -lc command`` in its own session with the in-container timeout (TERM to its process
-    group, KILL ``grace`` s later), capture stdout/stderr head and tail, then reap what it left.
+    """Run the request's shell (``shell``) in its own session with the in-container timeout (TERM to its
+    process group, KILL ``grace`` s later), capture stdout/stderr head and tail, then reap what it left.
     ``cancel``: a socket whose EOF (the host is gone) kills the command."""
     nonce, secs, cap = req["nonce"], float(req["timeout"]), int(req["cap"])
     out, err = StreamBuffer(cap), StreamBuffer(cap)
@@ -464,7 +476,7 @@ def run(req, cancel=None):
     env.update(req.get("env") or {}, TENAX_EXEC=nonce)
     rc, timed_out = 126, False
     try:
-        proc = subprocess.Popen(["bash", "-lc", req["command"]], cwd=req.get("cwd") or ROOT, env=env,
+        proc = subprocess.Popen(shell(req), cwd=req.get("cwd") or ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
     except OSError as exc:

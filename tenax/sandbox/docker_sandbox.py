@@ -47,7 +47,9 @@ from tenax.sandbox.egress import cleanup_egress
 KILL_AFTER_S = 2  # SIGKILL this long after SIGTERM when the command ignores TERM
 HOME = "/home/tenax"
 _SCRIPT = (Path(__file__).parent / "_incontainer.py").read_text(encoding="utf-8")
-_ONCE = ["python3", "-c", "import os; exec(os.environ.pop('TENAX_PY'))"]  # one request over docker exec
+# one request over docker exec; -I -S: no user site directory, no .pth files, no usercustomize (the sandbox
+# user's home is writable, and code planted there would run inside a goal's check and could fake its result)
+_ONCE = ["python3", "-I", "-S", "-c", "import os; exec(os.environ.pop('TENAX_PY'))"]
 CONNECT_S = 5.0  # how long the first exec waits for a fresh container's exec server
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]+")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -476,7 +478,9 @@ class DockerSandbox:
         On timeout ``timed_out`` is True and the exit code is 124 (TERM) or 137 (KILL).
         When the container is dead or gone, a fresh one is started and ``note`` says so; with
         ``retry_on_restart`` (an idempotent check, which always goes through ``docker exec``) a
-        command it interrupted is run once more in the fresh container.
+        command it interrupted is run once more in the fresh container. A check's shell reads the
+        system's /etc/profile but none of the home directory's startup files (the model writes
+        those: an ``exit 0`` in ~/.bash_profile would pass every check).
         Raises SandboxError for bad arguments, after ``halt()``, or when no container can be started.
         """
         if not isinstance(command, str):
@@ -502,7 +506,8 @@ class DockerSandbox:
             self.start()
         limit = max_output_chars or self.max_output_chars
         req = {"op": "run", "command": command, "timeout": timeout, "grace": KILL_AFTER_S, "cwd": cwd,
-               "env": environment, "jobs": sorted(self.jobs), "cap": max(limit, 4096)}
+               "env": environment, "jobs": sorted(self.jobs), "cap": max(limit, 4096),
+               **({"clean": True} if retry_on_restart else {})}  # a check: no startup file of the sandbox user's
         notes: list[str] = []
         for attempt in (1, 2, 3):
             req["nonce"] = uuid.uuid4().hex
