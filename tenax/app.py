@@ -166,13 +166,15 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
     )
 
 
-def _sandbox_preflight(settings: Settings) -> None:
-    ensure_docker()
-    if not image_exists(settings.image):
+def _sandbox_preflight(settings: Settings) -> Any:
+    """The Docker client the goal's sandbox uses, once the engine answered and has the image."""
+    client = ensure_docker()
+    if not image_exists(settings.image, client):
         raise ConfigError(
             f"sandbox image {settings.image!r} is missing; build it with `tenax sandbox build` "
             "(or set TENAX_IMAGE to an image you have)"
         )
+    return client
 
 
 def main_session(store: Store, goal: Any, tools: list[ToolSpec]) -> tuple[str, str, list[ToolSpec]]:
@@ -401,9 +403,9 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
         trace.costs = cost_function(model, settings, config.get("price"))
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
-    _sandbox_preflight(settings.model_copy(update={"image": image}))
+    client = _sandbox_preflight(settings.model_copy(update={"image": image}))
     sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
-                            labels=store_labels(store), mounts=worktree_mounts(config.get("worktree")),
+                            labels=store_labels(store), mounts=worktree_mounts(config.get("worktree")), client=client,
                             **sandbox_limits(settings))
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)

@@ -20,13 +20,14 @@ TIMEOUT_S = 60.0
 MAX_VALUE = 4000  # characters of one environment value
 
 
-def command_for(goal: Any) -> str | None:
-    return (goal.config or {}).get("notify") or load_settings().notify
+def command_for(goal: Any, settings: Any = None) -> str | None:
+    return (goal.config or {}).get("notify") or (settings or load_settings()).notify
 
 
-def notify(goal: Any, log: Any = print) -> int | None:
-    """Run the goal's notify command (if any) and return its exit code; a failure is logged, never raised."""
-    command = command_for(goal)
+def notify(goal: Any, log: Any = print, settings: Any = None) -> int | None:
+    """Run the goal's notify command (if any) and return its exit code; a failure is logged, never raised.
+    ``settings``: the caller's, when it has them (else they are loaded: the config default)."""
+    command = command_for(goal, settings)
     if not command:
         return None
     env = {**os.environ, "TENAX_GOAL_ID": goal.id, "TENAX_GOAL_STATUS": goal.status,

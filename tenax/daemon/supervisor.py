@@ -41,6 +41,8 @@ from tenax.store.lease import lease_live, pid_alive
 TICK_S = 0.5  # the longest sleep between ticks (TENAX_DAEMON_TICK_S); a worker's exit or its goal's end wakes it at once
 WAKE = (signal.SIGCHLD, signal.SIGUSR1)
 CLEANUP_EVERY_S = 300.0
+FILL_SETTLE_S = 1.0  # a refill starts this long after the first claim it replaces: the goal that took the
+# container starts first (creating containers is the Docker engine's heaviest work, and goals tend to end together)
 FILLER_WAIT_S = 10.0  # at the daemon's stop, how long a running pool filler may take to finish
 RESUMABLE_CONTAINERS = {GoalStatus.STOPPED.value, GoalStatus.PAUSED.value}  # kept for resume
 
@@ -132,7 +134,7 @@ class Supervisor:
     _pool_missing: int = 0  # pool containers to start (the filler is forked when none runs)
     _filler: Child | None = None
     _client: Any = None  # the daemon's Docker client (for the pool)
-    _fill_after: float = 0.0  # after a failed fill: not before this (monotonic)
+    _fill_after: float = 0.0  # the next fill not before this (monotonic): after a failed fill, or a claim
 
     def run(self) -> None:
         """Run until SIGTERM / SIGINT; running workers are left to finish their goals."""
@@ -268,6 +270,8 @@ class Supervisor:
             return ""
         if container is None:
             return ""
+        if self._pool_missing == 0:  # the first claim since the last fill: refill once the goals it starts have started
+            self._fill_after = max(self._fill_after, time.monotonic() + FILL_SETTLE_S)
         self._pool_missing += 1
         return f", pool container {container[:12]}"
 

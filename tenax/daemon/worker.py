@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     settings = load_settings()
     store = open_store()
-    goal_id = store.get_goal(args[0]).id
-    store.update_goal(goal_id, waiting_on=None)
+    goal = store.get_goal(args[0])
+    goal_id = goal.id
+    if goal.waiting_on is not None:
+        store.update_goal(goal_id, waiting_on=None)
     log(f"goal {goal_id}: worker starts")
     try:
         status = run_goal(store, goal_id, park_on_limit=True, settings=settings, on_event=_tell_daemon)
@@ -69,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # stopped before its engine ran (while its sandbox started)
         goal = _record(store, goal_id, GoalStatus.STOPPED, "stopped (tenax stop)")
-        notify(goal, log)
+        notify(goal, log, settings)
         return 0
     except TenaxError as e:  # it cannot run (a workspace gone, a missing image...): say so, do not retry
         goal = _record(store, goal_id, GoalStatus.FAILED, f"{type(e).__name__}: {e}")
         log(f"goal {goal_id}: cannot run: {e}")
-        notify(goal, log)
+        notify(goal, log, settings)
         return 2
     goal = store.get_goal(goal_id)
     log(f"goal {goal_id}: {status} after {goal.turns} turns, ${goal.cost_usd:.4f}")
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         except TenaxError as e:
             log(f"goal {goal_id}: {e}")
     if status in {s.value for s in ENDED}:
-        notify(goal, log)
+        notify(goal, log, settings)
     return 0
 
 

@@ -344,7 +344,8 @@ class DockerSandbox:
                         f"could not restart sandbox container {self.name}: {exc.explanation or exc}"
                     ) from exc
         self._container = container
-        self._wait_running()
+        if not reattached:  # (a container found running was just inspected: no need to ask again)
+            self._wait_running()
         if reattached and self.reap_all() is None:
             raise SandboxError(f"sandbox container {self.name} stopped while tenax was re-attaching to it")
 

@@ -501,7 +501,9 @@ class AgentManager:
         end = time.monotonic() + timeout
         for t in list(self._threads.values()):
             t.join(max(end - time.monotonic(), 0.1))
-        if final and self.sandbox_cleanup is not None:  # an agent still stuck in a command keeps none
+        if final and self.sandbox_cleanup is not None and (self._threads or self.store.agents_for_goal(self.goal_id)):
+            # an agent still stuck in a command keeps none (a goal that never had one has none to remove:
+            # its ledger row is written before its container is created)
             try:
                 self.sandbox_cleanup()
             except Exception:  # noqa: BLE001 - best effort; `tenax sandbox cleanup` remains
