@@ -89,3 +89,45 @@ def test_cleanup_removes_the_worktrees_of_goals_the_store_no_longer_has(tmp_path
         branches = git("branch", "--list", "tenax/*", cwd=repo)
         assert f"tenax/{purged}" in branches and "tenax/0ld0ld0ld0l" in branches  # the work stays on its branch
         assert git("show", "tenax/0ld0ld0ld0l:left.txt", cwd=repo) == "unsaved work\n"
+
+
+def _children(pid: int) -> set[int]:
+    """Live (not zombie) child processes of ``pid``."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and int(stat[1]) == pid and stat[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
+def test_spare_workers_take_goals_and_never_outlive_the_daemon(tmp_path, env_for):
+    with Simulator(marked({"[S]": fixer()})) as sim:
+        e = env_for(sim, TENAX_DAEMON_TICK_S="0.1")
+        daemon = e.start_daemon("--concurrency", "2")
+        until(lambda: len(_children(daemon.pid)) == 2, 30, e)  # as many spares as goals may run, before any goal
+        spares = _children(daemon.pid)
+        with open_store(f"sqlite:///{e.db}") as store:
+            goal = e.queue(store, "[S] Make status.txt say fixed.", ws(tmp_path, "s"))
+            until(lambda: store.get_goal(goal).status == "succeeded", 60, e)
+        started = [line for line in (e.home / "test-daemon.log").read_text().splitlines()
+                   if f"goal {goal}: worker" in line and "started" in line]
+        assert len(started) == 1 and int(started[0].split("worker ")[1].split()[0]) in spares, (started, spares)
+        assert (tmp_path / "s" / "status.txt").read_text() == "fixed\n"
+        log = e.home / "logs" / f"{goal}.log"  # its output moved to the goal's log (written after the status)
+        until(lambda: f"goal {goal}: succeeded" in log.read_text(), 30, e)
+        until(lambda: len(_children(daemon.pid)) == 2, 30, e)  # the spare taken is replaced once the start settled
+        waiting = _children(daemon.pid)
+        daemon.kill()  # kill -9: the spares see their pipes' EOF and exit
+        daemon.wait()
+        until(lambda: not any(_alive(p) for p in waiting), 15, e)

@@ -167,6 +167,9 @@ def daemon_run(concurrency: Optional[int] = typer.Option(None, "--concurrency", 
 
     Example: tenax daemon run --concurrency 4 --pool 4
     """
+    import gc
+
+    gc.disable()  # the daemon's start-up imports run without collections; Supervisor.run enables them after
     from tenax.config import load_settings
     from tenax.daemon.supervisor import Supervisor
 

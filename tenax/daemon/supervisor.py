@@ -11,6 +11,9 @@ goal's provider SDK (seconds of CPU each on a small machine), so a goal starts i
 each is still a process of its own, in its own session, running ``tenax.daemon.worker.main``.
 The daemon sleeps between ticks until a worker exits (SIGCHLD) or a worker's goal leaves
 ``running`` (the worker sends SIGUSR1), so a freed slot is filled at once, not at the next tick.
+Spare workers (as many as goals may run at once) wait, forked and their store opened in a quiet
+moment after the last start, each for a goal id on its pipe, so starting a goal does not wait for a
+fork; a spare exits at its pipe's EOF (the daemon stopped or died).
 A daemon that stops (or dies) leaves running goals to finish; the next daemon watches them
 through their leases.
 """
@@ -62,6 +65,7 @@ class Child:
         code = 1
         try:  # the child: never returns into the daemon's code
             os.setsid()  # its own session: the daemon's terminal and its end do not reach it
+            gc.enable()  # (a child forked while the daemon's start-up imports run)
             signal.set_wakeup_fd(-1)
             for fd in keep_closed:
                 os.close(fd)  # e.g. the daemon's lock: a worker must not keep it after the daemon dies
@@ -135,6 +139,9 @@ class Supervisor:
     _filler: Child | None = None
     _client: Any = None  # the daemon's Docker client (for the pool)
     _fill_after: float = 0.0  # the next fill not before this (monotonic): after a failed fill, or a claim
+    _spares: list[tuple[Child, int]] = field(default_factory=list)  # workers waiting for a goal id (on the pipe
+    # the int writes to)
+    _spare_after: float = 0.0  # no new spare before this (monotonic): spares are forked after the starts settle
 
     def run(self) -> None:
         """Run until SIGTERM / SIGINT; running workers are left to finish their goals."""
@@ -154,15 +161,19 @@ class Supervisor:
             signal.signal(sig, lambda signum, frame: None)  # only to wake the select() in _nap
         log(f"daemon {os.getpid()} started: home {paths.home()}, db {self.store.url.render_as_string(hide_password=True)}, "
             f"concurrency {self.concurrency}, warm pool {self.pool or 'off'}")
-        import tenax.daemon.worker  # noqa: F401 - loaded once here, shared by every forked worker
-        gc.freeze()
-        if self.pool:  # the filler starts the pool while the daemon loads the queued goals' SDKs
-            import uuid
+        gc.disable()  # while the start-up imports run (`daemon run` disabled it already): collections over
+        try:  # thousands of new classes cost a quarter of their time, and what they load stays alive (then frozen)
+            import tenax.daemon.worker  # noqa: F401 - loaded once here, shared by every forked worker
+            gc.freeze()
+            if self.pool:  # the filler starts the pool while the daemon loads the queued goals' SDKs
+                import uuid
 
-            self._pool_id, self._pool_missing = uuid.uuid4().hex[:8], self.pool
-            self._refill()
-        for goal in queue.background_goals(self.store, queue.QUEUED):
-            self._warm(goal)
+                self._pool_id, self._pool_missing = uuid.uuid4().hex[:8], self.pool
+                self._refill()
+            for goal in queue.background_goals(self.store, queue.QUEUED):
+                self._warm(goal)
+        finally:
+            gc.enable()
         try:
             while not self.stopping:
                 try:
@@ -171,6 +182,7 @@ class Supervisor:
                     log(f"tick failed: {e}")
                 self._nap()
         finally:
+            self._drop_spares()
             self._drain_pool()
             paths.pid_file().unlink(missing_ok=True)
             log(f"daemon stopped; {len(self._alive())} worker(s) go on with their goals")
@@ -220,6 +232,7 @@ class Supervisor:
                 self._spawn(goal)
                 busy.add(goal.id)
         self._refill()
+        self._keep_spare()
         if time.monotonic() - self._cleaned_at > CLEANUP_EVERY_S:
             self.cleanup()
 
@@ -241,17 +254,65 @@ class Supervisor:
             log(f"could not load the {provider} provider ahead of its workers: {e}")
         gc.freeze()  # what is loaded now is never collected: a worker's collections skip it (and leave its pages shared)
 
-    def _fork(self, main: Callable[[], int], out: Path) -> Child:
-        sys.stdout.flush()
-        return Child(main, out, [*([self._lock.fileno()] if self._lock else []), *(self._wake or ())])
+    def _fork(self, main: Callable[[], int], out: Path, also_close: tuple[int, ...] = ()) -> Child:
+        sys.stdout.flush()  # a child keeps none of the daemon's own descriptors (a spare's pipe: its EOF ends the spare)
+        return Child(main, out, [*([self._lock.fileno()] if self._lock else []), *(self._wake or ()),
+                                 *(fd for _, fd in self._spares), *also_close])
 
     def _spawn(self, goal: Any) -> None:
         from tenax.daemon import worker
 
         self._warm(goal)
         where = self._claim(goal)
-        self.workers[goal.id] = self._fork(lambda: worker.main([goal.id]), paths.worker_log(goal.id))
+        self.workers[goal.id] = self._take_spare(goal.id) or self._fork(lambda: worker.main([goal.id]),
+                                                                         paths.worker_log(goal.id))
         log(f"goal {goal.id}: worker {self.workers[goal.id].pid} started ({goal.status}{where})")
+
+    # -- the spare workers ---------------------------------------------------------------------
+    def _keep_spare(self) -> None:
+        """Fork spare workers up to the concurrency, once the last start settled (a spare's fork is
+        never one a goal's start waits for)."""
+        for spare, fd in list(self._spares):
+            if (code := spare.poll()) is not None:  # it ended before it had a goal (its store could not be opened...)
+                self._spares.remove((spare, fd))
+                os.close(fd)
+                log(f"a spare worker exited {code} before it had a goal (see {paths.worker_log('spare')}); "
+                    f"the next one in {CLEANUP_EVERY_S / 10:.0f} s")
+                self._spare_after = time.monotonic() + CLEANUP_EVERY_S / 10
+        from tenax.daemon import worker
+
+        while len(self._spares) < self.concurrency and not self.stopping and time.monotonic() >= self._spare_after:
+            read_fd, write_fd = os.pipe()
+            try:
+                self._spares.append((self._fork(lambda: worker.spare(read_fd), paths.worker_log("spare"),
+                                                also_close=(write_fd,)), write_fd))
+            except OSError:
+                os.close(write_fd)
+                raise
+            finally:
+                os.close(read_fd)
+
+    def _take_spare(self, goal_id: str) -> Child | None:
+        """Hand ``goal_id`` to a spare worker; None when there is no live one."""
+        self._spare_after = time.monotonic() + FILL_SETTLE_S
+        while self._spares:
+            spare, fd = self._spares.pop(0)
+            try:
+                taken = spare.poll() is None and os.write(fd, f"{goal_id}\n".encode()) > 0
+            except OSError:  # it died meanwhile
+                taken = False
+            finally:
+                os.close(fd)
+            if taken:
+                return spare
+        return None
+
+    def _drop_spares(self) -> None:
+        """Let the spares go (EOF on their pipes: they exit)."""
+        for spare, fd in self._spares:
+            os.close(fd)
+            spare.poll()
+        self._spares.clear()
 
     # -- the warm pool ------------------------------------------------------------------------
     def _claim(self, goal: Any) -> str:

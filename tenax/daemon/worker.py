@@ -18,7 +18,7 @@ from tenax.app import run_goal
 from tenax.config import load_settings
 from tenax.core.errors import TenaxError
 from tenax.core.status import ENDED, FINAL, GoalStatus, can_move
-from tenax.daemon import worktree
+from tenax.daemon import paths, worktree
 from tenax.daemon.notify import notify
 from tenax.daemon.paths import BUSY_EXIT, log
 from tenax.store import open_store
@@ -48,14 +48,32 @@ def _record(store: Any, goal_id: str, status: GoalStatus, error: str) -> Any:
     return store.get_goal(goal_id)
 
 
-def main(argv: list[str] | None = None) -> int:
+def spare(pipe: int) -> int:
+    """A worker forked before its goal is known (a spare of the daemon's): it opens the store, then
+    waits for a goal id on ``pipe`` and runs that goal, its output moved to the goal's log. The
+    pipe's EOF (the daemon stopped or died, or let it go) ends it."""
+    store = open_store()
+    with os.fdopen(pipe, "rb") as given:
+        goal_id = given.readline().decode("ascii", "replace").strip()
+    if not goal_id:
+        return 0
+    fd = os.open(paths.worker_log(goal_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return main([goal_id], store=store)
+
+
+def main(argv: list[str] | None = None, store: Any = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m tenax.daemon.worker GOAL_ID", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
     settings = load_settings()
-    store = open_store()
+    store = store or open_store()
     goal = store.get_goal(args[0])
     goal_id = goal.id
     if goal.waiting_on is not None:

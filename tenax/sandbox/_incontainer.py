@@ -609,7 +609,7 @@ def serve(conn, path=None):
             pass
         conn.close()
         while path:
-            time.sleep(0.05)  # a re-attaching host (a resumed goal, a claimed pool container) waits for this
+            time.sleep(0.02)  # a re-attaching host (a resumed goal, a claimed pool container) waits for this
             conn = socket.socket(socket.AF_UNIX)
             try:
                 conn.connect(path)
