@@ -35,7 +35,8 @@ from tenax.goal.policy import GoalPolicy, drive
 from tenax.harness import pricing
 from tenax.harness.registry import make_model, parse_model_spec
 from tenax.harness.retry import RetryPolicy
-from tenax.sandbox import DockerSandbox, EgressGateway, ToolBox, ensure_docker, image_exists, parse_allow_hosts
+from tenax.sandbox import (DockerSandbox, EgressGateway, ToolBox, cleanup_by_label, ensure_docker, image_exists,
+                           parse_allow_hosts)
 from tenax.sandbox.egress import firewall_preflight
 from tenax.sandbox.jobs import Jobs
 from tenax.store import open_store  # noqa: F401 - the CLI opens its store through the app
@@ -279,10 +280,13 @@ def run_goal(
     sleep: Callable[[float], None] | None = None,
     park_on_limit: bool = False,
     tracer_provider: Any = None,
+    sweep: bool = True,
 ) -> str:
     """Run (or resume) a goal to an end and return its status. Resuming re-attaches to the goal's
     container and continues from its journal. ``model_options`` go to the provider (retry policy...).
-    The run is an OpenTelemetry trace with ``tracer_provider``, or with OTEL_EXPORTER_OTLP_ENDPOINT set."""
+    The run is an OpenTelemetry trace with ``tracer_provider``, or with OTEL_EXPORTER_OTLP_ENDPOINT set.
+    ``sweep``: first remove the containers other finished goals of this store left behind
+    (``sweep_ended``; the daemon's workers leave that to the daemon's own cleanup)."""
     settings = settings or load_settings()
     goal = store.get_goal(goal_id)
     if goal.status in FINAL:
@@ -293,7 +297,7 @@ def run_goal(
         return _run_leased(store, store.get_goal(goal.id), api_key=api_key, model_override=model_override,
                            budgets=budgets, on_event=fan_out(on_event, trace), settings=settings,
                            model_options=model_options, sleep=sleep, park_on_limit=park_on_limit, egress=egress,
-                           trace=trace)
+                           trace=trace, sweep=sweep)
 
 
 def worktree_mounts(tree: dict[str, str] | None) -> dict[str, str]:
@@ -387,7 +391,8 @@ def _sandbox_net(goal: Any, egress: EgressJournal | None) -> dict[str, Any]:
 def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override: str | None,
                 budgets: Budgets | None, on_event: EventHook | None, settings: Settings,
                 model_options: dict[str, Any] | None, sleep: Callable[[float], None] | None,
-                park_on_limit: bool, egress: EgressJournal | None = None, trace: GoalTrace | None = None) -> str:
+                park_on_limit: bool, egress: EgressJournal | None = None, trace: GoalTrace | None = None,
+                sweep: bool = True) -> str:
     if model_override and model_override != goal.model:
         raise ModelSwitchRefused(
             f"goal {goal.id} runs on {goal.model}; switching the main session's model mid-goal would discard "
@@ -404,6 +409,8 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
     client = _sandbox_preflight(settings.model_copy(update={"image": image}))
+    if sweep:
+        sweep_ended(store, client, but=goal.id)
     sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
                             labels=store_labels(store), mounts=worktree_mounts(config.get("worktree")), client=client,
                             **sandbox_limits(settings))
@@ -431,6 +438,36 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
             except SandboxError:
                 pass  # already gone: resume starts a fresh one over the same workspace
     return status
+
+
+def sweep_ended(store: Store, client: Any, but: str | None = None) -> int:
+    """Remove the containers (and sub-agent containers) that finished goals of this store left
+    behind: a runner killed between a goal's final status and its container's removal leaves it
+    running, and a finished goal never runs again to remove it. Goals that can resume (stopped,
+    paused) keep theirs; a goal whose runner still holds its lease is left to it; warm-pool
+    containers are the daemon's. Never raises: a fault here must not keep a goal from starting."""
+    from tenax.sandbox.pool import POOL_LABEL
+    from tenax.store.lease import lease_live
+
+    mine = store_labels(store)["tenax.store"]
+    kept = {GoalStatus.STOPPED.value, GoalStatus.PAUSED.value}
+    doomed: set[str] = set()
+    try:
+        for c in client.api.containers(all=True, filters={"label": ["tenax=1", f"tenax.store={mine}"]}):
+            labels = c.get("Labels") or {}
+            gid = labels.get("tenax.goal")
+            if not gid or gid == but or gid in doomed or POOL_LABEL in labels:
+                continue
+            try:
+                goal = store.get_goal(gid)
+            except TenaxError:  # unknown here (purged): `tenax sandbox cleanup` or the daemon decides
+                continue
+            if goal.status in {s.value for s in ENDED} - kept \
+                    and not lease_live(goal.lease_host, goal.lease_pid, goal.lease_expires_at):
+                doomed.add(gid)
+        return sum(cleanup_by_label(client, goal_id=gid) for gid in sorted(doomed))
+    except Exception:  # noqa: BLE001 - best effort (Docker or the store busy): the next start sweeps again
+        return 0
 
 
 def store_labels(store: Store) -> dict[str, str]:

@@ -117,3 +117,37 @@ def test_a_model_that_never_calls_a_tool_is_reported_not_looped_on(store, worksp
     goal = store.get_goal(gid)
     assert "without ever calling a tool" in goal.error and "dropping the tools" in goal.error
     assert goal.turns == 5 and len(sim.requests) == 5
+
+
+def test_a_container_left_by_a_runner_killed_after_its_goal_ended_goes_at_the_next_start(store, workspace, tmp_path):
+    """A runner killed between a goal's final status and its container's removal left the container
+    running for good (the goal never runs again). The next goal started on the store removes it; a
+    stopped goal (resumable) keeps its own."""
+    import docker
+
+    from tenax.app import store_labels
+    from tenax.sandbox import DockerSandbox, cleanup_by_label
+
+    client = docker.from_env()
+    script = Script([Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+                     Reply(tool_calls=[call("complete_goal", summary="fixed")])])
+    with Simulator(script) as sim:
+        left = {}
+        for name, status in (("ended", "succeeded"), ("stopped", "stopped")):
+            ws = tmp_path / name
+            ws.mkdir()
+            gid = start(store, sim, ws)
+            store.set_status(gid, "running")
+            store.set_status(gid, status)
+            DockerSandbox(ws, goal_id=gid, labels=store_labels(store)).start()  # what its dead runner left
+            left[name] = gid
+        try:
+            assert all(client.containers.list(all=True, filters={"label": f"tenax.goal={g}"}) for g in left.values())
+            gid = start(store, sim, workspace)
+            assert run_goal(store, gid, api_key=KEY) == "succeeded"
+            assert not client.containers.list(all=True, filters={"label": f"tenax.goal={left['ended']}"})
+            assert client.containers.list(all=True, filters={"label": f"tenax.goal={left['stopped']}"})
+        finally:
+            for g in left.values():
+                cleanup_by_label(client, goal_id=g)
+            client.close()

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None, store: Any = None) -> int:
         store.update_goal(goal_id, waiting_on=None)
     log(f"goal {goal_id}: worker starts")
     try:
-        status = run_goal(store, goal_id, park_on_limit=True, settings=settings, on_event=_tell_daemon)
+        status = run_goal(store, goal_id, park_on_limit=True, settings=settings, on_event=_tell_daemon,
+                          sweep=False)  # the daemon's cleanup removes what ended goals left
     except (GoalBusy, LeaseLost) as e:  # another runner has it: leave it alone
         log(str(e))
         return BUSY_EXIT
