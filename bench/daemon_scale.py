@@ -108,7 +108,6 @@ def main() -> int:
 
         log = open(home / "bench-daemon.log", "w")
         began, began_at = time.monotonic(), datetime.now(timezone.utc)
-        os.environ["TT0"] = str(time.time())
         daemon = subprocess.Popen([sys.executable, "-m", "tenax.cli", "daemon", "run", "--concurrency",
                                    str(args.concurrency), "--pool", str(args.pool)], stdout=log, stderr=subprocess.STDOUT)
         prober = threading.Thread(target=probe_writes, daemon=True)

@@ -440,6 +440,14 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     return status
 
 
+RESUMABLE_CONTAINERS = frozenset({GoalStatus.STOPPED.value, GoalStatus.PAUSED.value})  # kept for resume in place
+
+
+def done_with_container(status: str) -> bool:
+    """A goal in ``status`` needs its containers no more: it ended and does not resume in place."""
+    return status in {s.value for s in ENDED} - RESUMABLE_CONTAINERS
+
+
 def sweep_ended(store: Store, client: Any, but: str | None = None) -> int:
     """Remove the containers (and sub-agent containers) that finished goals of this store left
     behind: a runner killed between a goal's final status and its container's removal leaves it
@@ -450,7 +458,6 @@ def sweep_ended(store: Store, client: Any, but: str | None = None) -> int:
     from tenax.store.lease import lease_live
 
     mine = store_labels(store)["tenax.store"]
-    kept = {GoalStatus.STOPPED.value, GoalStatus.PAUSED.value}
     doomed: set[str] = set()
     try:
         for c in client.api.containers(all=True, filters={"label": ["tenax=1", f"tenax.store={mine}"]}):
@@ -462,8 +469,7 @@ def sweep_ended(store: Store, client: Any, but: str | None = None) -> int:
                 goal = store.get_goal(gid)
             except TenaxError:  # unknown here (purged): `tenax sandbox cleanup` or the daemon decides
                 continue
-            if goal.status in {s.value for s in ENDED} - kept \
-                    and not lease_live(goal.lease_host, goal.lease_pid, goal.lease_expires_at):
+            if done_with_container(goal.status) and not lease_live(goal.lease_host, goal.lease_pid, goal.lease_expires_at):
                 doomed.add(gid)
         return sum(cleanup_by_label(client, goal_id=gid) for gid in sorted(doomed))
     except Exception:  # noqa: BLE001 - best effort (Docker or the store busy): the next start sweeps again

@@ -35,7 +35,7 @@ from typing import Any, Callable, IO
 
 from tenax.config import Settings, load_settings
 from tenax.core.errors import ConfigError, TenaxError
-from tenax.core.status import ENDED, GoalStatus
+from tenax.core.status import GoalStatus
 from tenax.daemon import paths, queue, worktree
 from tenax.daemon.notify import notify
 from tenax.daemon.paths import BUSY_EXIT, log
@@ -47,7 +47,6 @@ CLEANUP_EVERY_S = 300.0
 FILL_SETTLE_S = 1.0  # a refill starts this long after the first claim it replaces: the goal that took the
 # container starts first (creating containers is the Docker engine's heaviest work, and goals tend to end together)
 FILLER_WAIT_S = 10.0  # at the daemon's stop, how long a running pool filler may take to finish
-RESUMABLE_CONTAINERS = {GoalStatus.STOPPED.value, GoalStatus.PAUSED.value}  # kept for resume
 
 
 class Child:
@@ -424,7 +423,7 @@ class Supervisor:
         """Remove, by label, the containers of this store's finished goals and of goals it does not
         know (only those labelled with its own store), and the worktrees of goals it does not know.
         Never a goal that is live or resumable in place. Returns how many containers were removed."""
-        from tenax.app import store_labels
+        from tenax.app import done_with_container, store_labels
         from tenax.sandbox import cleanup_by_label, ensure_docker
         from tenax.store.errors import NotFound
 
@@ -454,7 +453,7 @@ class Supervisor:
                 if c.labels.get("tenax.store") == mine:
                     doomed.add(gid)
                 continue
-            if goal.status in {s.value for s in ENDED} - RESUMABLE_CONTAINERS and gid not in self.workers:
+            if done_with_container(goal.status) and gid not in self.workers:
                 doomed.add(gid)
         removed = sum(cleanup_by_label(client, goal_id=gid) for gid in sorted(doomed))
         if removed:
