@@ -167,9 +167,15 @@ def create_goal(store: Store, req: GoalRequest, *, settings: Settings | None = N
     )
 
 
-def _sandbox_preflight(settings: Settings) -> Any:
-    """The Docker client the goal's sandbox uses, once the engine answered and has the image."""
-    client = ensure_docker()
+def _sandbox_preflight(settings: Settings, client: Any = None) -> Any:
+    """The Docker client the goal's sandbox uses (``client``, else a new one), once the engine answered
+    and has the image."""
+    if client is not None:
+        try:
+            client.ping()  # one made ahead may have waited long: its engine may be gone, or restarted
+        except Exception:  # noqa: BLE001 - its engine is away: a new client answers, or DockerUnavailable says why
+            client = None
+    client = client or ensure_docker()
     if not image_exists(settings.image, client):
         raise ConfigError(
             f"sandbox image {settings.image!r} is missing; build it with `tenax sandbox build` "
@@ -281,12 +287,18 @@ def run_goal(
     park_on_limit: bool = False,
     tracer_provider: Any = None,
     sweep: bool = True,
+    remove_after_s: float = 0.0,
+    docker_client: Any = None,
 ) -> str:
     """Run (or resume) a goal to an end and return its status. Resuming re-attaches to the goal's
     container and continues from its journal. ``model_options`` go to the provider (retry policy...).
     The run is an OpenTelemetry trace with ``tracer_provider``, or with OTEL_EXPORTER_OTLP_ENDPOINT set.
     ``sweep``: first remove the containers other finished goals of this store left behind
-    (``sweep_ended``; the daemon's workers leave that to the daemon's own cleanup)."""
+    (``sweep_ended``; the daemon's workers leave that to the daemon's own cleanup).
+    ``remove_after_s``: once the goal ended, kill what runs in its container at once but remove the
+    container this much later (the daemon's workers: removing one costs the Docker engine about 150 ms
+    of CPU, which would otherwise land on the start of the goal that takes the freed slot).
+    ``docker_client``: a client of the Docker engine to use (one made ahead, by a daemon's spare worker)."""
     settings = settings or load_settings()
     goal = store.get_goal(goal_id)
     if goal.status in FINAL:
@@ -297,7 +309,8 @@ def run_goal(
         return _run_leased(store, store.get_goal(goal.id), api_key=api_key, model_override=model_override,
                            budgets=budgets, on_event=fan_out(on_event, trace), settings=settings,
                            model_options=model_options, sleep=sleep, park_on_limit=park_on_limit, egress=egress,
-                           trace=trace, sweep=sweep)
+                           trace=trace, sweep=sweep, remove_after_s=remove_after_s,
+                           docker_client=docker_client)
 
 
 def worktree_mounts(tree: dict[str, str] | None) -> dict[str, str]:
@@ -392,7 +405,7 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
                 budgets: Budgets | None, on_event: EventHook | None, settings: Settings,
                 model_options: dict[str, Any] | None, sleep: Callable[[float], None] | None,
                 park_on_limit: bool, egress: EgressJournal | None = None, trace: GoalTrace | None = None,
-                sweep: bool = True) -> str:
+                sweep: bool = True, remove_after_s: float = 0.0, docker_client: Any = None) -> str:
     if model_override and model_override != goal.model:
         raise ModelSwitchRefused(
             f"goal {goal.id} runs on {goal.model}; switching the main session's model mid-goal would discard "
@@ -408,7 +421,7 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
         trace.costs = cost_function(model, settings, config.get("price"))
     validate_workspace(goal.workspace)
     image = config.get("image") or settings.image
-    client = _sandbox_preflight(settings.model_copy(update={"image": image}))
+    client = _sandbox_preflight(settings.model_copy(update={"image": image}), docker_client)
     if sweep:
         sweep_ended(store, client, but=goal.id)
     sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
@@ -431,6 +444,8 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
         ended = status in {s.value for s in ENDED} and status != GoalStatus.STOPPED
         agents.shutdown(final=ended)
         if ended:
+            if remove_after_s > 0:
+                _linger(sandbox, remove_after_s)
             sandbox.stop()
         else:  # stopped or crashed: kill what runs, keep the container (stopped) for resume
             try:
@@ -438,6 +453,16 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
             except SandboxError:
                 pass  # already gone: resume starts a fresh one over the same workspace
     return status
+
+
+def _linger(sandbox: DockerSandbox, seconds: float) -> None:
+    """An ended goal's container, before its removal: nothing in it runs on, and it stays ``seconds``
+    (cut short by a signal: a stop or shutdown removes it at once)."""
+    try:
+        sandbox.reap_all(keep_jobs=False)
+        time.sleep(seconds)
+    except (KeyboardInterrupt, SandboxError):
+        pass
 
 
 RESUMABLE_CONTAINERS = frozenset({GoalStatus.STOPPED.value, GoalStatus.PAUSED.value})  # kept for resume in place

@@ -151,3 +151,35 @@ def test_a_container_left_by_a_runner_killed_after_its_goal_ended_goes_at_the_ne
             for g in left.values():
                 cleanup_by_label(client, goal_id=g)
             client.close()
+
+
+def test_an_ended_goal_left_to_linger_runs_nothing_and_its_container_goes_after(store, workspace):
+    """``remove_after_s`` (the daemon's workers): the container of an ended goal is removed later, so
+    its removal does not slow the next goal's start; what ran in it (a background job here) is killed
+    at once, not left running meanwhile."""
+    import docker
+
+    client = docker.from_env()
+    script = Script([Reply(tool_calls=[call("start_job", command="sleep 300")]),
+                     Reply(tool_calls=[call("write_file", path="status.txt", content="fixed\n")]),
+                     Reply(tool_calls=[call("complete_goal", summary="fixed")])])
+    with Simulator(script) as sim:
+        gid = start(store, sim, workspace)
+        ended: dict[str, float] = {}
+        runner = threading.Thread(target=lambda: ended.setdefault(run_goal(store, gid, api_key=KEY, remove_after_s=4),
+                                                                  time.monotonic()))
+        runner.start()
+        try:
+            deadline = time.monotonic() + 60
+            while store.get_goal(gid).status != "succeeded" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert store.get_goal(gid).status == "succeeded"
+            time.sleep(1)  # the kill is at once; the removal 4 s after the end
+            (box,) = client.containers.list(filters={"label": f"tenax.goal={gid}"})
+            processes = [p[-1] for p in box.top(ps_args="-eo pid,args")["Processes"]]
+            assert not any("sleep 300" in p for p in processes), processes
+        finally:
+            runner.join(30)
+        assert list(ended) == ["succeeded"]
+        assert not client.containers.list(all=True, filters={"label": f"tenax.goal={gid}"})
+        client.close()

@@ -92,8 +92,7 @@ def submit(store: Any, req: Any, *, after: str | None = None, at: datetime | Non
 
 def background_goals(store: Any, statuses: tuple[str, ...] = LIVE) -> list[Any]:
     """Background goals in these statuses, oldest first."""
-    return sorted((g for g in store.list_goals(limit=None, status=list(statuses)) if g.background),
-                  key=lambda g: (g.created_at, g.id))
+    return sorted(store.list_goals(limit=None, status=list(statuses), background=True), key=lambda g: (g.created_at, g.id))
 
 
 def is_ready(store: Any, goal: Any, now: datetime) -> bool:
@@ -107,8 +106,9 @@ def is_ready(store: Any, goal: Any, now: datetime) -> bool:
     return True
 
 
-def settle_chains(store: Any, goals: list[Any], on_end: Callable[[Any], None]) -> None:
-    """Cancel each queued goal whose parent ended without succeeding (or is gone)."""
+def settle_chains(store: Any, goals: list[Any], on_end: Callable[[Any], None]) -> int:
+    """Cancel each queued goal whose parent ended without succeeding (or is gone); returns how many."""
+    cancelled = 0
     for goal in goals:
         if goal.status not in QUEUED or not goal.after_goal_id:
             continue
@@ -122,6 +122,8 @@ def settle_chains(store: Any, goals: list[Any], on_end: Callable[[Any], None]) -
             store.update_goal(goal.id, waiting_on=None)
             store.set_status(goal.id, GoalStatus.CANCELLED, error=why)
             on_end(store.get_goal(goal.id))
+            cancelled += 1
+    return cancelled
 
 
 def worker_died(store: Any, goal: Any, why: str, settings: Settings, on_end: Callable[[Any], None]) -> None:

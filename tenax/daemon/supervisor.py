@@ -163,6 +163,9 @@ class Supervisor:
         gc.disable()  # while the start-up imports run (`daemon run` disabled it already): collections over
         try:  # thousands of new classes cost a quarter of their time, and what they load stays alive (then frozen)
             import tenax.daemon.worker  # noqa: F401 - loaded once here, shared by every forked worker
+            from tenax.sandbox import _channel
+
+            _channel._payload()  # the exec server's code, compiled once here (14 ms) instead of in each worker
             gc.freeze()
             if self.pool:  # the filler starts the pool while the daemon loads the queued goals' SDKs
                 import uuid
@@ -212,8 +215,8 @@ class Supervisor:
     # -- one pass over the queue --------------------------------------------------------------
     def tick(self) -> None:
         self._reap()
-        goals = queue.background_goals(self.store)
-        queue.settle_chains(self.store, goals, self._ended)
+        goals = queue.background_goals(self.store)  # the queue's one listing per tick (unless it changes below)
+        changed = queue.settle_chains(self.store, goals, self._ended)
         live = {g.id for g in goals}
         busy = {gid for gid in self._alive() if gid in live}  # a worker tearing down an ended goal holds no slot
         for goal in goals:
@@ -223,11 +226,14 @@ class Supervisor:
                 else:
                     log(f"goal {goal.id}: its runner is gone; it resumes from its journal")
                     queue.worker_died(self.store, goal, "its runner is gone", self.settings, self._ended)
+                    changed = True
+        if changed:
+            goals = queue.background_goals(self.store)
         now = queue.utcnow()
-        for goal in queue.background_goals(self.store, queue.QUEUED):
+        for goal in goals:
             if len(busy) >= self.concurrency:
                 break
-            if goal.id not in self.workers and queue.is_ready(self.store, goal, now):
+            if goal.status in queue.QUEUED and goal.id not in self.workers and queue.is_ready(self.store, goal, now):
                 self._spawn(goal)
                 busy.add(goal.id)
         self._refill()

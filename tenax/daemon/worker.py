@@ -21,10 +21,13 @@ from tenax.core.status import ENDED, FINAL, GoalStatus, can_move
 from tenax.daemon import paths, worktree
 from tenax.daemon.notify import notify
 from tenax.daemon.paths import BUSY_EXIT, log
+from tenax.sandbox import ensure_docker
 from tenax.store import open_store
 from tenax.store.errors import GoalBusy, LeaseLost, StoreError
 
 
+REMOVE_AFTER_S = 1.5  # an ended goal's container is removed this long after its end (its processes are killed
+# at once): once the goal taking the freed slot has started and waits on its model, not during that start
 DAEMON_PID: int | None = None  # set in a worker forked by the daemon: told when its goal leaves `running`
 
 
@@ -52,7 +55,11 @@ def spare(pipe: int) -> int:
     """A worker forked before its goal is known (a spare of the daemon's): it opens the store, then
     waits for a goal id on ``pipe`` and runs that goal, its output moved to the goal's log. The
     pipe's EOF (the daemon stopped or died, or let it go) ends it."""
-    store = open_store()
+    store, settings = open_store(), load_settings()
+    try:  # its Docker client made and the engine's API version asked while there is time (not on a goal's start)
+        client = ensure_docker()
+    except TenaxError:
+        client = None  # the goal's own start meets the fault and records it
     with os.fdopen(pipe, "rb") as given:
         goal_id = given.readline().decode("ascii", "replace").strip()
     if not goal_id:
@@ -63,16 +70,16 @@ def spare(pipe: int) -> int:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    return main([goal_id], store=store)
+    return main([goal_id], store=store, settings=settings, docker_client=client)
 
 
-def main(argv: list[str] | None = None, store: Any = None) -> int:
+def main(argv: list[str] | None = None, store: Any = None, settings: Any = None, docker_client: Any = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m tenax.daemon.worker GOAL_ID", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    settings = load_settings()
+    settings = settings or load_settings()
     store = store or open_store()
     goal = store.get_goal(args[0])
     goal_id = goal.id
@@ -81,7 +88,8 @@ def main(argv: list[str] | None = None, store: Any = None) -> int:
     log(f"goal {goal_id}: worker starts")
     try:
         status = run_goal(store, goal_id, park_on_limit=True, settings=settings, on_event=_tell_daemon,
-                          sweep=False)  # the daemon's cleanup removes what ended goals left
+                          sweep=False,  # the daemon's cleanup removes what ended goals left
+                          remove_after_s=REMOVE_AFTER_S, docker_client=docker_client)
     except (GoalBusy, LeaseLost) as e:  # another runner has it: leave it alone
         log(str(e))
         return BUSY_EXIT

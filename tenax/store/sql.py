@@ -260,19 +260,24 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
             raise NotFound(f"no goal {goal_id!r}")
         return rows[0][0]
 
-    def list_goals(self, *, limit: int = 50, status: str | Iterable[str] | None = None) -> list[GoalRecord]:
-        """Newest first. ``status`` may be one status or several."""
-        q = select(GoalRow)
+    def list_goals(self, *, limit: int = 50, status: str | Iterable[str] | None = None,
+                   background: bool | None = None) -> list[GoalRecord]:
+        """Newest first. ``status`` may be one status or several; ``background`` keeps only the
+        daemon's goals (True) or only the others (False). Read without the ORM (the daemon lists its
+        queue on every tick: the ORM's loading cost ten times the query)."""
+        q = select(_GOALS)
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
             for st in wanted:
                 _check_status(st)
-            q = q.where(GoalRow.status.in_(wanted))
-        q = q.order_by(GoalRow.created_at.desc(), GoalRow.id.desc())
+            q = q.where(_GOALS.c.status.in_(wanted))
+        if background is not None:
+            q = q.where(_GOALS.c.background.is_(bool(background)))
+        q = q.order_by(_GOALS.c.created_at.desc(), _GOALS.c.id.desc())
         if limit is not None:
             q = q.limit(max(0, int(limit)))
         with self._read() as s:
-            return [_goal(r) for r in s.scalars(q)]
+            return [GoalRecord.model_validate(row) for row in s.execute(q).mappings()]
 
     def update_goal(self, goal_id: str, **fields: Any) -> None:
         """Set fields of a goal (exact id). Moving to a terminal status stamps ``finished_at``
