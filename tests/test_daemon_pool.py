@@ -101,3 +101,53 @@ def test_pool_needs_a_whole_number(tmp_path: Path):
         env.home.mkdir()
         done = env.tenax("daemon", "run", "--pool", "-1", check=False)
     assert done.returncode != 0 and "Traceback" not in done.stderr and "--pool" in done.stderr + done.stdout
+
+
+def test_a_goal_waiting_for_a_slot_gets_its_pool_container_ahead_and_runs_in_it(tmp_path: Path):
+    """While every slot is busy, the next goals' pool containers (as many as there are slots) are
+    claimed for them (named after them, their workspaces bound in), so the start that follows a
+    slot's release makes no Docker call in the daemon. A goal removed before it starts takes its
+    container with it, and the next one in the queue gets one; the daemon's stop removes it (no
+    container waits for a daemon that is gone), the next daemon claims one again, and the goal then
+    runs in it."""
+    client = docker.from_env()
+    wss = {}
+    for name in ("a", "b", "c"):
+        wss[name] = tmp_path / name
+        wss[name].mkdir()
+        (wss[name] / "status.txt").write_text("broken\n")
+    hold = call("bash", command="while [ ! -e go ]; do sleep 0.2; done")
+    host = call("bash", command="cat /etc/hostname > host.txt")
+    with Simulator(marked({"[A]": fixer(hold), "[B]": fixer(host), "[C]": fixer(host)})) as sim:
+        env = Env(tmp_path, sim.url)
+        env.home.mkdir()
+        try:
+            daemon = env.start_daemon("--pool", "2", "--concurrency", "1")
+            named = lambda gid: client.containers.list(all=True, filters={"name": f"tenax-{gid}"})  # noqa: E731
+            with open_store(f"sqlite:///{env.db}") as store:
+                a = env.queue(store, "[A] Make status.txt say fixed.", wss["a"])
+                until(lambda: store.get_goal(a).status == "running", 60, env)
+                b = env.queue(store, "[B] Make status.txt say fixed.", wss["b"])
+                c = env.queue(store, "[C] Make status.txt say fixed.", wss["c"])
+                until(lambda: named(b), 60, env)
+                assert store.get_goal(b).status == "pending"  # claimed ahead, still waiting for the slot
+                time.sleep(2)
+                assert not named(c)  # one slot: one goal claimed ahead
+                env.tenax("stop", b)
+                env.tenax("rm", b)  # stopped and removed before it started: its container goes with it
+                assert not named(b)
+                until(lambda: named(c), 60, env)
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(timeout=30)
+                assert not named(c) and store.get_goal(a).status == "running"  # its worker goes on
+                env.start_daemon("--pool", "2", "--concurrency", "1")
+                until(lambda: named(c), 60, env)
+                ahead = named(c)[0].id
+                assert f"goal {c}: pool container {ahead[:12]} claimed ahead" in (env.home / "test-daemon.log").read_text()
+                (wss["a"] / "go").touch()
+                until(lambda: store.get_goal(c).status == "succeeded", 90, env)
+                assert store.get_goal(a).status == "succeeded"
+            assert ahead.startswith((wss["c"] / "host.txt").read_text().strip())
+        finally:
+            env.shutdown()
+            client.close()

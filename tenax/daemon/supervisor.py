@@ -133,6 +133,9 @@ class Supervisor:
     _tick: float = TICK_S
     _wake: tuple[int, int] | None = None  # the pipe signals are written to (signal.set_wakeup_fd)
     _warmed: set[str] = field(default_factory=set)
+    _ahead: dict[str, str] = field(default_factory=dict)  # goal id -> the pool container claimed ahead for it
+    _no_claim: set[str] = field(default_factory=set)  # goals not to claim ahead for (they got none)
+    _started_at: float = 0.0  # (monotonic) the last goal's start
     _pool_id: str = ""
     _pool_missing: int = 0  # pool containers to start (the filler is forked when none runs)
     _filler: Child | None = None
@@ -229,13 +232,25 @@ class Supervisor:
                     changed = True
         if changed:
             goals = queue.background_goals(self.store)
+        queued = {g.id for g in goals if g.status in queue.QUEUED}
+        self._no_claim &= queued
+        for gid in set(self._ahead) - queued:  # ended (or paused...) before it started: its container is its own
+            del self._ahead[gid]
         now = queue.utcnow()
+        waiting = 0  # ready goals beyond the free slots: the next to start
         for goal in goals:
-            if len(busy) >= self.concurrency:
+            if goal.status not in queue.QUEUED or goal.id in self.workers:
+                continue
+            if len(busy) >= self.concurrency and (waiting >= self.concurrency or not self._may_claim_ahead()):
                 break
-            if goal.status in queue.QUEUED and goal.id not in self.workers and queue.is_ready(self.store, goal, now):
+            if not queue.is_ready(self.store, goal, now):
+                continue
+            if len(busy) < self.concurrency:
                 self._spawn(goal)
                 busy.add(goal.id)
+            else:
+                waiting += 1
+                self._claim_ahead(goal)
         self._refill()
         self._keep_spare()
         if time.monotonic() - self._cleaned_at > CLEANUP_EVERY_S:
@@ -268,7 +283,8 @@ class Supervisor:
         from tenax.daemon import worker
 
         self._warm(goal)
-        where = self._claim(goal)
+        self._started_at = time.monotonic()
+        where = self._ahead.pop(goal.id, None) or self._claim(goal)
         self.workers[goal.id] = self._take_spare(goal.id) or self._fork(lambda: worker.main([goal.id]),
                                                                          paths.worker_log(goal.id))
         log(f"goal {goal.id}: worker {self.workers[goal.id].pid} started ({goal.status}{where})")
@@ -320,6 +336,25 @@ class Supervisor:
         self._spares.clear()
 
     # -- the warm pool ------------------------------------------------------------------------
+    def _may_claim_ahead(self) -> bool:
+        """Whether to claim pool containers for the goals that start next: once the last starts
+        settled (not while they run), when the pool has unclaimed ready containers."""
+        return bool(self._pool_id) and self._filler is None and self._pool_missing < self.pool \
+            and time.monotonic() - self._started_at >= FILL_SETTLE_S
+
+    def _claim_ahead(self, goal: Any) -> None:
+        """Claim a pool container for a ready goal that waits for a slot, while the workers run: its
+        start (when a slot frees, often together with others) then makes no Docker call in the daemon.
+        A goal that ends before it starts leaves its container to the cleanup, as any ended goal."""
+        if goal.id in self._ahead or goal.id in self._no_claim or not self._may_claim_ahead():
+            return
+        where = self._claim(goal)
+        if where:
+            self._ahead[goal.id] = where
+            log(f"goal {goal.id}:{where.removeprefix(',')} claimed ahead (it starts on it when a slot frees)")
+        else:
+            self._no_claim.add(goal.id)  # not for the pool (its network, image...), or none was ready: at its start
+
     def _claim(self, goal: Any) -> str:
         """Hand the goal a container of the warm pool before its worker starts (its sandbox's start()
         re-attaches to it by name); '' when it gets none and cold-starts its own."""
@@ -391,10 +426,15 @@ class Supervisor:
                 os.waitpid(self._filler.pid, 0)
                 break
             time.sleep(0.05)
+        from tenax.sandbox import cleanup_by_label
         from tenax.sandbox.pool import POOL_LABEL, cleanup_pools
 
         try:
             removed = cleanup_pools(labels={POOL_LABEL: self._pool_id})
+            for gid in self._ahead:  # claimed ahead for goals that did not start: no container waits for a stopped daemon
+                goal = self.store.get_goal(gid)
+                if goal.status in queue.QUEUED and not lease_live(goal.lease_host, goal.lease_pid, goal.lease_expires_at):
+                    removed += cleanup_by_label(self._docker(), goal_id=gid)
             log(f"warm pool: removed its {removed} unused container(s)")
         except Exception as e:  # noqa: BLE001 - Docker being away: the next daemon's cleanup removes them
             log(f"warm pool: could not remove its unused containers: {e}")
