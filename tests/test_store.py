@@ -742,3 +742,25 @@ def test_database_from_a_newer_tenax_is_a_clear_error(db: Path):
         assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [("9999_future",)]
     finally:
         raw.close()
+
+
+def test_prepare_compiles_every_hot_statement_and_a_turns_writes_then_compile_nothing(store: SqlStore):
+    """A daemon's spare worker calls ``prepare()`` before it has a goal (35 ms of statement compiles
+    otherwise land on the goal's start). Every statement a goal's lease, journal, usage and steering
+    use must be among those it compiles: none is compiled after it."""
+    from tenax.store.prepared import HOT_PATHS
+
+    gid = _goal(store)
+    sid = _session(store, gid)
+    store.prepare()
+    compiled = dict(store._statements)
+    assert set(compiled) == set(HOT_PATHS) and len(HOT_PATHS) >= 10
+    with store.hold_lease(gid):
+        store.get_goal(gid)
+        store.goal_control(gid)
+        seq = store.append_step(sid, "assistant", {"text": "hi"})
+        store.record_usage(sid, step_seq=seq, provider="anthropic", model="claude-test",
+                           usage=Usage(input_tokens=1, output_tokens=1), cost_usd=0.001, add_to_totals=True)
+        store.steps(sid)
+        store.pending_steering(gid)
+    assert store._statements == compiled  # the same statements, none new

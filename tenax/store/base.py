@@ -17,7 +17,7 @@ from sqlalchemy.sql import ClauseElement
 from tenax.core.errors import ConfigError, TenaxError
 from tenax.store.engine import BUSY_TIMEOUT_MS, JsonText, dump_json, url_for_display, write_engine
 from tenax.store.errors import NotFound, StoreBusy, StoreError
-from tenax.store.prepared import Connections, Prepared
+from tenax.store.prepared import HOT_PATHS, Connections, Prepared
 
 R = TypeVar("R")
 
@@ -85,7 +85,7 @@ class StoreBase:
         self.writes = 0  # write transactions this store committed (benches report them per turn)
         self._checkpoints = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         self._connections = Connections(engine)
-        self._statements: dict[str, Prepared] = {}
+        self._statements: dict[Callable[[], ClauseElement], Prepared] = {}
         self._session_goals: dict[str, str] = {}  # session id -> its goal's id (never changes)
 
     @contextmanager
@@ -103,12 +103,18 @@ class StoreBase:
         with self._faults(), Session(engine, expire_on_commit=False) as s, s.begin():
             yield s
 
-    def _prepared(self, name: str, build: Callable[[], ClauseElement]) -> Prepared:
+    def _prepared(self, build: Callable[[], ClauseElement]) -> Prepared:
         """The statement ``build()`` makes, compiled once for this store's dialect (see ``prepared``)."""
-        stmt = self._statements.get(name)
+        stmt = self._statements.get(build)
         if stmt is None:
-            stmt = self._statements[name] = Prepared(build(), self.engine.dialect)
+            stmt = self._statements[build] = Prepared(build(), self.engine.dialect)
         return stmt
+
+    def prepare(self) -> None:
+        """Compile the hot paths' statements now (a daemon's spare worker does, before it has a goal,
+        so a goal's start does not wait on it)."""
+        for build in HOT_PATHS:
+            self._prepared(build)
 
     @contextmanager
     def _tx(self, *, write: bool = True) -> Iterator[Any]:

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, null, select, update
 from sqlalchemy.orm import Session
 
 from tenax.core.errors import ConfigError, TenaxError
 from tenax.store.base import StoreBase
 from tenax.store.errors import GoalBusy, LeaseLost, NotFound
 from tenax.store.models import GoalRow, utcnow
+from tenax.store.prepared import hot
 
 HOST = socket.gethostname()
 _log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class LeaseInfo:
         return f"pid {self.pid} on host {self.host} (since {since}, last heartbeat {beat})"
 
 
+@hot
 def _lease_token() -> Any:
     # FOR SHARE on PostgreSQL makes a concurrent takeover wait until this write commits (SQLite: nothing to add).
     return select(GoalRow.lease_token).where(GoalRow.id == bindparam("gid")).with_for_update(read=True)
@@ -84,6 +86,33 @@ def _lease_token() -> Any:
 
 _COLS = (GoalRow.lease_token, GoalRow.lease_host, GoalRow.lease_pid, GoalRow.lease_acquired_at,
          GoalRow.lease_heartbeat_at, GoalRow.lease_expires_at)
+_G = GoalRow.__table__
+
+
+# The lease's statements, run without the ORM (see ``tenax.store.prepared``): a worker's start waits on them.
+@hot
+def _lease_row() -> Any:
+    return select(*(_G.c[c.key] for c in _COLS)).where(_G.c.id == bindparam("gid")).with_for_update()
+
+
+@hot
+def _lease_take() -> Any:
+    return update(_G).where(_G.c.id == bindparam("gid")).values(
+        lease_token=bindparam("token"), lease_host=bindparam("host"), lease_pid=bindparam("pid"),
+        lease_acquired_at=bindparam("now"), lease_heartbeat_at=bindparam("now"), lease_expires_at=bindparam("expires"))
+
+
+@hot
+def _lease_renew() -> Any:
+    return update(_G).where(_G.c.id == bindparam("gid"), _G.c.lease_token == bindparam("token")).values(
+        lease_heartbeat_at=bindparam("now"), lease_expires_at=bindparam("expires"))
+
+
+@hot
+def _lease_release() -> Any:
+    return update(_G).where(_G.c.id == bindparam("gid"), _G.c.lease_token == bindparam("token")).values(
+        lease_host=null(), lease_pid=null(), lease_expires_at=null())
+
 
 
 class Lease:
@@ -148,11 +177,11 @@ class LeaseStore(StoreBase):
 
     def _acquire_lease(self, goal_id: str, ttl_s: float) -> int:
         now = utcnow()
-        with self._write() as s:
-            row = s.execute(select(*_COLS).where(GoalRow.id == goal_id).with_for_update()).one_or_none()
-            if row is None:
+        with self._tx() as cur:
+            rows = self._prepared(_lease_row).run(cur, gid=goal_id)
+            if not rows:
                 raise NotFound(f"no goal {goal_id!r}")
-            info = LeaseInfo(goal_id, *row)
+            info = LeaseInfo(goal_id, *rows[0])
             if lease_live(info.host, info.pid, info.expires_at, now):
                 raise GoalBusy(
                     f"goal {goal_id} is being driven by {info.describe()}. Two runners would break its "
@@ -160,24 +189,21 @@ class LeaseStore(StoreBase):
                     f"{ttl_s:.0f} s after its last heartbeat if it died on another host)."
                 )
             token = info.token + 1
-            s.execute(update(GoalRow).where(GoalRow.id == goal_id).values(
-                lease_token=token, lease_host=HOST, lease_pid=os.getpid(), lease_acquired_at=now,
-                lease_heartbeat_at=now, lease_expires_at=now + timedelta(seconds=ttl_s)))
+            self._prepared(_lease_take).run(cur, gid=goal_id, token=token, host=HOST, pid=os.getpid(),
+                                                          now=now, expires=now + timedelta(seconds=ttl_s))
         self._held[goal_id] = token
         return token
 
     def _renew_lease(self, goal_id: str, token: int, ttl_s: float) -> bool:
         now = utcnow()
-        with self._write() as s:
-            res = s.execute(update(GoalRow).where(GoalRow.id == goal_id, GoalRow.lease_token == token).values(
-                lease_heartbeat_at=now, lease_expires_at=now + timedelta(seconds=ttl_s)))
-            return res.rowcount == 1
+        with self._tx() as cur:
+            return self._prepared(_lease_renew).run(
+                cur, gid=goal_id, token=token, now=now, expires=now + timedelta(seconds=ttl_s)) == 1
 
     def _release_lease(self, goal_id: str, token: int) -> None:
         self._held.pop(goal_id, None)
-        with self._write() as s:
-            s.execute(update(GoalRow).where(GoalRow.id == goal_id, GoalRow.lease_token == token).values(
-                lease_host=None, lease_pid=None, lease_expires_at=None))
+        with self._tx() as cur:
+            self._prepared(_lease_release).run(cur, gid=goal_id, token=token)
 
     def _fence(self, tx: Session | Any, goal_id: str) -> None:
         """Inside a write (an ORM session or a ``_tx`` cursor): LeaseLost unless this store still
@@ -188,7 +214,7 @@ class LeaseStore(StoreBase):
         if isinstance(tx, Session):
             current = tx.scalar(_lease_token(), {"gid": goal_id})
         else:
-            current = next(iter(self._prepared("lease_token", _lease_token).run(tx, gid=goal_id)), (None,))[0]
+            current = next(iter(self._prepared(_lease_token).run(tx, gid=goal_id)), (None,))[0]
         if current != token:
             raise LeaseLost(f"goal {goal_id} was taken over by another runner (lease {current}, ours {token}); "
                             "this process must stop driving it. Nothing was written.")

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tenax.core.errors import ConfigError
 from tenax.store.base import StoreBase, fetch
 from tenax.store.models import Base, GoalRow, UTCDateTime, utcnow
+from tenax.store.prepared import hot
 
 PLAN_STATUSES = ("pending", "in_progress", "done", "blocked", "dropped")
 NOTE_KINDS = ("pitfall", "decision", "fact")
@@ -79,6 +80,7 @@ class MemoryDocRow(_GoalOwned, Base):
     __table_args__ = (Index("ix_memory_docs_goal_step", "goal_id", "session_id", "step_seq", "kind", unique=True),)
 
 
+@hot
 def _select_pending_steering() -> Any:
     t = SteeringRow.__table__
     return (select(t.c.id, t.c.text, t.c.created_at)
@@ -220,7 +222,7 @@ class MemoryLedger(StoreBase):
     def pending_steering(self, goal_id: str) -> list[Steering]:
         """Steering messages queued for the goal and not yet delivered, oldest first (read every turn)."""
         with self._tx(write=False) as cur:
-            rows = self._prepared("pending_steering", _select_pending_steering).run(cur, gid=goal_id)
+            rows = self._prepared(_select_pending_steering).run(cur, gid=goal_id)
         return [Steering(id=i, text=t, created_at=at, consumed=False) for i, t, at in rows]
 
     def mark_steering_consumed(self, steering_id: int) -> None:

@@ -16,13 +16,22 @@ import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
 from tenax.store.engine import is_sqlite_memory
+
+
+HOT_PATHS: list[Callable[[], ClauseElement]] = []  # the builders of the statements a goal's run uses
+
+
+def hot(build: Callable[[], ClauseElement]) -> Callable[[], ClauseElement]:
+    """Mark a statement builder as a hot path's (``StoreBase.prepare`` compiles them all ahead)."""
+    HOT_PATHS.append(build)
+    return build
 
 
 class Prepared:

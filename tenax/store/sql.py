@@ -48,6 +48,7 @@ from tenax.store.models import (
 )
 from tenax.store.records import GoalRecord, SessionRecord, StepRecord, UsageRecord
 from tenax.store.agents import AgentLedger
+from tenax.store.prepared import hot
 from tenax.store.base import check_json, encode_json, fetch, store_fault
 from tenax.store.errors import NotFound, StoreBusy
 from tenax.store.lease import LeaseStore
@@ -127,23 +128,28 @@ _TOTALS = (*_TOTAL_INT_FIELDS, *_TOTAL_FLOAT_FIELDS)
 _STEP_FIELDS = tuple(StepRecord.model_fields)
 
 
+@hot
 def _select_goal() -> Any:
     return select(_GOALS).where(_GOALS.c.id == bindparam("gid"))
 
 
+@hot
 def _select_control() -> Any:
     return select(_GOALS.c.control).where(_GOALS.c.id == bindparam("gid"))
 
 
+@hot
 def _select_session_goal() -> Any:
     return select(_SESSIONS.c.goal_id).where(_SESSIONS.c.id == bindparam("sid"))
 
 
+@hot
 def _lock_session() -> Any:
     # FOR UPDATE serializes appenders per session on PostgreSQL (SQLite's BEGIN IMMEDIATE already did).
     return select(_SESSIONS.c.id).where(_SESSIONS.c.id == bindparam("sid")).with_for_update()
 
 
+@hot
 def _insert_step() -> Any:
     """The next seq of the session and the insert in one statement; the unique (session_id, seq)
     index is the backstop against a racing writer."""
@@ -153,15 +159,18 @@ def _insert_step() -> Any:
                                  payload=bindparam("payload"), created_at=bindparam("now")).returning(_STEPS.c.seq)
 
 
+@hot
 def _select_steps() -> Any:
     return (select(*(_STEPS.c[f] for f in _STEP_FIELDS))
             .where(_STEPS.c.session_id == bindparam("sid"), _STEPS.c.seq > bindparam("after")).order_by(_STEPS.c.seq))
 
 
+@hot
 def _insert_usage() -> Any:
     return insert(_USAGE).values({c.key: bindparam(c.key) for c in _USAGE.c})
 
 
+@hot
 def _increment_totals() -> Any:
     return (update(_GOALS).where(_GOALS.c.id == bindparam("gid"))
             .values({**{f: _GOALS.c[f] + bindparam(f"d_{f}") for f in _TOTALS}, "updated_at": bindparam("now")}))
@@ -233,7 +242,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         key = (goal_id or "").strip().lower()
         if key:
             with self._tx(write=False) as cur:
-                rows = self._prepared("goal", _select_goal).dicts(cur, gid=key)
+                rows = self._prepared(_select_goal).dicts(cur, gid=key)
             if rows:  # validating a plain dict (pydantic-core) costs less than model_construct
                 return GoalRecord.model_validate(rows[0])
         with self._read() as s:
@@ -255,7 +264,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         """The goal's pending control request (``stop`` / ``pause``, or None): the one column a
         runner polls before each tool call and during waits (exact id; NotFound)."""
         with self._tx(write=False) as cur:
-            rows = self._prepared("control", _select_control).run(cur, gid=goal_id)
+            rows = self._prepared(_select_control).run(cur, gid=goal_id)
         if not rows:
             raise NotFound(f"no goal {goal_id!r}")
         return rows[0][0]
@@ -358,7 +367,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         for k, v in deltas.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"goal total {k} increment must be a finite number, got {v!r}")
-        if not self._prepared("totals", _increment_totals).run(
+        if not self._prepared(_increment_totals).run(
                 cur, gid=goal_id, now=utcnow(), **{f"d_{f}": deltas.get(f, 0) for f in _TOTALS}):
             raise NotFound(f"no goal {goal_id!r}")
 
@@ -439,14 +448,14 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         if len(kind) > 64:
             raise ConfigError(f"step kind is too long ({len(kind)} > 64 chars)")
         data = encode_json("step payload", _json_object("step payload", payload))
-        insert_step = self._prepared("insert_step", _insert_step)
+        insert_step = self._prepared(_insert_step)
         last_error: IntegrityError | None = None
         for _ in range(_APPEND_RETRIES):
             goal_id = self._goal_of(session_id)
             try:
                 with self._tx() as cur:
                     if not self._connections.sqlite:
-                        self._prepared("lock_session", _lock_session).run(cur, sid=session_id)
+                        self._prepared(_lock_session).run(cur, sid=session_id)
                     self._fence(cur, goal_id)
                     seq = insert_step.run(cur, id=new_id(), sid=session_id, kind=kind, payload=data, now=utcnow())[0][0]
                     if usage is not None:
@@ -462,7 +471,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         goal_id = self._session_goals.get(session_id)
         if goal_id is None:
             with self._tx(write=False) as cur:
-                rows = self._prepared("session_goal", _select_session_goal).run(cur, sid=session_id)
+                rows = self._prepared(_select_session_goal).run(cur, sid=session_id)
             if not rows:
                 raise NotFound(f"no session {session_id!r}")
             goal_id = self._session_goals[session_id] = rows[0][0]
@@ -479,7 +488,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
         """Steps with seq > after_seq, in seq order, optionally only the given kinds."""
         if kinds is None and limit is None:  # the engine's read, without the ORM
             with self._tx(write=False) as cur:
-                rows = self._prepared("steps", _select_steps).dicts(cur, sid=session_id, after=after_seq)
+                rows = self._prepared(_select_steps).dicts(cur, sid=session_id, after=after_seq)
             return [StepRecord.model_validate(r) for r in rows]
         q = select(StepRow).where(StepRow.session_id == session_id, StepRow.seq > after_seq)
         if kinds is not None:
@@ -548,7 +557,7 @@ class SqlStore(AgentLedger, MemoryLedger, LeaseStore):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"{name} must be a finite number, got {v!r}")
         u = e.usage
-        self._prepared("insert_usage", _insert_usage).run(
+        self._prepared(_insert_usage).run(
             cur, id=new_id(), session_id=session_id, goal_id=goal_id, step_seq=step_seq,
             provider=_require_str("provider", e.provider), model=_require_str("model", e.model),
             input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
