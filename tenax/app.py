@@ -401,6 +401,21 @@ def _sandbox_net(goal: Any, egress: EgressJournal | None) -> dict[str, Any]:
     return egress.sandbox_net() if egress is not None else {"network": goal.network or "none"}
 
 
+def goal_sandbox(store: Store, goal: Any, settings: Settings, client: Any = None,
+                 egress: EgressJournal | None = None) -> DockerSandbox:
+    """A goal's sandbox, not started: its workspace, image, network, mounts, labels and limits."""
+    config = goal.config or {}
+    return DockerSandbox(goal.workspace, goal_id=goal.id, image=config.get("image") or settings.image,
+                         **_sandbox_net(goal, egress), labels=store_labels(store),
+                         mounts=worktree_mounts(config.get("worktree")), client=client, **sandbox_limits(settings))
+
+
+def can_start_ahead(goal: Any) -> bool:
+    """Whether a goal's container may be started before the goal (``goal_sandbox(...).start_ahead()``):
+    a goal that never ran, without an egress allowlist (its gateway starts with the goal)."""
+    return goal.status == GoalStatus.PENDING and not (goal.config or {}).get("allow_hosts")
+
+
 def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override: str | None,
                 budgets: Budgets | None, on_event: EventHook | None, settings: Settings,
                 model_options: dict[str, Any] | None, sleep: Callable[[float], None] | None,
@@ -424,9 +439,7 @@ def _run_leased(store: Store, goal: Any, *, api_key: str | None, model_override:
     client = _sandbox_preflight(settings.model_copy(update={"image": image}), docker_client)
     if sweep:
         sweep_ended(store, client, but=goal.id)
-    sandbox = DockerSandbox(goal.workspace, goal_id=goal.id, image=image, **_sandbox_net(goal, egress),
-                            labels=store_labels(store), mounts=worktree_mounts(config.get("worktree")), client=client,
-                            **sandbox_limits(settings))
+    sandbox = goal_sandbox(store, goal, settings, client, egress)
     sandbox.start()
     toolbox = ToolBox(sandbox, exec_timeout=settings.exec_timeout)
     # sub-agent tools for the main model; with no check, the judge is a reviewer sub-agent

@@ -204,3 +204,39 @@ def test_two_goals_on_one_repo_get_worktrees_and_orphans_are_cleaned_by_label(tm
         finally:
             orphans["foreign"].remove(force=True)
             client.close()
+
+
+def test_the_next_goals_container_is_started_ahead_while_the_slots_are_busy(tmp_path, env_for):
+    """No pool: while every slot is busy, the container of the goal that starts next is created and
+    started (its own workspace mounted), so that goal's start re-attaches instead of creating one.
+    The daemon's stop removes it (the goal has not started), the next daemon starts it again, and the
+    goal runs in it; the goal after it follows."""
+    import docker
+
+    hold = call("bash", command="while [ ! -e go ]; do sleep 0.2; done")
+    host = call("bash", command="cat /etc/hostname > host.txt")
+    client = docker.from_env()
+    named = lambda gid: client.containers.list(all=True, filters={"name": f"tenax-{gid}"})  # noqa: E731
+    with Simulator(marked({"[A]": fixer(hold), "[B]": fixer(host), "[C]": fixer(host)})) as sim:
+        env = env_for(sim)
+        daemon = env.start_daemon("--concurrency", "1")
+        with store_of(env) as store:
+            a = env.queue(store, "[A] Make status.txt say fixed.", ws(tmp_path, "a"))
+            until(lambda: store.get_goal(a).status == "running", 60, env)
+            b = env.queue(store, "[B] Make status.txt say fixed.", ws(tmp_path, "b"))
+            c = env.queue(store, "[C] Make status.txt say fixed.", ws(tmp_path, "c"))
+            until(lambda: named(b) and named(b)[0].status == "running", 60, env)
+            assert store.get_goal(b).status == "pending" and not named(c)  # one slot: the next goal only
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+            assert not named(b) and store.get_goal(a).status == "running"  # removed; A's worker goes on
+            env.start_daemon("--concurrency", "1")
+            until(lambda: named(b) and named(b)[0].status == "running", 60, env)
+            ahead = named(b)[0].id
+            (tmp_path / "a" / "go").touch()
+            until(lambda: store.get_goal(c).status == "succeeded", 120, env)
+            assert (store.get_goal(a).status, store.get_goal(b).status) == ("succeeded", "succeeded")
+        log = (env.home / "test-daemon.log").read_text()
+        assert f"goal {b}: worker" in log and "its container started ahead" in log, env.log()
+        assert ahead.startswith((tmp_path / "b" / "host.txt").read_text().strip())
+        client.close()

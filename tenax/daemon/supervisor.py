@@ -136,6 +136,9 @@ class Supervisor:
     _ahead: dict[str, str] = field(default_factory=dict)  # goal id -> the pool container claimed ahead for it
     _no_claim: set[str] = field(default_factory=set)  # goals not to claim ahead for (they got none)
     _started_at: float = 0.0  # (monotonic) the last goal's start
+    _ahead_child: Child | None = None  # the child starting containers ahead (_start_ahead)
+    _starting: set[str] = field(default_factory=set)  # the goals whose containers it starts
+    _started_ahead: set[str] = field(default_factory=set)  # goals whose containers were started ahead
     _pool_id: str = ""
     _pool_missing: int = 0  # pool containers to start (the filler is forked when none runs)
     _filler: Child | None = None
@@ -188,6 +191,7 @@ class Supervisor:
                 self._nap()
         finally:
             self._drop_spares()
+            self._drop_ahead()
             self._drain_pool()
             paths.pid_file().unlink(missing_ok=True)
             log(f"daemon stopped; {len(self._alive())} worker(s) go on with their goals")
@@ -236,12 +240,13 @@ class Supervisor:
         self._no_claim &= queued
         for gid in set(self._ahead) - queued:  # ended (or paused...) before it started: its container is its own
             del self._ahead[gid]
+        self._started_ahead &= queued
         now = queue.utcnow()
-        waiting = 0  # ready goals beyond the free slots: the next to start
+        waiting, later = 0, []  # ready goals beyond the free slots: the next to start (without a pool container)
         for goal in goals:
             if goal.status not in queue.QUEUED or goal.id in self.workers:
                 continue
-            if len(busy) >= self.concurrency and (waiting >= self.concurrency or not self._may_claim_ahead()):
+            if len(busy) >= self.concurrency and (waiting >= self.concurrency or not self._settled()):
                 break
             if not queue.is_ready(self.store, goal, now):
                 continue
@@ -250,7 +255,9 @@ class Supervisor:
                 busy.add(goal.id)
             else:
                 waiting += 1
-                self._claim_ahead(goal)
+                if not self._claim_ahead(goal):
+                    later.append(goal)
+        self._start_ahead(later)
         self._refill()
         self._keep_spare()
         if time.monotonic() - self._cleaned_at > CLEANUP_EVERY_S:
@@ -284,7 +291,12 @@ class Supervisor:
 
         self._warm(goal)
         self._started_at = time.monotonic()
-        where = self._ahead.pop(goal.id, None) or self._claim(goal)
+        if goal.id in self._started_ahead:
+            self._wait_ahead(goal.id)
+            self._started_ahead.discard(goal.id)
+            where = ", its container started ahead"
+        else:
+            where = self._ahead.pop(goal.id, None) or self._claim(goal)
         self.workers[goal.id] = self._take_spare(goal.id) or self._fork(lambda: worker.main([goal.id]),
                                                                          paths.worker_log(goal.id))
         log(f"goal {goal.id}: worker {self.workers[goal.id].pid} started ({goal.status}{where})")
@@ -336,24 +348,89 @@ class Supervisor:
         self._spares.clear()
 
     # -- the warm pool ------------------------------------------------------------------------
+    def _settled(self) -> bool:
+        """Whether the last goal's start is long enough ago for work ahead (not while starts run)."""
+        return time.monotonic() - self._started_at >= FILL_SETTLE_S
+
     def _may_claim_ahead(self) -> bool:
         """Whether to claim pool containers for the goals that start next: once the last starts
-        settled (not while they run), when the pool has unclaimed ready containers."""
-        return bool(self._pool_id) and self._filler is None and self._pool_missing < self.pool \
-            and time.monotonic() - self._started_at >= FILL_SETTLE_S
+        settled, when the pool has unclaimed ready containers."""
+        return bool(self._pool_id) and self._filler is None and self._pool_missing < self.pool and self._settled()
 
-    def _claim_ahead(self, goal: Any) -> None:
+    def _claim_ahead(self, goal: Any) -> bool:
         """Claim a pool container for a ready goal that waits for a slot, while the workers run: its
         start (when a slot frees, often together with others) then makes no Docker call in the daemon.
-        A goal that ends before it starts leaves its container to the cleanup, as any ended goal."""
-        if goal.id in self._ahead or goal.id in self._no_claim or not self._may_claim_ahead():
-            return
+        A goal that ends before it starts leaves its container to the cleanup, as any ended goal.
+        True when the goal has one claimed ahead."""
+        if goal.id in self._ahead:
+            return True
+        if goal.id in self._no_claim or not self._may_claim_ahead():
+            return False
         where = self._claim(goal)
         if where:
             self._ahead[goal.id] = where
             log(f"goal {goal.id}:{where.removeprefix(',')} claimed ahead (it starts on it when a slot frees)")
         else:
-            self._no_claim.add(goal.id)  # not for the pool (its network, image...), or none was ready: at its start
+            self._no_claim.add(goal.id)  # not for the pool (its network, image...), or none was ready
+        return bool(where)
+
+    def _start_ahead(self, goals: list[Any]) -> None:
+        """Without a pool container for them, start the containers of the goals that start next, in a
+        forked child, while the workers run (creating one costs the Docker engine a third of a second,
+        which the goal's start then does not wait for). Each goal's runner re-attaches to its own."""
+        from tenax.app import can_start_ahead, goal_sandbox
+
+        if self._ahead_child is not None:
+            if self._ahead_child.poll() is None:
+                return
+            if self._ahead_child.returncode != 0:
+                log(f"some containers could not be started ahead (see {paths.worker_log('ahead')}); "
+                    "their goals start their own")
+            self._ahead_child, self._starting = None, set()
+        goals = [g for g in goals if g.id not in self._started_ahead and can_start_ahead(g)]
+        if not goals or not self._settled() or self._filler is not None:
+            return
+        boxes = [goal_sandbox(self.store, g, self.settings) for g in goals]
+        self._starting = {g.id for g in goals}
+        self._started_ahead |= self._starting
+        self._ahead_child = self._fork(lambda: _start_all(boxes), paths.worker_log("ahead"))
+        log(f"starting the containers of {len(goals)} goal(s) ahead: {', '.join(sorted(self._starting))}")
+
+    def _wait_ahead(self, goal_id: str) -> None:
+        """A goal about to start whose container the child still starts: wait for it (the runner must
+        find the container whole), at most FILLER_WAIT_S."""
+        child = self._ahead_child
+        if child is None or goal_id not in self._starting:
+            return
+        end = time.monotonic() + FILLER_WAIT_S
+        while child.poll() is None:
+            if time.monotonic() > end:
+                log(f"starting containers ahead (pid {child.pid}) did not finish; killing it")
+                os.kill(child.pid, signal.SIGKILL)
+                os.waitpid(child.pid, 0)
+                break
+            time.sleep(0.02)
+        self._ahead_child, self._starting = None, set()
+
+    def _drop_ahead(self) -> None:
+        """At the daemon's stop: remove the containers claimed or started ahead for goals that did not
+        start (no container waits for a daemon that is gone; the next one does the same again)."""
+        for gid in list(self._starting):
+            self._wait_ahead(gid)
+        waiting = set(self._ahead) | self._started_ahead
+        if not waiting:
+            return
+        from tenax.sandbox import cleanup_by_label
+
+        removed = 0
+        try:
+            for gid in sorted(waiting):
+                goal = self.store.get_goal(gid)
+                if goal.status in queue.QUEUED and not lease_live(goal.lease_host, goal.lease_pid, goal.lease_expires_at):
+                    removed += cleanup_by_label(self._docker(), goal_id=gid)
+        except Exception as e:  # noqa: BLE001 - Docker or the store away: each goal re-attaches to its own later
+            log(f"could not remove the containers started ahead: {e}")
+        log(f"removed {removed} container(s) claimed or started ahead for goals that did not start")
 
     def _claim(self, goal: Any) -> str:
         """Hand the goal a container of the warm pool before its worker starts (its sandbox's start()
@@ -426,15 +503,10 @@ class Supervisor:
                 os.waitpid(self._filler.pid, 0)
                 break
             time.sleep(0.05)
-        from tenax.sandbox import cleanup_by_label
         from tenax.sandbox.pool import POOL_LABEL, cleanup_pools
 
         try:
             removed = cleanup_pools(labels={POOL_LABEL: self._pool_id})
-            for gid in self._ahead:  # claimed ahead for goals that did not start: no container waits for a stopped daemon
-                goal = self.store.get_goal(gid)
-                if goal.status in queue.QUEUED and not lease_live(goal.lease_host, goal.lease_pid, goal.lease_expires_at):
-                    removed += cleanup_by_label(self._docker(), goal_id=gid)
             log(f"warm pool: removed its {removed} unused container(s)")
         except Exception as e:  # noqa: BLE001 - Docker being away: the next daemon's cleanup removes them
             log(f"warm pool: could not remove its unused containers: {e}")
@@ -513,3 +585,15 @@ class Supervisor:
             log(f"removed {unused} unused container(s) of warm pools no daemon runs")
         client.close()
         return removed + unused
+
+
+def _start_all(boxes: list[Any]) -> int:
+    """(In the forked child of ``Supervisor._start_ahead``.) Start each goal's container ahead."""
+    failed = 0
+    for box in boxes:
+        try:
+            box.start_ahead()
+        except TenaxError as e:  # the goal's own start meets it again, and records it
+            print(f"goal {box.goal_id}: its container could not be started ahead: {e}", flush=True)
+            failed += 1
+    return 1 if failed else 0

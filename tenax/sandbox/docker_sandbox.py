@@ -349,6 +349,12 @@ class DockerSandbox:
         if reattached and self.reap_all() is None:
             raise SandboxError(f"sandbox container {self.name} stopped while tenax was re-attaching to it")
 
+    def start_ahead(self) -> None:
+        """Start the container before its goal runs, and let its exec server wait for the goal's runner
+        (whose ``start()`` re-attaches to it by name)."""
+        self.start()
+        self._unlisten()
+
     def _wait_running(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
