@@ -210,11 +210,11 @@ def test_the_next_goals_container_is_started_ahead_while_the_slots_are_busy(tmp_
     """No pool: while every slot is busy, the container of the goal that starts next is created and
     started (its own workspace mounted), so that goal's start re-attaches instead of creating one.
     The daemon's stop removes it (the goal has not started), the next daemon starts it again, and the
-    goal runs in it; the goal after it follows."""
+    goal runs in it, over the container's exec server; the goal after it follows."""
     import docker
 
     hold = call("bash", command="while [ ! -e go ]; do sleep 0.2; done")
-    host = call("bash", command="cat /etc/hostname > host.txt")
+    host = call("bash", command="cat /etc/hostname > host.txt; tr '\\0' ' ' < /proc/$PPID/cmdline > parent.txt")
     client = docker.from_env()
     named = lambda gid: client.containers.list(all=True, filters={"name": f"tenax-{gid}"})  # noqa: E731
     with Simulator(marked({"[A]": fixer(hold), "[B]": fixer(host), "[C]": fixer(host)})) as sim:
@@ -239,4 +239,5 @@ def test_the_next_goals_container_is_started_ahead_while_the_slots_are_busy(tmp_
         log = (env.home / "test-daemon.log").read_text()
         assert f"goal {b}: worker" in log and "its container started ahead" in log, env.log()
         assert ahead.startswith((tmp_path / "b" / "host.txt").read_text().strip())
+        assert "TENAX_PY" not in (tmp_path / "b" / "parent.txt").read_text()  # run by its exec server (re-attached)
         client.close()

@@ -353,6 +353,9 @@ class DockerSandbox:
         """Start the container before its goal runs, and let its exec server wait for the goal's runner
         (whose ``start()`` re-attaches to it by name)."""
         self.start()
+        if self._server() is None:  # its server must be up and waiting, or the runner's start finds none to re-attach
+            self.stop()
+            raise SandboxError(f"container {self.name} started without its exec server; its goal starts its own")
         self._unlisten()
 
     def _wait_running(self, timeout: float = 20.0) -> None:
