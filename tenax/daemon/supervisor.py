@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import json
+import math
 import os
 import select
 import signal
@@ -291,8 +292,8 @@ class Supervisor:
 
         self._warm(goal)
         self._started_at = time.monotonic()
+        self._wait_ahead(goal.id)
         if goal.id in self._started_ahead:
-            self._wait_ahead(goal.id)
             self._started_ahead.discard(goal.id)
             where = ", its container started ahead"
         else:
@@ -383,10 +384,7 @@ class Supervisor:
         if self._ahead_child is not None:
             if self._ahead_child.poll() is None:
                 return
-            if self._ahead_child.returncode != 0:
-                log(f"some containers could not be started ahead (see {paths.worker_log('ahead')}); "
-                    "their goals start their own")
-            self._ahead_child, self._starting = None, set()
+            self._ahead_done()
         goals = [g for g in goals if g.id not in self._started_ahead and can_start_ahead(g)]
         if not goals or not self._settled() or self._filler is not None:
             return
@@ -407,9 +405,16 @@ class Supervisor:
             if time.monotonic() > end:
                 log(f"starting containers ahead (pid {child.pid}) did not finish; killing it")
                 os.kill(child.pid, signal.SIGKILL)
-                os.waitpid(child.pid, 0)
-                break
+                end = math.inf  # reaped by the poll() of the loop once the kill landed
             time.sleep(0.02)
+        self._ahead_done()
+
+    def _ahead_done(self) -> None:
+        """The child starting containers ahead ended: when it failed, its goals start their own."""
+        if self._ahead_child is not None and self._ahead_child.poll() != 0:
+            log(f"some containers could not be started ahead (see {paths.worker_log('ahead')}); "
+                "their goals start their own")
+            self._started_ahead -= self._starting
         self._ahead_child, self._starting = None, set()
 
     def _drop_ahead(self) -> None:
