@@ -198,3 +198,31 @@ def test_a_check_cannot_be_faked_from_the_sandbox_users_home(sb, tmp_path):
     sb.exec("rm ~/.bash_profile ~/.profile ~/.bashrc", retry_on_restart=True)
     login_path = sb.exec("echo $PATH").stdout.strip()
     assert login_path and sb.exec("echo $PATH", retry_on_restart=True).stdout.strip() == login_path  # /etc/profile is read
+
+
+def test_a_process_holding_over_1024_descriptors_still_runs_docker_execs_and_the_server(sb):
+    """select(2) refuses a descriptor numbered 1024 or more; a long process (a goal with many
+    sub-agents) got there, and every docker exec then failed in its reader thread (seen in the full
+    suite's process). With the low descriptors all taken, the check's docker exec and the exec
+    server's channel still work."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = []
+    try:
+        while True:  # every descriptor below 1024 taken: the next sockets get numbers above it
+            fd = os.open(os.devnull, os.O_RDONLY)
+            held.append(fd)
+            if fd >= 1030:
+                break
+        checked = sb.exec("echo checked", retry_on_restart=True)  # over docker exec
+        served = sb.exec("echo served")  # over the exec server
+        assert (checked.exit_code, checked.stdout) == (0, "checked\n"), checked
+        assert (served.exit_code, served.stdout) == (0, "served\n"), served
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -25,7 +25,6 @@ import gc
 import json
 import math
 import os
-import select
 import signal
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any, Callable, IO
 
 from tenax.config import Settings, load_settings
 from tenax.core.errors import ConfigError, TenaxError
+from tenax.core.ready import readable
 from tenax.core.status import GoalStatus
 from tenax.daemon import paths, queue, worktree
 from tenax.daemon.notify import notify
@@ -202,7 +202,7 @@ class Supervisor:
 
     def _nap(self) -> None:
         """Sleep up to a tick, or until a signal (a worker's exit or ping, a stop) arrives."""
-        if select.select([self._wake[0]], [], [], self._tick)[0]:
+        if readable([self._wake[0]], self._tick):
             try:
                 while os.read(self._wake[0], 512):
                     pass

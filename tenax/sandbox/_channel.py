@@ -17,7 +17,6 @@ import functools
 import json
 import marshal
 import os
-import select
 import shutil
 import socket
 import struct
@@ -25,6 +24,7 @@ import time
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
+from tenax.core.ready import readable
 from tenax.sandbox._incontainer import FRAME_HEAD, frame
 
 MOUNT = "/run/tenax"
@@ -119,7 +119,7 @@ class Channel:
         deadline = time.monotonic() + timeout
         while self.conn is None:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.listener], [], [], left)[0]:
+            if left <= 0 or not readable([self.listener], left):
                 return False
             conn, _ = self.listener.accept()
             if not self._is_server(conn, container_id):
@@ -151,7 +151,7 @@ class Channel:
         conn = self.conn
         if conn is None:
             raise ChannelDown(before=True)
-        if select.select([conn], [], [], 0)[0]:  # EOF already waiting: it died between requests
+        if readable([conn], 0):  # EOF already waiting: it died between requests
             self.close()
             raise ChannelDown(before=True)
         try:

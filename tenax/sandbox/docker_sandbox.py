@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import socket
 import struct
 import threading
@@ -37,6 +36,7 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from tenax.core.errors import SandboxError
 from tenax.core.protocols import ExecResult
+from tenax.core.ready import readable
 from tenax.sandbox import _channel
 from tenax.sandbox._channel import BOOT, Channel, ChannelDown
 from tenax.sandbox._docker import DEFAULT_IMAGE, SANDBOX_GID, SANDBOX_UID, WORKDIR, ensure_docker
@@ -94,7 +94,7 @@ def _read_frames(sock, out: StreamBuffer, err: StreamBuffer, stop: threading.Eve
         while len(buf) < n:
             if stop.is_set():
                 return None
-            ready, _, _ = select.select([sock], [], [], 0.5)
+            ready = readable([sock], 0.5)
             if not ready:
                 continue
             try:

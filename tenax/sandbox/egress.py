@@ -52,7 +52,6 @@ import hashlib
 import ipaddress
 import os
 import re
-import select
 import shlex
 import shutil
 import socket
@@ -64,6 +63,7 @@ from urllib.parse import urlsplit
 from docker.errors import APIError, NotFound
 
 from tenax.core.errors import ConfigError, SandboxError
+from tenax.core.ready import readable
 from tenax.sandbox._docker import ensure_docker
 
 PROXY_PORT = 3128
@@ -204,7 +204,7 @@ def _pipe(routes: dict[socket.socket, socket.socket], idle: float = IDLE_S) -> N
     """Copy bytes along ``routes`` (source -> destination) until every source ends or all idle."""
     live = set(routes)
     while live:
-        ready, _, _ = select.select(list(live), [], [], idle)
+        ready = readable(live, idle)
         if not ready:
             return
         for src in ready:
@@ -341,7 +341,7 @@ class EgressProxy:
     def _check_sni(self, client: socket.socket, rest: bytes, host: str) -> bytes:
         """The tunnel's first bytes; a TLS ClientHello must name the CONNECT target (or no one)."""
         while not rest or (rest[0] == 0x16 and (len(rest) < 5 or len(rest) < 5 + int.from_bytes(rest[3:5], "big"))):
-            if not select.select([client], [], [], 30 if rest else 5)[0]:
+            if not readable([client], 30 if rest else 5):
                 break  # the client waits for the server to speak first: not TLS
             chunk = client.recv(65536)
             if not chunk:
