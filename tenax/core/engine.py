@@ -17,6 +17,7 @@ costs what turn 10 does.
 from __future__ import annotations
 
 import gc
+import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -27,6 +28,21 @@ from tenax.core.protocols import Model, Store, ToolOutcome, UsageEntry
 from tenax.core.turn import Action, Append, CostFn, End, EventHook, Hook, Policy, Replace, TurnContext
 
 __all__ = ["Engine", "Action", "Append", "CostFn", "End", "EventHook", "Hook", "Policy", "Replace", "TurnContext"]
+
+
+_FROZEN_IN: int | None = None  # the process whose heap was frozen
+
+
+def _freeze_once() -> None:
+    """Keep what a process's first goal loaded and journaled out of every later collection
+    (``gc.freeze``). Once per process: a freeze at each engine's start (a sub-agent's, a next goal's
+    in a library's process) froze the garbage of the ones before it for good, their Docker
+    connections with it, and a process running many of them ran out of descriptors."""
+    global _FROZEN_IN
+    if _FROZEN_IN != os.getpid():
+        _FROZEN_IN = os.getpid()
+        gc.freeze()
+
 
 class Engine:
     def __init__(self, store: Store, goal_id: str, session_id: str, model: Model, system: str,
@@ -69,7 +85,7 @@ class Engine:
     def run(self) -> End:
         steps = self.store.steps(self.session_id)  # the one full read: on open or resume
         self.conversation = Conversation.of(steps)
-        gc.freeze()  # start-up and the journal stay alive: keep them out of every later collection
+        _freeze_once()
         self.turn = sum(1 for s in steps if s.kind == "assistant")
         self._account_interrupted_call(steps)
         if not any(s.kind == "user" for s in steps):
