@@ -131,3 +131,46 @@ def test_spare_workers_take_goals_and_never_outlive_the_daemon(tmp_path, env_for
         daemon.kill()  # kill -9: the spares see their pipes' EOF and exit
         daemon.wait()
         until(lambda: not any(_alive(p) for p in waiting), 15, e)
+
+
+def test_the_cleanup_survives_containers_removed_while_it_lists_them(tmp_path, monkeypatch):
+    """The cleanup listed the containers, then inspected each; one removed in between (a goal's own,
+    removed 1.5 s after it ended, or another installation's) made the whole cleanup give up (seen in
+    a full run: a dead daemon's pool was not removed at the next start). Here another process's
+    containers go while the cleanup runs, and this store's orphan is still removed."""
+    import threading
+
+    import docker
+
+    from tenax.app import store_labels
+    from tenax.daemon.supervisor import Supervisor
+
+    monkeypatch.setenv("TENAX_HOME", str(tmp_path / "home"))
+    client = docker.from_env()
+    store = open_store(f"sqlite:///{tmp_path / 'tenax.db'}")
+    mine = store_labels(store)["tenax.store"]
+    create = lambda goal, st: client.api.create_container(  # noqa: E731
+        "tenax-sandbox:default", "true", labels={"tenax": "1", "tenax.goal": goal, "tenax.store": st})["Id"]
+    others = [create(f"other{i:07d}", "another-store") for i in range(40)]
+    orphan = create("unknowngoal1", mine)  # a goal this store does not know: the cleanup's to remove
+
+    def remove_others() -> None:
+        for cid in others:
+            client.api.remove_container(cid, force=True)
+
+    remover = threading.Thread(target=remove_others)
+    try:
+        remover.start()
+        time.sleep(0.05)
+        Supervisor(store, concurrency=1).cleanup()
+        remover.join(60)
+        assert not client.containers.list(all=True, filters={"id": orphan})
+    finally:
+        remover.join(60)
+        for cid in [*others, orphan]:
+            try:
+                client.api.remove_container(cid, force=True)
+            except docker.errors.NotFound:
+                pass
+        store.close()
+        client.close()

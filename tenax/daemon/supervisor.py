@@ -483,7 +483,7 @@ class Supervisor:
                 self._fill_after = time.monotonic() + CLEANUP_EVERY_S / 10
             try:  # what the pool lacks now (claims went on while it filled; a failed fill started fewer)
                 self._pool_missing = self.pool - len(self._docker().containers.list(
-                    all=True, filters={"label": f"{POOL_LABEL}={self._pool_id}", "name": UNUSED}))
+                    all=True, filters={"label": f"{POOL_LABEL}={self._pool_id}", "name": UNUSED}, ignore_removed=True))
             except Exception as e:  # noqa: BLE001 - Docker away: try again after the pause
                 log(f"warm pool: could not count its containers: {e}")
                 self._fill_after = time.monotonic() + CLEANUP_EVERY_S / 10
@@ -557,7 +557,8 @@ class Supervisor:
             log(f"removed the worktrees of {len(trees)} goal(s) this store no longer has: {', '.join(trees)}")
         try:
             client = ensure_docker()
-            containers = client.containers.list(all=True, filters={"label": ["tenax=1"]})
+            containers = client.containers.list(all=True, filters={"label": ["tenax=1"]}, ignore_removed=True)  # one
+            # removed between the listing and its inspect (a goal's own, 1.5 s after it ended) skipped the whole cleanup
         except Exception as e:  # noqa: BLE001 - Docker being away must not stop the queue
             log(f"container cleanup skipped: {e}")
             return 0

@@ -64,7 +64,7 @@ def cleanup_by_label(client: docker.DockerClient | None = None, goal_id: str | N
     labels = ["tenax=1"] + ([f"tenax.goal={goal_id}"] if goal_id is not None else [])
     filters = {"label": labels + [POOL_LABEL], "name": name} if name else {"label": labels}
     removed = 0
-    for container in client.containers.list(all=True, filters=filters):
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         if name and not (container.name == name or container.name.startswith(name + "-")):
             continue
         try:
@@ -233,7 +233,8 @@ class DockerSandbox:
         return f"{SANDBOX_UID}:{SANDBOX_GID}"
 
     def _find_existing(self):
-        for c in self.client.containers.list(all=True, filters={"label": ["tenax=1"], "name": self.name}):
+        for c in self.client.containers.list(all=True, filters={"label": ["tenax=1"], "name": self.name},
+                                             ignore_removed=True):
             if c.name != self.name or (c.labels.get("tenax.goal") != self.goal_id and POOL_LABEL not in c.labels):
                 continue
             source = _source(c.attrs, WORKDIR)

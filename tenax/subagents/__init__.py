@@ -38,7 +38,8 @@ def remove_agent_containers(goal_id: str) -> int:
     client = ensure_docker()
     removed = 0
     try:
-        for c in client.containers.list(all=True, filters={"label": ["tenax=1", f"tenax.goal={goal_id}", "tenax.agent"]}):
+        for c in client.containers.list(all=True, filters={"label": ["tenax=1", f"tenax.goal={goal_id}", "tenax.agent"]},
+                                       ignore_removed=True):
             try:
                 c.remove(force=True)
                 removed += 1
