@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import gc
 import json
-import math
 import os
 import signal
 import sys
@@ -91,6 +90,19 @@ class Child:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
+    def wait(self, timeout: float) -> bool:
+        """Wait until it ends, at most ``timeout`` s, then kill it (a hung Docker engine must not
+        hold the daemon) and reap it. True when it ended by itself."""
+        end = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > end:
+                os.kill(self.pid, signal.SIGKILL)
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+                return False
+            time.sleep(0.02)
+        return True
+
 
 def tick_s() -> float:
     """How long the daemon sleeps when nothing wakes it: what bounds its reaction to a newly queued
@@ -147,7 +159,7 @@ class Supervisor:
     _fill_after: float = 0.0  # the next fill not before this (monotonic): after a failed fill, or a claim
     _spares: list[tuple[Child, int]] = field(default_factory=list)  # workers waiting for a goal id (on the pipe
     # the int writes to)
-    _spare_after: float = 0.0  # no new spare before this (monotonic): spares are forked after the starts settle
+    _spare_after: float = 0.0  # no new spare before this (monotonic): a spare that failed is retried after a pause
 
     def run(self) -> None:
         """Run until SIGTERM / SIGINT; running workers are left to finish their goals."""
@@ -315,7 +327,8 @@ class Supervisor:
                 self._spare_after = time.monotonic() + CLEANUP_EVERY_S / 10
         from tenax.daemon import worker
 
-        while len(self._spares) < self.concurrency and not self.stopping and time.monotonic() >= self._spare_after:
+        while len(self._spares) < self.concurrency and not self.stopping and self._settled() \
+                and time.monotonic() >= self._spare_after:
             read_fd, write_fd = os.pipe()
             try:
                 self._spares.append((self._fork(lambda: worker.spare(read_fd), paths.worker_log("spare"),
@@ -328,7 +341,6 @@ class Supervisor:
 
     def _take_spare(self, goal_id: str) -> Child | None:
         """Hand ``goal_id`` to a spare worker; None when there is no live one."""
-        self._spare_after = time.monotonic() + FILL_SETTLE_S
         while self._spares:
             spare, fd = self._spares.pop(0)
             try:
@@ -394,19 +406,15 @@ class Supervisor:
         self._ahead_child = self._fork(lambda: _start_all(boxes), paths.worker_log("ahead"))
         log(f"starting the containers of {len(goals)} goal(s) ahead: {', '.join(sorted(self._starting))}")
 
-    def _wait_ahead(self, goal_id: str) -> None:
-        """A goal about to start whose container the child still starts: wait for it (the runner must
-        find the container whole), at most FILLER_WAIT_S."""
+    def _wait_ahead(self, goal_id: str | None = None) -> None:
+        """Wait for the child starting containers ahead (at most FILLER_WAIT_S): when it starts
+        ``goal_id``'s, which is about to start (its runner must find the container whole), or with no
+        goal, at the daemon's stop."""
         child = self._ahead_child
-        if child is None or goal_id not in self._starting:
+        if child is None or (goal_id is not None and goal_id not in self._starting):
             return
-        end = time.monotonic() + FILLER_WAIT_S
-        while child.poll() is None:
-            if time.monotonic() > end:
-                log(f"starting containers ahead (pid {child.pid}) did not finish; killing it")
-                os.kill(child.pid, signal.SIGKILL)
-                end = math.inf  # reaped by the poll() of the loop once the kill landed
-            time.sleep(0.02)
+        if not child.wait(FILLER_WAIT_S):
+            log(f"starting containers ahead (pid {child.pid}) did not finish in {FILLER_WAIT_S:.0f} s; killed it")
         self._ahead_done()
 
     def _ahead_done(self) -> None:
@@ -420,8 +428,7 @@ class Supervisor:
     def _drop_ahead(self) -> None:
         """At the daemon's stop: remove the containers claimed or started ahead for goals that did not
         start (no container waits for a daemon that is gone; the next one does the same again)."""
-        for gid in list(self._starting):
-            self._wait_ahead(gid)
+        self._wait_ahead()
         waiting = set(self._ahead) | self._started_ahead
         if not waiting:
             return
@@ -500,14 +507,8 @@ class Supervisor:
         """At the daemon's stop: let a running filler finish, then remove the pool's unused containers."""
         if not self._pool_id:
             return
-        end = time.monotonic() + FILLER_WAIT_S
-        while self._filler is not None and self._filler.poll() is None:
-            if time.monotonic() > end:  # a hung Docker engine must not keep the daemon from stopping
-                log(f"warm pool: its filler (pid {self._filler.pid}) did not finish; killing it")
-                os.kill(self._filler.pid, signal.SIGKILL)
-                os.waitpid(self._filler.pid, 0)
-                break
-            time.sleep(0.05)
+        if self._filler is not None and not self._filler.wait(FILLER_WAIT_S):
+            log(f"warm pool: its filler (pid {self._filler.pid}) did not finish in {FILLER_WAIT_S:.0f} s; killed it")
         from tenax.sandbox.pool import POOL_LABEL, cleanup_pools
 
         try:

@@ -190,7 +190,7 @@ class LeaseStore(StoreBase):
                 )
             token = info.token + 1
             self._prepared(_lease_take).run(cur, gid=goal_id, token=token, host=HOST, pid=os.getpid(),
-                                                          now=now, expires=now + timedelta(seconds=ttl_s))
+                                            now=now, expires=now + timedelta(seconds=ttl_s))
         self._held[goal_id] = token
         return token
 
